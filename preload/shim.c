@@ -1,0 +1,174 @@
+/*
+ * shim.c: the libc names, bound to the engine. The only file that defines
+ * malloc, free and the rest; each is a thin wrapper that adds glibc 2.36's
+ * contract where it differs from the engine's (argument checks, errno
+ * codes, page rounding). Built into libmemalloc.so for LD_PRELOAD, and
+ * linked into the contract tests.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "chunk.h"
+#include "memalloc.h"
+#include "options.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static int pow2(size_t a) {
+    return a && !(a & (a - 1));
+}
+
+EXPORT void *malloc(size_t size) {
+    return ma_malloc(size);
+}
+EXPORT void free(void *ptr) {
+    ma_free(ptr, "free");
+}
+EXPORT void *calloc(size_t n, size_t size) {
+    return ma_calloc(n, size);
+}
+EXPORT void *realloc(void *ptr, size_t size) {
+    return ma_realloc(ptr, size, "realloc");
+}
+
+EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return ma_realloc(ptr, total, "reallocarray");
+}
+
+EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size) {
+    if (!pow2(alignment) || alignment % sizeof(void *)) return EINVAL;
+    int saved = errno;
+    void *p = ma_aligned(alignment, size);
+    if (!p) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *memptr = p;
+    return 0;
+}
+
+/* glibc 2.36 accepts any power of two here and fails others with EINVAL. */
+EXPORT void *aligned_alloc(size_t alignment, size_t size) {
+    if (!pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return ma_aligned(alignment, size);
+}
+
+/* glibc rounds an alignment that is not a power of two up to one. */
+EXPORT void *memalign(size_t alignment, size_t size) {
+    if (alignment > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!pow2(alignment)) {
+        size_t a = ALIGNMENT;
+        while (a < alignment) a <<= 1;
+        alignment = a;
+    }
+    return ma_aligned(alignment, size);
+}
+
+EXPORT void *valloc(size_t size) {
+    return ma_aligned(os_page_size(), size);
+}
+
+EXPORT void *pvalloc(size_t size) {
+    size_t page = os_page_size();
+    if (size > MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return ma_aligned(page, size ? align_up(size, page) : page);
+}
+
+EXPORT size_t malloc_usable_size(void *ptr) {
+    return ma_usable_size(ptr, "malloc_usable_size");
+}
+EXPORT int malloc_trim(size_t pad) {
+    return ma_trim(pad);
+}
+EXPORT void malloc_stats(void) {
+    memalloc_print_stats(2);
+}
+
+/*
+ * mallopt: glibc's parameter numbers. Those memalloc implements change its
+ * options; the others that glibc knows are accepted (returning 1, as glibc
+ * does) but have no effect here: memalloc has one arena, no fastbins, and
+ * no top pad. Unknown numbers return 0.
+ */
+EXPORT int mallopt(int param, int value) {
+    ma_init();
+    switch (param) {
+    case M_MMAP_THRESHOLD:
+        return value >= 0 && options_set(OPT_MMAP_THRESHOLD, (size_t)value) == 0;
+    case M_TRIM_THRESHOLD:
+        return value >= 0 && options_set(OPT_TRIM_THRESHOLD, (size_t)value) == 0;
+    case M_MXFAST:
+        return value >= 0 && value <= 160;
+    case M_TOP_PAD:
+    case M_MMAP_MAX:
+    case M_CHECK_ACTION:
+    case M_PERTURB:
+    case M_ARENA_TEST:
+    case M_ARENA_MAX:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static struct mallinfo2 info2(void) {
+    struct memalloc_stats s;
+    memalloc_get_stats(&s);
+    struct mallinfo2 mi = {
+        .arena = s.heap_mapped,
+        .ordblks = s.heap_free_blocks,
+        .smblks = 0,
+        .hblks = s.mmapped_blocks,
+        .hblkhd = s.mmapped_bytes,
+        .usmblks = 0,
+        .fsmblks = 0,
+        .uordblks = s.heap_in_use,
+        .fordblks = s.heap_free,
+        .keepcost = s.top_free,
+    };
+    return mi;
+}
+
+EXPORT struct mallinfo2 mallinfo2(void) {
+    return info2();
+}
+
+EXPORT struct mallinfo mallinfo(void) {
+    struct mallinfo2 m = info2();
+    struct mallinfo mi = {
+        .arena = (int)m.arena,
+        .ordblks = (int)m.ordblks,
+        .smblks = (int)m.smblks,
+        .hblks = (int)m.hblks,
+        .hblkhd = (int)m.hblkhd,
+        .usmblks = (int)m.usmblks,
+        .fsmblks = (int)m.fsmblks,
+        .uordblks = (int)m.uordblks,
+        .fordblks = (int)m.fordblks,
+        .keepcost = (int)m.keepcost,
+    };
+    return mi;
+}
+
+/* MEMALLOC_STATS=1: the summary at exit (destructors run on exit(), not _exit()). */
+__attribute__((destructor)) static void memalloc_at_exit(void) {
+    ma_exit_report();
+}

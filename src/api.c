@@ -1,0 +1,336 @@
+/*
+ * api.c: the entry points. Owns lazy initialisation, the bootstrap buffer,
+ * the request checks (size limits, overflow, errno), the validation of
+ * every pointer handed back to us, locking, and fork handling. The work
+ * itself is heap.c's (regions) or large.c's (own mappings).
+ */
+#include "api.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "error.h"
+#include "heap.h"
+#include "large.h"
+#include "memalloc.h"
+#include "options.h"
+#include "stats.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+struct arena main_arena = {.lock = PTHREAD_MUTEX_INITIALIZER};
+struct counters ma_counters;
+
+/* ---- initialisation and the bootstrap buffer ---- */
+
+enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
+static int init_state;
+
+/*
+ * Requests that arrive while initialisation runs (a library that calls
+ * malloc from pthread_atfork, say) are served from this buffer, bump
+ * allocated, never reused. Each block has a 16-byte header holding its size.
+ */
+#define BOOT_SIZE ((size_t)64 << 10)
+static _Alignas(64) char boot_buf[BOOT_SIZE];
+static size_t boot_used;
+
+static int is_boot(const void *p) {
+    return (const char *)p >= boot_buf && (const char *)p < boot_buf + BOOT_SIZE;
+}
+
+static void *boot_alloc(size_t n, size_t align) {
+    if (align < ALIGNMENT) align = ALIGNMENT;
+    size_t old = __atomic_load_n(&boot_used, __ATOMIC_RELAXED), start, end;
+    do {
+        start = align_up((uintptr_t)boot_buf + old + CHUNK_HDR, align) - (uintptr_t)boot_buf;
+        if (n > BOOT_SIZE || start > BOOT_SIZE - n) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        end = align_up(start + n, ALIGNMENT);
+    } while (
+        !__atomic_compare_exchange_n(&boot_used, &old, end, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    *(size_t *)(boot_buf + start - CHUNK_HDR) = n;
+    return boot_buf + start;
+}
+
+static size_t boot_size(const void *p) {
+    return *(const size_t *)((const char *)p - CHUNK_HDR);
+}
+
+static void fork_prepare(void) {
+    pthread_mutex_lock(&main_arena.lock);
+    pthread_mutex_lock(&large_lock);
+}
+static void fork_parent(void) {
+    pthread_mutex_unlock(&large_lock);
+    pthread_mutex_unlock(&main_arena.lock);
+}
+static void fork_child(void) {
+    pthread_mutex_init(&large_lock, NULL);
+    pthread_mutex_init(&main_arena.lock, NULL);
+}
+
+/* 1 when the heap is ready; 0 while another call is initialising it. */
+static __attribute__((noinline, cold)) int init_slow(void) {
+    int expected = INIT_NONE;
+    if (!__atomic_compare_exchange_n(&init_state, &expected, INIT_RUNNING, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_ACQUIRE))
+        return expected == INIT_DONE;
+    os_init();
+    options_init();
+    bins_init(&main_arena);
+    pthread_atfork(fork_prepare, fork_parent, fork_child); /* may call malloc: boot buffer */
+    __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
+    return 1;
+}
+
+static inline int ready(void) {
+    if (likely(__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == INIT_DONE)) return 1;
+    return init_slow();
+}
+
+void ma_init(void) {
+    ready();
+}
+
+static void *fail_nomem(void) {
+    errno = ENOMEM;
+    return NULL;
+}
+
+/* ---- validation ---- */
+
+/*
+ * c claims to be an in-use chunk of region r. Abort, naming who, unless:
+ *  1. it lies between the region's first chunk and its fencepost;
+ *  2. its tag matches its address and size, and it fits in the region;
+ *  3. it is in use (else it was freed already);
+ *  4. its successor agrees that it is in use.
+ * Called with the arena lock held; releases it before aborting.
+ */
+static void check_live(struct arena *a, struct region *r, struct chunk *c, const char *who) {
+    const char *what = "invalid pointer";
+    char *fence = (char *)region_fence(r);
+    size_t size = chunk_size(c);
+    if ((char *)c < (char *)region_first(r) || (char *)c >= fence) goto bad;
+    if (!tag_ok(c) || size < MIN_CHUNK || size > (size_t)(fence - (char *)c) || is_mmapped(c))
+        goto bad;
+    if (!cinuse(c)) {
+        what = freed_twice_what(who);
+        goto bad;
+    }
+    if (pinuse(chunk_next(c))) return;
+    what = "heap corruption near";
+bad:
+    pthread_mutex_unlock(&a->lock);
+    ma_fatal(who, what, chunk_payload(c));
+}
+
+/* ---- entry points ---- */
+
+static void *heap_malloc(size_t n, size_t *zero_len) {
+    struct arena *a = &main_arena;
+    pthread_mutex_lock(&a->lock);
+    void *p = heap_alloc(a, request_size(n), zero_len);
+    if (p) stats_on_alloc(usable_size(payload_chunk(p)));
+    pthread_mutex_unlock(&a->lock);
+    return p;
+}
+
+void *ma_malloc(size_t n) {
+    if (unlikely(!ready())) return boot_alloc(n, ALIGNMENT);
+    if (unlikely(n > MAX_REQUEST)) return fail_nomem();
+    void *p = n >= opt_get(OPT_MMAP_THRESHOLD) ? large_alloc(n, ALIGNMENT) : heap_malloc(n, NULL);
+    return p ? p : fail_nomem();
+}
+
+void *ma_calloc(size_t n, size_t size) {
+    size_t total;
+    if (unlikely(__builtin_mul_overflow(n, size, &total) || total > MAX_REQUEST))
+        return fail_nomem();
+    if (unlikely(!ready())) return boot_alloc(total, ALIGNMENT); /* .bss: zero */
+    if (total >= opt_get(OPT_MMAP_THRESHOLD)) {
+        void *p = large_alloc(total, ALIGNMENT); /* fresh pages: zero already */
+        return p ? p : fail_nomem();
+    }
+    size_t dirty = 0;
+    void *p = heap_malloc(total, &dirty);
+    if (!p) return fail_nomem();
+    memset(p, 0, dirty);
+    return p;
+}
+
+void *ma_aligned(size_t align, size_t n) {
+    if (unlikely(!ready())) return boot_alloc(n, align);
+    if (align <= ALIGNMENT) return ma_malloc(n);
+    if (n > MAX_REQUEST || align > MAX_REQUEST - n) return fail_nomem();
+    size_t nb = request_size(n);
+    void *p;
+    if (nb + align + MIN_CHUNK >= opt_get(OPT_MMAP_THRESHOLD)) {
+        p = large_alloc(n, align);
+    } else {
+        struct arena *a = &main_arena;
+        pthread_mutex_lock(&a->lock);
+        p = heap_alloc_aligned(a, nb, align);
+        if (p) stats_on_alloc(usable_size(payload_chunk(p)));
+        pthread_mutex_unlock(&a->lock);
+    }
+    return p ? p : fail_nomem();
+}
+
+void ma_free(void *p, const char *who) {
+    if (!p || unlikely(is_boot(p))) return;
+    if (unlikely((uintptr_t)p & (ALIGNMENT - 1))) ma_fatal(who, "invalid pointer", p);
+    struct region *r = region_lookup(p);
+    if (!r) {
+        large_free(p, who);
+        return;
+    }
+    struct arena *a = r->arena;
+    struct chunk *c = payload_chunk(p);
+    pthread_mutex_lock(&a->lock);
+    check_live(a, r, c, who);
+    stats_on_free(usable_size(c));
+    struct region *gone = heap_free(a, c);
+    pthread_mutex_unlock(&a->lock);
+    if (gone) region_unmap(gone);
+}
+
+size_t ma_usable_size(const void *p, const char *who) {
+    if (!p) return 0;
+    if (is_boot(p)) return boot_size(p);
+    if ((uintptr_t)p & (ALIGNMENT - 1)) ma_fatal(who, "invalid pointer", p);
+    struct region *r = region_lookup(p);
+    if (!r) return large_usable(p, who);
+    struct arena *a = r->arena;
+    struct chunk *c = payload_chunk(p);
+    pthread_mutex_lock(&a->lock);
+    check_live(a, r, c, who);
+    size_t n = usable_size(c);
+    pthread_mutex_unlock(&a->lock);
+    return n;
+}
+
+/*
+ * realloc:
+ *  1. NULL: malloc; size 0: free and return NULL; a bootstrap block: copy out;
+ *  2. in a region: resize in place (shrink, or grow into a free successor);
+ *  3. own mapping: keep it, or mremap it;
+ *  4. else allocate, copy the old usable bytes, free. On failure the old
+ *     block is untouched.
+ */
+void *ma_realloc(void *p, size_t n, const char *who) {
+    if (!p) return ma_malloc(n);
+    if (n == 0) {
+        ma_free(p, who);
+        return NULL;
+    }
+    size_t old;
+    if (unlikely(is_boot(p))) {
+        old = boot_size(p);
+    } else {
+        if (unlikely((uintptr_t)p & (ALIGNMENT - 1))) ma_fatal(who, "invalid pointer", p);
+        if (unlikely(n > MAX_REQUEST)) return fail_nomem();
+        struct region *r = region_lookup(p);
+        if (r) {
+            struct arena *a = r->arena;
+            struct chunk *c = payload_chunk(p);
+            pthread_mutex_lock(&a->lock);
+            check_live(a, r, c, who);
+            old = usable_size(c);
+            int in_place = heap_resize(a, c, request_size(n));
+            if (in_place) stats_on_resize(old, usable_size(c));
+            pthread_mutex_unlock(&a->lock);
+            if (in_place) return p;
+        } else {
+            old = large_usable(p, who);
+            void *q = large_resize(p, n);
+            if (q) return q;
+        }
+    }
+    void *q = ma_malloc(n);
+    if (!q) return NULL;
+    memcpy(q, p, old < n ? old : n);
+    ma_free(p, who);
+    return q;
+}
+
+int ma_trim(size_t pad) {
+    if (!ready()) return 0;
+    struct region *unmap = NULL;
+    struct arena *a = &main_arena;
+    pthread_mutex_lock(&a->lock);
+    int released = heap_trim(a, pad, &unmap);
+    pthread_mutex_unlock(&a->lock);
+    while (unmap) {
+        struct region *next = unmap->next;
+        region_unmap(unmap);
+        unmap = next;
+    }
+    return released;
+}
+
+void ma_exit_report(void) {
+    if (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == INIT_DONE && opt_get(OPT_STATS))
+        memalloc_print_stats(2);
+}
+
+/* ---- the public API (memalloc.h) ---- */
+
+void *memalloc(size_t size) {
+    return ma_malloc(size);
+}
+void *defalloc(size_t n, size_t elem_size) {
+    return ma_calloc(n, elem_size);
+}
+void memfree(void *ptr) {
+    ma_free(ptr, "memfree");
+}
+void *memresize(void *ptr, size_t new_size) {
+    return ma_realloc(ptr, new_size, "memresize");
+}
+size_t memalloc_usable_size(const void *ptr) {
+    return ma_usable_size(ptr, "memalloc_usable_size");
+}
+int memalloc_trim(size_t pad) {
+    return ma_trim(pad);
+}
+
+void *memalloc_aligned(size_t alignment, size_t size) {
+    if (alignment == 0 || (alignment & (alignment - 1))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return ma_aligned(alignment, size);
+}
+
+static int opt_of(enum memalloc_option o, enum ma_opt *out) {
+    switch (o) {
+    case MEMALLOC_OPT_MMAP_THRESHOLD:
+        *out = OPT_MMAP_THRESHOLD;
+        return 0;
+    case MEMALLOC_OPT_TRIM_THRESHOLD:
+        *out = OPT_TRIM_THRESHOLD;
+        return 0;
+    case MEMALLOC_OPT_STATS:
+        *out = OPT_STATS;
+        return 0;
+    }
+    return EINVAL;
+}
+
+int memalloc_set_option(enum memalloc_option opt, size_t value) {
+    enum ma_opt o;
+    ready();
+    if (opt_of(opt, &o) != 0) return EINVAL;
+    return options_set(o, value);
+}
+
+size_t memalloc_get_option(enum memalloc_option opt) {
+    enum ma_opt o;
+    ready();
+    return opt_of(opt, &o) == 0 ? opt_get(o) : 0;
+}

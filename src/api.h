@@ -1,0 +1,24 @@
+/*
+ * api.h: the engine's entry points as the preload shim needs them: the
+ * same operations as memalloc.h, with the name of the libc function the
+ * program called, for error messages.
+ */
+#ifndef MEMALLOC_API_H
+#define MEMALLOC_API_H
+
+#include <stddef.h>
+
+/* Initialise the heap now if no call has yet. */
+void ma_init(void);
+void *ma_malloc(size_t n);
+void *ma_calloc(size_t n, size_t size);
+void ma_free(void *p, const char *who);
+void *ma_realloc(void *p, size_t n, const char *who);
+/* align: a power of two (callers check); anything up to MAX_REQUEST. */
+void *ma_aligned(size_t align, size_t n);
+size_t ma_usable_size(const void *p, const char *who);
+int ma_trim(size_t pad);
+/* Print the summary if MEMALLOC_STATS asked for it (called at exit). */
+void ma_exit_report(void);
+
+#endif

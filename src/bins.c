@@ -1,0 +1,82 @@
+/*
+ * bins.c: segregated free lists (bins) and their bitmap. Owns the mapping
+ * from chunk size to bin and the list links inside free chunks; knows
+ * nothing of regions or neighbours.
+ */
+#include "heap.h"
+
+unsigned bin_index(size_t size) {
+    if (size < NSMALLBINS * 16) return (unsigned)(size >> 4);
+    unsigned e = 63u - (unsigned)__builtin_clzll(size); /* 2^e <= size: e >= 10 */
+    unsigned sub = (unsigned)(size >> (e - 2)) & 3u;
+    unsigned i = NSMALLBINS + (e - 10) * 4 + sub;
+    return i < NBINS ? i : NBINS - 1;
+}
+
+void bins_init(struct arena *a) {
+    for (unsigned i = 0; i < NBINS; i++) a->bins[i].next = a->bins[i].prev = &a->bins[i];
+    for (unsigned w = 0; w < BITMAP_WORDS; w++) a->bitmap[w] = 0;
+}
+
+void bin_insert(struct arena *a, struct chunk *c) {
+    unsigned i = bin_index(chunk_size(c));
+    struct freelink *bin = &a->bins[i], *l = chunk_link(c);
+    l->next = bin->next;
+    l->prev = bin;
+    bin->next->prev = l;
+    bin->next = l;
+    a->bitmap[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+void bin_unlink(struct arena *a, struct chunk *c) {
+    struct freelink *l = chunk_link(c);
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    if (l->next == l->prev) { /* the list may now be empty */
+        unsigned i = bin_index(chunk_size(c));
+        if (a->bins[i].next == &a->bins[i]) a->bitmap[i / 64] &= ~((uint64_t)1 << (i % 64));
+    }
+}
+
+/* The first non-empty bin at index >= i, or NBINS. */
+static unsigned next_bin(const struct arena *a, unsigned i) {
+    for (unsigned w = i / 64; w < BITMAP_WORDS; w++) {
+        uint64_t bits = a->bitmap[w];
+        if (w == i / 64) bits &= ~(uint64_t)0 << (i % 64);
+        if (bits) return w * 64 + (unsigned)__builtin_ctzll(bits);
+    }
+    return NBINS;
+}
+
+/*
+ * Find a chunk for nb bytes:
+ *  1. small: the exact bin holds only chunks of size nb; take its first.
+ *  2. large: scan nb's own bin for the best fit (its chunks may be smaller).
+ *  3. otherwise the first non-empty higher bin: all its chunks are > nb.
+ */
+struct chunk *bin_take(struct arena *a, size_t nb) {
+    unsigned i = bin_index(nb);
+    struct freelink *bin = &a->bins[i];
+    struct chunk *best = NULL;
+    if (bin->next != bin) {
+        if (i < NSMALLBINS) {
+            best = link_chunk(bin->next);
+        } else {
+            for (struct freelink *l = bin->next; l != bin; l = l->next) {
+                struct chunk *c = link_chunk(l);
+                size_t s = chunk_size(c);
+                if (s >= nb && (!best || s < chunk_size(best))) {
+                    best = c;
+                    if (s == nb) break;
+                }
+            }
+        }
+    }
+    if (!best) {
+        unsigned j = next_bin(a, i + 1);
+        if (j == NBINS) return NULL;
+        best = link_chunk(a->bins[j].next);
+    }
+    bin_unlink(a, best);
+    return best;
+}

@@ -1,0 +1,152 @@
+/*
+ * check.c: the heap checker. With every lock held, walks every region chunk
+ * by chunk, every bin, and every mmapped block, and verifies the invariants
+ * written in chunk.h and heap.h, plus the counters. Reports each violation
+ * on stderr (the first 20) and returns how many it found.
+ */
+#include "api.h"
+#include "error.h"
+#include "heap.h"
+#include "large.h"
+#include "memalloc.h"
+#include "stats.h"
+
+struct walk {
+    int errors;
+    size_t free_chunks;    /* seen walking the regions */
+    size_t per_bin[NBINS]; /* free chunks seen walking the regions, per bin */
+    size_t in_use_bytes;   /* chunk sizes of in-use heap chunks */
+    size_t usable_bytes;   /* usable sizes of every live block */
+    size_t large_bytes, large_blocks;
+};
+
+static void report(struct walk *w, const char *what, const void *where) {
+    if (w->errors++ >= 20) return;
+    struct msg m = {.len = 0};
+    msg_str(&m, "memalloc: check: ");
+    msg_str(&m, what);
+    msg_str(&m, " at ");
+    msg_hex(&m, (uintptr_t)where);
+    msg_emit(&m);
+}
+
+#define EXPECT(w, cond, what, where)                                                               \
+    do {                                                                                           \
+        if (!(cond)) report(w, what, where);                                                       \
+    } while (0)
+
+static int all_zero(const char *p, const char *end) {
+    for (; p < end; p += sizeof(size_t))
+        if (*(const size_t *)(const void *)p) return 0;
+    return 1;
+}
+
+/* Walk one region from its first chunk to the fencepost. */
+static void check_region(struct arena *a, struct region *r, struct walk *w) {
+    char *fence = (char *)region_fence(r);
+    struct chunk *c = region_first(r);
+    int prev_free = 0;
+    EXPECT(w, r->arena == a, "region of another arena", r);
+    EXPECT(w, region_lookup(r) == r && region_lookup(fence) == r, "region missing from the map", r);
+    EXPECT(w, pinuse(c), "first chunk without PINUSE", c);
+    while ((char *)c < fence) {
+        size_t size = chunk_size(c);
+        if (((uintptr_t)c & 15) || size < MIN_CHUNK || size > (size_t)(fence - (char *)c) ||
+            !tag_ok(c)) {
+            report(w, "broken chunk head", c);
+            return; /* cannot walk further */
+        }
+        struct chunk *next = chunk_next(c);
+        EXPECT(w, !is_mmapped(c), "MMAPPED flag inside a region", c);
+        EXPECT(w, cinuse(c) == pinuse(next), "CINUSE disagrees with the next PINUSE", c);
+        EXPECT(w, pinuse(c) == !prev_free, "PINUSE disagrees with the previous chunk", c);
+        if (cinuse(c)) {
+            w->in_use_bytes += size;
+            w->usable_bytes += usable_size(c);
+            prev_free = 0;
+        } else {
+            EXPECT(w, !prev_free, "two free chunks side by side", c);
+            EXPECT(w, next->prev_foot == size, "footer disagrees with the size", c);
+            w->free_chunks++;
+            w->per_bin[bin_index(size)]++;
+            prev_free = 1;
+        }
+        c = next;
+    }
+    EXPECT(w, (char *)c == fence, "chunks do not tile the region", c);
+    EXPECT(w, chunk_size(c) == 0 && cinuse(c) && tag_ok(c), "broken fencepost", c);
+    EXPECT(w, r->fresh >= (char *)region_first(r) && r->fresh <= region_end(r),
+           "fresh mark out of range", r);
+    if (r->fresh < fence)
+        EXPECT(w, all_zero(r->fresh, fence), "dirty bytes above the fresh mark", r->fresh);
+}
+
+/*
+ * Every listed chunk is a free chunk of a region, in the bin of its size,
+ * with symmetric links (so listed at most once); with the per-bin counts of
+ * the region walk equal to the list lengths, every free chunk is listed.
+ */
+static void check_bins(struct arena *a, struct walk *w) {
+    size_t listed = 0;
+    for (unsigned i = 0; i < NBINS; i++) {
+        size_t len = 0;
+        struct freelink *bin = &a->bins[i];
+        int nonempty = bin->next != bin;
+        int bit = (a->bitmap[i / 64] >> (i % 64)) & 1;
+        EXPECT(w, nonempty == bit, "bitmap bit disagrees with its bin", bin);
+        for (struct freelink *l = bin->next; l != bin; l = l->next) {
+            struct chunk *c = link_chunk(l);
+            EXPECT(w, l->next->prev == l && l->prev->next == l, "asymmetric free-list links", c);
+            EXPECT(w, region_lookup(c) != NULL, "free chunk outside every region", c);
+            if (!region_lookup(c)) return;
+            EXPECT(w, !cinuse(c) && tag_ok(c), "in-use or broken chunk on a free list", c);
+            EXPECT(w, bin_index(chunk_size(c)) == i, "free chunk in the wrong bin", c);
+            len++;
+            if (++listed > w->free_chunks + 1) {
+                report(w, "more chunks listed than free: a cycle?", c);
+                return;
+            }
+        }
+        EXPECT(w, len == w->per_bin[i], "free chunks missing from their bin's list", bin);
+    }
+    EXPECT(w, listed == w->free_chunks, "free lists and regions disagree on the free chunks", a);
+}
+
+static void check_large(const struct chunk *c, void *ctx) {
+    struct walk *w = ctx;
+    size_t page = os_page_size();
+    EXPECT(w, tag_ok(c) && is_mmapped(c) && cinuse(c), "broken mmapped chunk", c);
+    EXPECT(w, ((uintptr_t)c - c->prev_foot) % page == 0, "mmapped chunk lead off a page", c);
+    EXPECT(w, (chunk_size(c) + c->prev_foot) % page == 0, "mmapped length off a page", c);
+    w->large_blocks++;
+    w->large_bytes += chunk_size(c) + c->prev_foot;
+    w->usable_bytes += usable_size(c);
+}
+
+int memalloc_check(void) {
+    struct arena *a = &main_arena;
+    struct walk w = {0};
+    ma_init();
+    pthread_mutex_lock(&a->lock);
+    pthread_mutex_lock(&large_lock);
+    if (a->bins[0].next) {
+        size_t n = 0;
+        for (struct region *r = a->regions; r; r = r->next, n++) {
+            EXPECT(&w, !r->next || r->next->prev == r, "asymmetric region links", r);
+            check_region(a, r, &w);
+        }
+        EXPECT(&w, n == a->nregions, "region count disagrees with the list", a);
+        check_bins(a, &w);
+        EXPECT(&w, w.in_use_bytes == a->heap_in_use, "heap_in_use disagrees with the walk", a);
+    }
+    struct large_stats ls;
+    large_foreach(check_large, &w);
+    large_get_stats(&ls);
+    EXPECT(&w, ls.blocks == w.large_blocks && ls.bytes == w.large_bytes,
+           "mmapped block counters disagree with the registry", a);
+    EXPECT(&w, __atomic_load_n(&ma_counters.in_use, __ATOMIC_RELAXED) == w.usable_bytes,
+           "in_use disagrees with the live blocks", a);
+    pthread_mutex_unlock(&large_lock);
+    pthread_mutex_unlock(&a->lock);
+    return w.errors;
+}

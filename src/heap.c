@@ -1,0 +1,199 @@
+/*
+ * heap.c: the free-list engine over one arena's regions: carving (split),
+ * freeing (coalesce), in-place resize, aligned carving and trimming. Every
+ * function runs with a->lock held and makes no system call except purging
+ * a region's top; unmapping is left to the caller, after unlocking.
+ */
+#include "heap.h"
+
+#include "error.h"
+#include "options.h"
+
+/*
+ * Carve an in-use chunk of nb bytes from free, unbinned chunk c:
+ *  1. if the rest can hold a minimum chunk, split it off as a free chunk,
+ *     bin it (its next neighbour is in use: no coalescing needed);
+ *  2. else hand out the whole chunk and tell the next chunk we are in use;
+ *  3. raise the region's fresh mark past everything now written or usable.
+ */
+static void carve(struct arena *a, struct chunk *c, size_t nb) {
+    size_t size = chunk_size(c);
+    size_t pflag = c->head & PINUSE;
+    if (size - nb >= MIN_CHUNK) {
+        struct chunk *rest = chunk_at(c, nb);
+        set_head(c, nb, CINUSE | pflag);
+        set_head(rest, size - nb, PINUSE);
+        set_foot(rest, size - nb);
+        bin_insert(a, rest);
+        region_touch(region_of(c), (char *)rest + MIN_CHUNK);
+    } else {
+        nb = size;
+        set_head(c, size, CINUSE | pflag);
+        chunk_next(c)->head |= PINUSE;
+        region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
+    }
+    a->heap_in_use += nb;
+}
+
+/* A free chunk of at least nb bytes, unbinned: from the bins or a new region. */
+static struct chunk *find_chunk(struct arena *a, size_t nb) {
+    struct chunk *c = bin_take(a, nb);
+    if (!c && nb <= REGION_CAPACITY) c = region_create(a);
+    return c;
+}
+
+void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len) {
+    struct chunk *c = find_chunk(a, nb);
+    if (!c) return NULL;
+    char *fresh = region_of(c)->fresh;
+    carve(a, c, nb);
+    if (zero_len) {
+        /* Bytes at or above fresh are zero already, but for the last word,
+         * which is the next chunk's prev_foot and may hold an old footer. */
+        char *p = chunk_payload(c), *end = p + usable_size(c);
+        *(size_t *)(end - sizeof(size_t)) = 0;
+        *zero_len = fresh >= end ? (size_t)(end - p) : fresh > p ? (size_t)(fresh - p) : 0;
+    }
+    return chunk_payload(c);
+}
+
+/*
+ * Aligned carve: take a chunk big enough for nb plus align plus a minimum
+ * chunk, so that an aligned payload exists with either no gap or a gap of
+ * at least MIN_CHUNK before it; the gap becomes a free chunk of its own
+ * (its previous neighbour is in use, so it does not coalesce); the rest is
+ * carved as usual.
+ */
+void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align) {
+    struct chunk *c = find_chunk(a, nb + align + MIN_CHUNK);
+    if (!c) return NULL;
+    uintptr_t p = (uintptr_t)chunk_payload(c);
+    uintptr_t q = align_up(p, align);
+    while (q != p && q - p < MIN_CHUNK) q += align;
+    if (q != p) {
+        size_t lead = q - p, size = chunk_size(c);
+        struct chunk *c2 = chunk_at(c, lead);
+        set_head(c, lead, c->head & PINUSE);
+        set_foot(c, lead);
+        bin_insert(a, c);
+        set_head(c2, size - lead, 0);
+        c = c2;
+    }
+    carve(a, c, nb);
+    return chunk_payload(c);
+}
+
+static _Noreturn void corrupt(struct arena *a, const struct chunk *near) {
+    pthread_mutex_unlock(&a->lock);
+    ma_fatal("free", "heap corruption near", chunk_payload(near));
+}
+
+/*
+ * Free in-use chunk c:
+ *  1. merge with the previous chunk if it is free (its footer gives its size);
+ *  2. merge with the next chunk if it is free (the fencepost never is);
+ *  3. write head and footer, clear the next chunk's PINUSE;
+ *  4. an empty region goes back to the OS if another empty one is kept
+ *     already; a top chunk with more dirty bytes than the trim threshold is
+ *     purged down to half of it (hysteresis, so no purge on every free);
+ *  5. bin the result.
+ */
+struct region *heap_free(struct arena *a, struct chunk *c) {
+    size_t size = chunk_size(c);
+    struct region *r = region_of(c);
+    a->heap_in_use -= size;
+    if (!pinuse(c)) {
+        struct chunk *prev = chunk_at(c, 0 - c->prev_foot);
+        if (c->prev_foot > (size_t)((char *)c - (char *)region_first(r)) || !tag_ok(prev) ||
+            cinuse(prev) || chunk_size(prev) != c->prev_foot)
+            corrupt(a, c);
+        bin_unlink(a, prev);
+        size += chunk_size(prev);
+        c = prev;
+    }
+    struct chunk *next = chunk_at(c, size);
+    if (!cinuse(next)) {
+        if (!tag_ok(next)) corrupt(a, c);
+        bin_unlink(a, next);
+        size += chunk_size(next);
+    }
+    set_head(c, size, PINUSE);
+    set_foot(c, size);
+    next = chunk_at(c, size);
+    next->head &= ~PINUSE;
+
+    if (size == REGION_CAPACITY) { /* the region is empty */
+        if (a->spare && a->spare != r && region_is_empty(a->spare)) {
+            region_detach(a, r);
+            return r;
+        }
+        a->spare = r;
+    }
+    size_t trim = opt_get(OPT_TRIM_THRESHOLD);
+    if (next == region_fence(r) && r->fresh > (char *)c &&
+        (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
+        region_purge_top(r, c, trim / 2);
+    bin_insert(a, c);
+    return NULL;
+}
+
+/*
+ * Resize in-use chunk c to nb in place:
+ *  1. growing: absorb the next chunk if it is free and big enough;
+ *  2. if the chunk now exceeds nb by a minimum chunk, split off the tail and
+ *     free it (which coalesces it with a free successor).
+ */
+int heap_resize(struct arena *a, struct chunk *c, size_t nb) {
+    size_t size = chunk_size(c);
+    if (nb > size) {
+        struct chunk *next = chunk_at(c, size);
+        if (cinuse(next) || size + chunk_size(next) < nb) return 0;
+        bin_unlink(a, next);
+        a->heap_in_use += chunk_size(next);
+        size += chunk_size(next);
+        set_head(c, size, CINUSE | (c->head & PINUSE));
+        chunk_at(c, size)->head |= PINUSE;
+        region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
+    }
+    if (size - nb >= MIN_CHUNK) {
+        struct chunk *rest = chunk_at(c, nb);
+        set_head(c, nb, CINUSE | (c->head & PINUSE));
+        set_head(rest, size - nb, CINUSE | PINUSE);
+        heap_free(a, rest); /* c stays in use: the region cannot empty */
+    }
+    return 1;
+}
+
+/*
+ * Trim: purge every free chunk's whole pages (past its header and links),
+ * keeping pad bytes at each region's top, and detach every empty region.
+ */
+int heap_trim(struct arena *a, size_t pad, struct region **unmap) {
+    int released = 0;
+    size_t page = os_page_size();
+    struct region *r = a->regions;
+    while (r) {
+        struct region *next_r = r->next;
+        if (region_is_empty(r)) {
+            bin_unlink(a, region_first(r));
+            region_detach(a, r);
+            r->next = *unmap;
+            *unmap = r;
+            released = 1;
+            r = next_r;
+            continue;
+        }
+        for (struct chunk *c = region_first(r); chunk_size(c); c = chunk_next(c)) {
+            if (cinuse(c)) continue;
+            if (chunk_next(c) == region_fence(r)) {
+                released |= region_purge_top(r, c, pad);
+                continue;
+            }
+            uintptr_t from = align_up((uintptr_t)c + MIN_CHUNK, page);
+            uintptr_t to = align_down((uintptr_t)chunk_next(c), page);
+            if (to > from && os_purge((void *)from, to - from) == 0) released = 1;
+        }
+        r = next_r;
+    }
+    return released;
+}

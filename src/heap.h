@@ -1,0 +1,111 @@
+/*
+ * heap.h: arenas, regions and bins: the free-list engine's data.
+ *
+ * An arena owns a list of regions and the bins of their free chunks, under
+ * one mutex. A region is a REGION_SIZE mapping aligned to REGION_SIZE, so a
+ * pointer's region is found by masking, after one lookup in region_map says
+ * the mapping is ours:
+ *
+ *   region --> +----------------------+
+ *              | struct region        |  REGION_HDR bytes
+ *   first ---> +----------------------+
+ *              | chunks, tiling ...   |
+ *              |                      |
+ *   end - 16-> +----------------------+
+ *              | fencepost: size 0,   |  stops coalescing and walks
+ *              | CINUSE               |
+ *   end ------>+----------------------+
+ *
+ * Bins: 64 exact bins for chunk sizes below 1024 (index = size / 16), then
+ * four bins per power of two up to the region size. bitmap bit i is set iff
+ * bins[i] is non-empty, so the next fitting bin is found with ctz.
+ */
+#ifndef MEMALLOC_HEAP_H
+#define MEMALLOC_HEAP_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunk.h"
+
+#define REGION_SHIFT 26
+#define REGION_SIZE  ((size_t)1 << REGION_SHIFT) /* 64 MiB */
+#define REGION_HDR   64
+#define NSMALLBINS   64
+#define NBINS        128
+#define BITMAP_WORDS (NBINS / 64)
+#define ADDRESS_BITS 47
+
+struct arena;
+
+struct region {
+    struct region *next, *prev; /* the arena's list */
+    struct arena *arena;
+    char *fresh; /* every byte in [fresh, end - 16) is zero: never dirtied, or purged */
+};
+
+struct arena {
+    pthread_mutex_t lock;
+    uint64_t bitmap[BITMAP_WORDS];
+    struct freelink bins[NBINS]; /* circular lists; the sentinel is the bin itself */
+    struct region *regions;
+    struct region *spare; /* an empty region kept to avoid map/unmap churn */
+    size_t nregions;
+    size_t heap_in_use; /* sum of the sizes of in-use chunks */
+};
+
+extern struct arena main_arena;
+
+/* ---- bins.c ---- */
+unsigned bin_index(size_t size);
+void bins_init(struct arena *a);
+void bin_insert(struct arena *a, struct chunk *c);
+void bin_unlink(struct arena *a, struct chunk *c);
+/* Unlink and return a free chunk of size >= nb, or NULL. */
+struct chunk *bin_take(struct arena *a, size_t nb);
+
+/* ---- region.c ---- */
+static inline struct region *region_of(const void *p) {
+    return (struct region *)((uintptr_t)p & ~(uintptr_t)(REGION_SIZE - 1));
+}
+static inline struct chunk *region_first(const struct region *r) {
+    return (struct chunk *)((char *)r + REGION_HDR);
+}
+static inline char *region_end(const struct region *r) {
+    return (char *)r + REGION_SIZE;
+}
+static inline struct chunk *region_fence(const struct region *r) {
+    return (struct chunk *)(region_end(r) - CHUNK_HDR);
+}
+#define REGION_CAPACITY (REGION_SIZE - REGION_HDR - CHUNK_HDR)
+/* The region holding p, or NULL if p is not in one of ours. Lock-free. */
+struct region *region_lookup(const void *p);
+/* Map a new region into a; returns its single free chunk (not binned). */
+struct chunk *region_create(struct arena *a);
+/* Take r out of a and out of the map; the caller unmaps it (unlocked). */
+void region_detach(struct arena *a, struct region *r);
+void region_unmap(struct region *r);
+/* Note that bytes below end may now be dirty. */
+static inline void region_touch(struct region *r, const void *end) {
+    char *e = (char *)align_up((uintptr_t)end, os_page_size());
+    if (e > region_end(r)) e = region_end(r);
+    if (e > r->fresh) r->fresh = e;
+}
+/* Purge the pages of region r's top chunk c above keep bytes. */
+int region_purge_top(struct region *r, struct chunk *c, size_t keep);
+int region_is_empty(const struct region *r);
+
+/* ---- heap.c (all under a->lock) ---- */
+/* Allocate a chunk of size nb; *zero_len is the number of payload bytes
+ * that may be dirty (calloc must clear them; the rest is fresh zero). */
+void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len);
+void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align);
+/* Free in-use chunk c; returns a region the caller must unmap, or NULL. */
+struct region *heap_free(struct arena *a, struct chunk *c);
+/* Resize in-use chunk c to nb in place; 1 on success, 0 if it must move. */
+int heap_resize(struct arena *a, struct chunk *c, size_t nb);
+/* Purge every free page; detach empty regions onto *unmap (linked by next). */
+int heap_trim(struct arena *a, size_t pad, struct region **unmap);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * large.c: mmapped blocks and their registry (see large.h).
+ *
+ * Layout: the mapping starts at base; the chunk header sits lead bytes in,
+ * right before the (aligned) payload, and the chunk runs to the mapping's
+ * end: prev_foot = lead, size = mapping length - lead.
+ */
+#include "large.h"
+
+#include "error.h"
+#include "options.h"
+#include "stats.h"
+
+pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uintptr_t *table; /* keys: payload addresses; 0 = empty slot */
+static size_t table_cap; /* a power of two, or 0 */
+static size_t table_count;
+static struct large_stats st;
+
+#define RECENT 64 /* payloads unmapped lately, to tell double frees apart */
+static uintptr_t recent[RECENT];
+static unsigned recent_pos;
+
+static size_t slot_of(uintptr_t key, size_t cap) {
+    return (size_t)(((key >> 4) * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
+}
+
+static int table_grow(void) {
+    size_t cap = table_cap ? table_cap * 2 : 1024;
+    uintptr_t *t = os_map(cap * sizeof *t);
+    if (!t) return -1;
+    for (size_t i = 0; i < table_cap; i++) {
+        if (!table[i]) continue;
+        size_t j = slot_of(table[i], cap);
+        while (t[j]) j = (j + 1) & (cap - 1);
+        t[j] = table[i];
+    }
+    if (table) os_unmap(table, table_cap * sizeof *table);
+    table = t;
+    table_cap = cap;
+    return 0;
+}
+
+static long table_find(uintptr_t key) {
+    if (!table_cap) return -1;
+    for (size_t i = slot_of(key, table_cap);; i = (i + 1) & (table_cap - 1)) {
+        if (table[i] == key) return (long)i;
+        if (!table[i]) return -1;
+    }
+}
+
+static int table_insert(uintptr_t key) {
+    if ((table_count + 1) * 2 > table_cap && table_grow() != 0) return -1;
+    size_t i = slot_of(key, table_cap);
+    while (table[i]) i = (i + 1) & (table_cap - 1);
+    table[i] = key;
+    table_count++;
+    for (unsigned k = 0; k < RECENT; k++)
+        if (recent[k] == key) recent[k] = 0;
+    return 0;
+}
+
+/* Remove slot i, shifting later members of its probe run back. */
+static void table_remove(size_t i) {
+    size_t mask = table_cap - 1;
+    table[i] = 0;
+    table_count--;
+    for (size_t j = (i + 1) & mask; table[j]; j = (j + 1) & mask) {
+        size_t home = slot_of(table[j], table_cap);
+        /* move table[j] into the hole at i if i lies on its probe path */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            table[i] = table[j];
+            table[j] = 0;
+            i = j;
+        }
+    }
+}
+
+/* Count c's mapping in (sign > 0) or out of the registry's figures. */
+static void account_map(const struct chunk *c, int sign) {
+    size_t bytes = chunk_size(c) + c->prev_foot;
+    if (sign > 0) {
+        st.blocks++;
+        st.bytes += bytes;
+        st.in_use += usable_size(c);
+        if (st.blocks > st.peak_blocks) st.peak_blocks = st.blocks;
+        if (st.bytes > st.peak_bytes) st.peak_bytes = st.bytes;
+    } else {
+        st.blocks--;
+        st.bytes -= bytes;
+        st.in_use -= usable_size(c);
+    }
+}
+
+void *large_alloc(size_t n, size_t align) {
+    size_t page = os_page_size();
+    if (n > MAX_REQUEST || align > MAX_REQUEST - n) return NULL;
+    size_t len = align_up(n + CHUNK_HDR + (align > ALIGNMENT ? align : 0), page);
+    char *base = os_map(len);
+    if (!base) return NULL;
+    char *payload = base + CHUNK_HDR;
+    if (align > ALIGNMENT) {
+        /* Keep only the pages from the header to the payload's end. */
+        payload = (char *)align_up((uintptr_t)payload, align);
+        char *start = (char *)align_down((uintptr_t)payload - CHUNK_HDR, page);
+        char *end = (char *)align_up((uintptr_t)payload + n, page);
+        if (start > base) os_unmap(base, (size_t)(start - base));
+        if (base + len > end) os_unmap(end, (size_t)(base + len - end));
+        base = start;
+        len = (size_t)(end - start);
+    }
+    struct chunk *c = payload_chunk(payload);
+    c->prev_foot = (size_t)((char *)c - base);
+    set_head(c, len - c->prev_foot, CINUSE | MMAPPED);
+
+    pthread_mutex_lock(&large_lock);
+    int rc = table_insert((uintptr_t)payload);
+    if (rc == 0) {
+        account_map(c, +1);
+        st.total_blocks++;
+        stats_on_alloc(usable_size(c));
+    }
+    pthread_mutex_unlock(&large_lock);
+    if (rc != 0) {
+        os_unmap(base, len);
+        return NULL;
+    }
+    return payload;
+}
+
+/* Abort, naming who, because p is not a live block: freed, or never ours.
+ * Called with large_lock held; releases it. */
+static _Noreturn void not_live(const void *p, const char *who) {
+    int twice = large_recently_freed(p);
+    pthread_mutex_unlock(&large_lock);
+    ma_fatal(who, twice ? freed_twice_what(who) : "invalid pointer", p);
+}
+
+size_t large_usable(const void *p, const char *who) {
+    pthread_mutex_lock(&large_lock);
+    if (table_find((uintptr_t)p) < 0) not_live(p, who);
+    size_t n = usable_size(payload_chunk(p));
+    pthread_mutex_unlock(&large_lock);
+    return n;
+}
+
+int large_recently_freed(const void *p) {
+    for (unsigned k = 0; k < RECENT; k++)
+        if (recent[k] == (uintptr_t)p) return 1;
+    return 0;
+}
+
+/* Take p out of the registry; on failure abort, naming who. Lock held. */
+static struct chunk *unregister(void *p, const char *who) {
+    long i = table_find((uintptr_t)p);
+    if (i < 0) not_live(p, who);
+    struct chunk *c = payload_chunk(p);
+    if (!tag_ok(c) || !is_mmapped(c) || !cinuse(c)) {
+        pthread_mutex_unlock(&large_lock);
+        ma_fatal(who, "heap corruption near", p);
+    }
+    table_remove((size_t)i);
+    account_map(c, -1);
+    return c;
+}
+
+void large_free(void *p, const char *who) {
+    pthread_mutex_lock(&large_lock);
+    struct chunk *c = unregister(p, who);
+    stats_on_free(usable_size(c));
+    recent[recent_pos++ % RECENT] = (uintptr_t)p;
+    pthread_mutex_unlock(&large_lock);
+    os_unmap((char *)c - c->prev_foot, chunk_size(c) + c->prev_foot);
+}
+
+/*
+ * Resize a mmapped block to n bytes:
+ *  1. if the new length fits the mapping and uses at least half of it, keep it;
+ *  2. below the mmap threshold, let the caller move it into the heap;
+ *  3. else mremap the whole mapping (it may move; the lead stays the same).
+ */
+void *large_resize(void *p, size_t n) {
+    struct chunk *c = payload_chunk(p);
+    size_t lead = c->prev_foot, len = chunk_size(c) + lead;
+    size_t need = align_up(n + CHUNK_HDR + lead, os_page_size());
+    if (need <= len && need >= len / 2) return p;
+    if (n < opt_get(OPT_MMAP_THRESHOLD)) return NULL;
+
+    pthread_mutex_lock(&large_lock);
+    c = unregister(p, "realloc");
+    size_t old_usable = usable_size(c);
+    pthread_mutex_unlock(&large_lock);
+    char *base = os_remap((char *)c - lead, len, need);
+    int moved = base != NULL;
+    if (!base) base = (char *)c - lead;
+    c = chunk_at(base, lead);
+    if (moved) set_head(c, need - lead, CINUSE | MMAPPED);
+    pthread_mutex_lock(&large_lock);
+    int rc = table_insert((uintptr_t)chunk_payload(c));
+    account_map(c, +1);
+    stats_on_resize(old_usable, usable_size(c));
+    pthread_mutex_unlock(&large_lock);
+    if (rc != 0) ma_fatal("realloc", "out of memory for the block registry of", p);
+    return moved ? chunk_payload(c) : NULL;
+}
+
+void large_foreach(void (*fn)(const struct chunk *c, void *ctx), void *ctx) {
+    for (size_t i = 0; i < table_cap; i++)
+        if (table[i]) fn(payload_chunk((void *)table[i]), ctx);
+}
+
+void large_get_stats(struct large_stats *out) {
+    *out = st;
+}

@@ -1,0 +1,106 @@
+/*
+ * options.c: the table of tunables and the parsing of MEMALLOC_* variables.
+ * Sizes accept a decimal number with an optional k, m or g suffix (powers
+ * of 1024). Nothing here allocates: the environment is read from environ.
+ */
+#include "options.h"
+
+#include <errno.h>
+
+#include "error.h"
+#include "os.h"
+
+struct option_def {
+    const char *env;
+    size_t def, min, max;
+    const char *desc;
+};
+
+static const struct option_def defs[OPT_COUNT] = {
+    [OPT_MMAP_THRESHOLD] = {"MEMALLOC_MMAP_THRESHOLD", 128 * 1024, 0, MMAP_THRESHOLD_MAX,
+                            "requests of at least this many bytes get their own mapping"},
+    [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, (size_t)1 << 46,
+                            "free bytes at a heap top kept before returning pages to the OS"},
+    [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1, "1: print a summary line on stderr at exit"},
+};
+
+size_t ma_options[OPT_COUNT] = {
+    [OPT_MMAP_THRESHOLD] = 128 * 1024,
+    [OPT_TRIM_THRESHOLD] = 128 * 1024,
+    [OPT_STATS] = 0,
+};
+
+/* Parse "123", "64k", "2M", "1g"; 0 on success, -1 if not a valid size. */
+static int parse_size(const char *s, size_t *out) {
+    size_t v = 0;
+    if (*s < '0' || *s > '9') return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        size_t d = (size_t)(*s - '0');
+        if (v > (SIZE_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    unsigned shift = 0;
+    switch (*s) {
+    case 'k':
+    case 'K':
+        shift = 10;
+        s++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        s++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        s++;
+        break;
+    default:
+        break;
+    }
+    if (*s == 'b' || *s == 'B') s++;
+    if (*s != '\0') return -1;
+    if (shift && v > (SIZE_MAX >> shift)) return -1;
+    *out = v << shift;
+    return 0;
+}
+
+static void warn_bad(const struct option_def *d, const char *value, const char *why) {
+    struct msg m = {.len = 0};
+    msg_str(&m, "memalloc: ignoring ");
+    msg_str(&m, d->env);
+    msg_str(&m, "=");
+    msg_str(&m, value);
+    msg_str(&m, ": ");
+    msg_str(&m, why);
+    msg_str(&m, " (range ");
+    msg_dec(&m, d->min);
+    msg_str(&m, "..");
+    msg_dec(&m, d->max);
+    msg_str(&m, "), using ");
+    msg_dec(&m, d->def);
+    msg_emit(&m);
+}
+
+void options_init(void) {
+    for (int i = 0; i < OPT_COUNT; i++) {
+        const struct option_def *d = &defs[i];
+        const char *s = os_getenv(d->env);
+        if (!s || !*s) continue;
+        size_t v;
+        if (parse_size(s, &v) != 0)
+            warn_bad(d, s, "not a size");
+        else if (v < d->min || v > d->max)
+            warn_bad(d, s, "out of range");
+        else
+            __atomic_store_n(&ma_options[i], v, __ATOMIC_RELAXED);
+    }
+}
+
+int options_set(enum ma_opt o, size_t value) {
+    if ((unsigned)o >= OPT_COUNT) return EINVAL;
+    if (value < defs[o].min || value > defs[o].max) return EINVAL;
+    __atomic_store_n(&ma_options[o], value, __ATOMIC_RELAXED);
+    return 0;
+}

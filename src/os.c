@@ -1,0 +1,110 @@
+/*
+ * os.c: the platform layer (see os.h). Linux only: mmap, munmap, mremap,
+ * madvise, write and the auxiliary vector. Each call saves and restores
+ * errno so that the allocator's callers never see it change.
+ */
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static size_t page_size = 4096;
+static uint64_t cookie;
+
+void os_init(void) {
+    int saved = errno;
+    unsigned long ps = getauxval(AT_PAGESZ);
+    if (ps >= 4096 && (ps & (ps - 1)) == 0) page_size = ps;
+    const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
+    uint64_t c = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&cookie;
+    if (rnd) {
+        uint64_t r;
+        memcpy(&r, rnd + 8, sizeof r); /* glibc uses the first 8 bytes for the stack guard */
+        c ^= r;
+    }
+    cookie = c ? c : 1;
+    errno = saved;
+}
+
+size_t os_page_size(void) {
+    return page_size;
+}
+uint64_t os_cookie(void) {
+    return cookie;
+}
+
+void *os_map(size_t size) {
+    int saved = errno;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *os_map_aligned(size_t size, size_t align) {
+    if (size + align < size) return NULL;
+    char *p = os_map(size + align);
+    if (!p) return NULL;
+    char *start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    if (start > p) os_unmap(p, (size_t)(start - p));
+    char *end = p + size + align;
+    if (end > start + size) os_unmap(start + size, (size_t)(end - (start + size)));
+    return start;
+}
+
+int os_unmap(void *p, size_t size) {
+    int saved = errno;
+    int rc = munmap(p, size) == 0 ? 0 : errno;
+    errno = saved;
+    return rc;
+}
+
+void *os_remap(void *p, size_t old_size, size_t new_size) {
+    int saved = errno;
+    void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+    errno = saved;
+    return q == MAP_FAILED ? NULL : q;
+}
+
+int os_purge(void *p, size_t size) {
+    int saved = errno;
+    int rc = madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
+    errno = saved;
+    return rc;
+}
+
+const char *os_getenv(const char *name) {
+    size_t n = strlen(name);
+    char **env = environ;
+    if (!env) return NULL;
+    for (; *env; env++) {
+        if (strncmp(*env, name, n) == 0 && (*env)[n] == '=') return *env + n + 1;
+    }
+    return NULL;
+}
+
+void os_write(int fd, const char *buf, size_t len) {
+    int saved = errno;
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    errno = saved;
+}
+
+_Noreturn void os_abort(void) {
+    abort();
+}

@@ -1,0 +1,38 @@
+/*
+ * os.h: the platform layer. The only code that maps, unmaps, remaps or
+ * purges memory, reads the environment or the auxiliary vector, writes
+ * messages or aborts. Every function keeps errno as it found it and
+ * reports failure through its return value. Nothing here allocates.
+ */
+#ifndef MEMALLOC_OS_H
+#define MEMALLOC_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Page size of the system (read once; valid before os_init too: 4096 until then). */
+size_t os_page_size(void);
+/* Read the page size and the random cookie from the auxiliary vector. */
+void os_init(void);
+/* 64 random bits from the kernel's AT_RANDOM bytes (constant per process). */
+uint64_t os_cookie(void);
+
+/* Map size bytes of fresh, zeroed, read-write memory. NULL on failure. */
+void *os_map(size_t size);
+/* As os_map, but the result is aligned to align (a power of two >= page). */
+void *os_map_aligned(size_t size, size_t align);
+/* Unmap [p, p+size); 0 or an error number. */
+int os_unmap(void *p, size_t size);
+/* Resize a mapping, moving it if needed. NULL on failure (mapping intact). */
+void *os_remap(void *p, size_t old_size, size_t new_size);
+/* Give the pages of [p, p+size) back; they read as zero afterwards. 0 or errno. */
+int os_purge(void *p, size_t size);
+
+/* Value of environment variable name, from environ, or NULL. */
+const char *os_getenv(const char *name);
+/* Write all of buf to fd, retrying on EINTR; errors are ignored. */
+void os_write(int fd, const char *buf, size_t len);
+/* Raise SIGABRT; never returns. */
+_Noreturn void os_abort(void);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * region.c: heap regions: mapping, the region map, the fresh-page mark and
+ * purging of a region's top. Knows the chunk layout only to write a
+ * region's first chunk and its fencepost.
+ */
+#include "heap.h"
+
+/* One byte per REGION_SIZE of address space: 1 if a region of ours starts
+ * there. 2 MiB of zero-filled .bss, touched only where regions live. */
+static uint8_t region_map[(size_t)1 << (ADDRESS_BITS - REGION_SHIFT)];
+
+static inline size_t map_slot(const void *p) {
+    return (uintptr_t)p >> REGION_SHIFT;
+}
+
+struct region *region_lookup(const void *p) {
+    if ((uintptr_t)p >> ADDRESS_BITS) return NULL;
+    if (!__atomic_load_n(&region_map[map_slot(p)], __ATOMIC_ACQUIRE)) return NULL;
+    return region_of(p);
+}
+
+struct chunk *region_create(struct arena *a) {
+    struct region *r = os_map_aligned(REGION_SIZE, REGION_SIZE);
+    if (!r) return NULL;
+    if ((uintptr_t)r >> ADDRESS_BITS) { /* outside what the map covers */
+        os_unmap(r, REGION_SIZE);
+        return NULL;
+    }
+    r->arena = a;
+    r->prev = NULL;
+    r->next = a->regions;
+    if (a->regions) a->regions->prev = r;
+    a->regions = r;
+    a->nregions++;
+
+    struct chunk *c = region_first(r), *fence = region_fence(r);
+    set_head(c, REGION_CAPACITY, PINUSE);
+    set_foot(c, REGION_CAPACITY);
+    set_head(fence, 0, CINUSE);
+    r->fresh = (char *)r; /* region_touch below raises it past the first chunk */
+    region_touch(r, (char *)c + MIN_CHUNK);
+    __atomic_store_n(&region_map[map_slot(r)], 1, __ATOMIC_RELEASE);
+    return c;
+}
+
+void region_detach(struct arena *a, struct region *r) {
+    __atomic_store_n(&region_map[map_slot(r)], 0, __ATOMIC_RELEASE);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        a->regions = r->next;
+    if (r->next) r->next->prev = r->prev;
+    if (a->spare == r) a->spare = NULL;
+    a->nregions--;
+}
+
+void region_unmap(struct region *r) {
+    os_unmap(r, REGION_SIZE);
+}
+
+int region_is_empty(const struct region *r) {
+    const struct chunk *c = region_first(r);
+    return !cinuse(c) && chunk_size(c) == REGION_CAPACITY;
+}
+
+/*
+ * Purge the top chunk c (free, followed by the fencepost):
+ *  1. keep the chunk's header and links and `keep` more bytes resident;
+ *  2. madvise the rest up to the region's end, fencepost page included;
+ *  3. rewrite the fencepost (and c's footer in it), lower the fresh mark.
+ */
+int region_purge_top(struct region *r, struct chunk *c, size_t keep) {
+    char *from = (char *)align_up((uintptr_t)c + MIN_CHUNK + keep, os_page_size());
+    if (from >= r->fresh || from >= region_end(r)) return 0;
+    if (os_purge(from, (size_t)(region_end(r) - from)) != 0) return 0;
+    struct chunk *fence = region_fence(r);
+    set_head(fence, 0, CINUSE);
+    fence->prev_foot = chunk_size(c);
+    r->fresh = from;
+    return 1;
+}

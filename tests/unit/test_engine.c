@@ -1,0 +1,331 @@
+/*
+ * test_engine.c: the free-list engine's mechanisms, seen from inside:
+ * splitting, coalescing, in-place resize, the mmap path and mremap, fresh
+ * pages for zeroing allocation (mincore), purging and unmapping, alignment,
+ * the heap checker catching corruption, the bootstrap buffer, and fatal
+ * misuse reports. Links the engine directly; includes its private headers.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "heap.h"
+#include "large.h"
+#include "memalloc.h"
+
+static int failures, checks;
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
+    } while (0)
+
+/* ---- the bootstrap buffer: a call made while the heap initialises ---- */
+static void *boot_ptr;
+static size_t boot_usable;
+/* Initialisation registers its fork handlers here; this one re-enters. */
+int pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+    (void)prepare, (void)parent, (void)child;
+    boot_ptr = memalloc(100);
+    if (boot_ptr) memset(boot_ptr, 0x5a, 100);
+    boot_usable = memalloc_usable_size(boot_ptr);
+    return 0;
+}
+
+static void test_bootstrap(void) {
+    void *first = memalloc(10); /* initialises the heap; pthread_atfork above runs */
+    CHECK(first != NULL);
+    CHECK(boot_ptr != NULL);
+    CHECK(((uintptr_t)boot_ptr & 15) == 0);
+    CHECK(boot_usable == 100);
+    CHECK(region_lookup(boot_ptr) == NULL); /* not from a region: the static buffer */
+    CHECK(region_lookup(first) != NULL);
+    char *moved = memresize(boot_ptr, 300);
+    CHECK(moved && moved != boot_ptr && region_lookup(moved));
+    int same = 1;
+    for (int i = 0; i < 100; i++) same &= moved[i] == 0x5a;
+    CHECK(same);
+    memfree(boot_ptr); /* a no-op for the static buffer */
+    memfree(moved);
+    memfree(first);
+    CHECK(memalloc_check() == 0);
+}
+
+static size_t chunk_of(void *p) {
+    return chunk_size(payload_chunk(p));
+}
+
+static void test_split_and_coalesce(void) {
+    char *a = memalloc(100), *b = memalloc(100), *c = memalloc(100), *guard = memalloc(100);
+    CHECK(chunk_of(a) == 112 && memalloc_usable_size(a) == 104);
+    CHECK(b == a + 112 && c == b + 112); /* split from one free chunk, in order */
+    struct memalloc_stats s0, s1;
+    memfree(a);
+    memfree(c);
+    memalloc_get_stats(&s0);
+    memfree(b); /* merges with both neighbours at once */
+    memalloc_get_stats(&s1);
+    CHECK(s1.heap_free_blocks == s0.heap_free_blocks - 1);
+    CHECK(!cinuse(payload_chunk(a)) && chunk_of(a) == 336);
+    CHECK(memalloc_check() == 0);
+    char *abc = memalloc(336 - 8); /* exactly the merged chunk */
+    CHECK(abc == a);
+    memfree(abc);
+    memfree(guard);
+    CHECK(memalloc_check() == 0);
+}
+
+static void test_resize_in_place(void) {
+    char *p = memalloc(100), *q = memalloc(100), *guard = memalloc(16);
+    memset(p, 7, 100);
+    memfree(q);
+    CHECK(memresize(p, 200) == p); /* grows into the free successor */
+    CHECK(memalloc_usable_size(p) >= 200 && p[99] == 7);
+    CHECK(memresize(p, 40) == p); /* shrinks, splitting off the tail */
+    CHECK(chunk_of(p) == 48);
+    CHECK(memalloc_check() == 0);
+    char *r = memalloc(100); /* the tail is reused */
+    CHECK(r == p + 48);
+    /* relocation when the neighbour is taken: contents follow */
+    char *moved = memresize(p, 5000);
+    CHECK(moved != p && moved[0] == 7 && moved[39] == 7);
+    memfree(r);
+    memfree(guard);
+    /* growth at the top of a region */
+    char *top = memalloc(1000), *grown = memresize(top, 100000);
+    CHECK(grown == top || memalloc_check() == 0);
+    memfree(grown);
+    memfree(moved);
+    CHECK(memalloc_check() == 0);
+}
+
+static void test_large_blocks(void) {
+    struct memalloc_stats s0, s1;
+    memalloc_get_stats(&s0);
+    char *p = memalloc(1 << 20);
+    memalloc_get_stats(&s1);
+    CHECK(s1.mmapped_blocks == s0.mmapped_blocks + 1);
+    CHECK(region_lookup(p) == NULL && memalloc_usable_size(p) >= (1 << 20));
+    for (size_t i = 0; i < (1 << 20); i += 4096) p[i] = (char)i;
+    char *q = memresize(p, 64 << 20); /* mremap */
+    CHECK(q != NULL);
+    int same = 1;
+    for (size_t i = 0; i < (1 << 20); i += 4096) same &= q[i] == (char)i;
+    CHECK(same);
+    memalloc_get_stats(&s1);
+    CHECK(s1.mmapped_blocks == s0.mmapped_blocks + 1);
+    char *r = memresize(q, 1000); /* below the threshold: moves into the heap */
+    CHECK(r && region_lookup(r) && r[0] == 0);
+    memalloc_get_stats(&s1);
+    CHECK(s1.mmapped_blocks == s0.mmapped_blocks);
+    memfree(r);
+    /* the threshold can move */
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 1 << 20) == 0);
+    p = memalloc(512 << 10);
+    CHECK(region_lookup(p) != NULL);
+    memfree(p);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
+    p = memalloc(512 << 10);
+    CHECK(region_lookup(p) == NULL);
+    int e = errno = 4242;
+    memfree(p); /* munmap keeps errno */
+    CHECK(errno == e);
+    CHECK(memalloc_check() == 0);
+}
+
+static size_t resident_pages(const void *p, size_t len) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)p & ~(page - 1),
+              end = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+    unsigned char vec[4096];
+    size_t n = 0;
+    for (uintptr_t a = start; a < end; a += 4096 * page) {
+        size_t span = end - a < 4096 * page ? end - a : 4096 * page;
+        if (mincore((void *)a, span, vec) != 0) return (size_t)-1;
+        for (size_t i = 0; i < span / page; i++) n += vec[i] & 1;
+    }
+    return n;
+}
+
+static void test_fresh_pages(void) {
+    /* mmapped: never touched by defalloc */
+    char *big = defalloc(1, 100 << 20);
+    CHECK(big && resident_pages(big, 100 << 20) <= 1);
+    CHECK(big[12345678] == 0);
+    memfree(big);
+    /* from a region's untouched (here: just purged) top: only the dirty
+     * head of the block is cleared */
+    CHECK(memalloc_trim(0) == 1);
+    char *mid = defalloc(1, 120 << 10);
+    CHECK(mid && region_lookup(mid));
+    CHECK(resident_pages(mid, 120 << 10) <= 2);
+    int zero = 1;
+    for (size_t i = 0; i < (120 << 10); i += 512) zero &= mid[i] == 0;
+    CHECK(zero);
+    memfree(mid);
+    /* recycled blocks are cleared */
+    for (size_t n = 16; n <= (100 << 10); n *= 3) {
+        char *d = memalloc(n);
+        memset(d, 0xab, n);
+        memfree(d);
+        char *z = defalloc(n, 1);
+        int ok = 1;
+        for (size_t i = 0; i < n; i++) ok &= z[i] == 0;
+        CHECK(ok);
+        memfree(z);
+    }
+    CHECK(defalloc((size_t)1 << 33, (size_t)1 << 33) == NULL && errno == ENOMEM);
+    CHECK(memalloc_check() == 0);
+}
+
+static void test_purge_and_unmap(void) {
+    enum { N = 2000 };
+    static char *blocks[N];
+    for (int i = 0; i < N; i++) {
+        blocks[i] = memalloc(2000);
+        memset(blocks[i], 1, 2000);
+    }
+    char *lo = blocks[0], *hi = blocks[N - 1] + 2000;
+    CHECK(resident_pages(lo, (size_t)(hi - lo)) >= (size_t)(hi - lo) / 4096 - 2);
+    for (int i = N - 1; i >= 0; i--) memfree(blocks[i]);
+    /* the freed top is given back, but for half the trim threshold */
+    CHECK(resident_pages(lo, (size_t)(hi - lo)) <= (128 << 10) / 4096 + 4);
+    CHECK(memalloc_check() == 0);
+
+    /* three regions' worth, freed: empty regions are unmapped, one spare kept */
+    enum { M = 1800 };
+    static char *b[M];
+    for (int i = 0; i < M; i++) b[i] = memalloc(100 << 10);
+    struct memalloc_stats s;
+    memalloc_get_stats(&s);
+    CHECK(s.regions >= 3);
+    for (int i = 0; i < M; i++) memfree(b[i]);
+    memalloc_get_stats(&s);
+    CHECK(s.regions <= 2);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_trim(0) == 1);
+    memalloc_get_stats(&s);
+    CHECK(s.regions == 0 && s.heap_in_use == 0);
+    char *again = memalloc(10);
+    CHECK(again != NULL && memalloc_check() == 0);
+    memfree(again);
+}
+
+static void test_alignment(void) {
+    for (size_t a = 1; a <= ((size_t)32 << 20); a <<= 1) {
+        size_t sizes[] = {0, 1, 100, 5000, 200000};
+        for (int k = 0; k < 5; k++) {
+            char *p = memalloc_aligned(a, sizes[k]);
+            CHECK(p && ((uintptr_t)p % (a < 16 ? 16 : a)) == 0);
+            if (!p) continue;
+            memset(p, 3, sizes[k]);
+            CHECK(memalloc_usable_size(p) >= sizes[k]);
+            memfree(p);
+        }
+    }
+    CHECK(memalloc_aligned(24, 10) == NULL && errno == EINVAL);
+    CHECK(memalloc_check() == 0);
+}
+
+static void test_checker_sees_corruption(void) {
+    char *a = memalloc(40), *b = memalloc(40), *c = memalloc(40), *d = memalloc(40);
+    CHECK(memalloc_check() == 0);
+    struct chunk *cb = payload_chunk(b);
+    size_t saved = cb->head;
+    memset(a, 0xee, 48); /* overflow a by 8 bytes: into b's head */
+    CHECK(memalloc_check() > 0);
+    cb->head = saved;
+    CHECK(memalloc_check() == 0);
+    memfree(c);
+    struct freelink *l = chunk_link(payload_chunk(c));
+    struct freelink *next = l->next;
+    l->next = l; /* a broken free-list link */
+    CHECK(memalloc_check() > 0);
+    l->next = next;
+    size_t foot = payload_chunk(d)->prev_foot;
+    payload_chunk(d)->prev_foot = 16; /* a wrong footer */
+    CHECK(memalloc_check() > 0);
+    payload_chunk(d)->prev_foot = foot;
+    CHECK(memalloc_check() == 0);
+    memfree(a);
+    memfree(b);
+    memfree(d);
+    CHECK(memalloc_check() == 0);
+}
+
+/* Run fn in a child; expect SIGABRT and a stderr line starting with want. */
+static void expect_abort(void (*fn)(void *), void *arg, const char *want) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[256] = {0};
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    CHECK(n > 0 && strncmp(buf, want, strlen(want)) == 0);
+    if (n <= 0 || strncmp(buf, want, strlen(want)) != 0) fprintf(stderr, "  got: %s\n", buf);
+}
+
+static void free_twice(void *p) {
+    memfree(p);
+    memfree(p);
+}
+static void free_it(void *p) {
+    memfree(p);
+}
+static void resize_it(void *p) {
+    memresize(p, 10);
+}
+
+static void test_misuse_reports(void) {
+    char line[128];
+    char *p = memalloc(64);
+    snprintf(line, sizeof line, "memalloc: memfree(): double free of %p\n", (void *)p);
+    expect_abort(free_twice, p, line);
+    char *big = memalloc(1 << 20);
+    snprintf(line, sizeof line, "memalloc: memfree(): double free of %p\n", (void *)big);
+    expect_abort(free_twice, big, line);
+    snprintf(line, sizeof line, "memalloc: memfree(): invalid pointer %p\n", (void *)(p + 16));
+    expect_abort(free_it, p + 16, line);
+    snprintf(line, sizeof line, "memalloc: memfree(): invalid pointer %p\n", (void *)(p + 1));
+    expect_abort(free_it, p + 1, line);
+    char on_stack[32];
+    snprintf(line, sizeof line, "memalloc: memfree(): invalid pointer %p\n", (void *)on_stack);
+    expect_abort(free_it, on_stack, line);
+    memfree(p);
+    snprintf(line, sizeof line, "memalloc: memresize(): pointer already freed %p\n", (void *)p);
+    expect_abort(resize_it, p, line);
+    memfree(big);
+}
+
+int main(void) {
+    test_bootstrap();
+    test_split_and_coalesce();
+    test_resize_in_place();
+    test_large_blocks();
+    test_fresh_pages();
+    test_purge_and_unmap();
+    test_alignment();
+    test_checker_sees_corruption();
+    test_misuse_reports();
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
+}
