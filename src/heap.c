@@ -165,35 +165,34 @@ int heap_resize(struct arena *a, struct chunk *c, size_t nb) {
 }
 
 /*
- * Trim: purge every free chunk's whole pages (past its header and links),
- * keeping pad bytes at each region's top, and detach every empty region.
+ * Trim, walking the free lists (not the in-use chunks):
+ *  1. a free chunk that fills its region: detach the region for unmapping;
+ *  2. a region's top: purge it down to pad bytes;
+ *  3. any other free chunk: purge its whole pages past header and links.
  */
 int heap_trim(struct arena *a, size_t pad, struct region **unmap) {
     int released = 0;
     size_t page = os_page_size();
-    struct region *r = a->regions;
-    while (r) {
-        struct region *next_r = r->next;
-        if (region_is_empty(r)) {
-            bin_unlink(a, region_first(r));
-            region_detach(a, r);
-            r->next = *unmap;
-            *unmap = r;
-            released = 1;
-            r = next_r;
-            continue;
-        }
-        for (struct chunk *c = region_first(r); chunk_size(c); c = chunk_next(c)) {
-            if (cinuse(c)) continue;
-            if (chunk_next(c) == region_fence(r)) {
+    for (unsigned i = bin_index(page + MIN_CHUNK); i < NBINS; i++) {
+        struct freelink *bin = &a->bins[i];
+        for (struct freelink *l = bin->next, *next; l != bin; l = next) {
+            next = l->next;
+            struct chunk *c = link_chunk(l);
+            struct region *r = region_of(c);
+            if (chunk_size(c) == REGION_CAPACITY) {
+                bin_unlink(a, c);
+                region_detach(a, r);
+                r->next = *unmap;
+                *unmap = r;
+                released = 1;
+            } else if (chunk_next(c) == region_fence(r)) {
                 released |= region_purge_top(r, c, pad);
-                continue;
+            } else {
+                uintptr_t from = align_up((uintptr_t)c + MIN_CHUNK, page);
+                uintptr_t to = align_down((uintptr_t)chunk_next(c), page);
+                if (to > from && os_purge((void *)from, to - from) == 0) released = 1;
             }
-            uintptr_t from = align_up((uintptr_t)c + MIN_CHUNK, page);
-            uintptr_t to = align_down((uintptr_t)chunk_next(c), page);
-            if (to > from && os_purge((void *)from, to - from) == 0) released = 1;
         }
-        r = next_r;
     }
     return released;
 }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install what memalloc needs to build and to run every test, from Debian 12's
+# packages. Needs root (uses sudo when not root).
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+PACKAGES=(
+    build-essential cmake clang        # compilers (gcc, clang), make, cmake
+    bats stress-ng                     # test runners
+    python3 perl git sqlite3 tar grep findutils coreutils diffutils # real programs under test
+)
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
