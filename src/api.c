@@ -26,6 +26,10 @@ struct counters ma_counters;
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
 static int init_state;
+/* Where the exit summary goes: a copy of the stderr the process started
+ * with, since many programs close fd 2 in an atexit handler, which runs
+ * before our destructor. */
+static int stats_fd = 2;
 
 /*
  * Requests that arrive while initialisation runs (a library that calls
@@ -81,6 +85,10 @@ static __attribute__((noinline, cold)) int init_slow(void) {
         return expected == INIT_DONE;
     os_init();
     options_init();
+    if (opt_get(OPT_STATS)) {
+        int fd = os_dup_fd(2);
+        if (fd >= 0) stats_fd = fd;
+    }
     bins_init(&main_arena);
     pthread_atfork(fork_prepare, fork_parent, fork_child); /* may call malloc: boot buffer */
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
@@ -274,8 +282,7 @@ int ma_trim(size_t pad) {
 }
 
 void ma_exit_report(void) {
-    if (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == INIT_DONE && opt_get(OPT_STATS))
-        memalloc_print_stats(2);
+    if (ready() && opt_get(OPT_STATS)) memalloc_print_stats(stats_fd);
 }
 
 /* ---- the public API (memalloc.h) ---- */

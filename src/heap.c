@@ -102,8 +102,9 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
     struct region *r = region_of(c);
     a->heap_in_use -= size;
+    c->head &= ~CINUSE; /* if c merges into its predecessor, its stale head says "freed" */
     if (!pinuse(c)) {
-        struct chunk *prev = chunk_at(c, 0 - c->prev_foot);
+        struct chunk *prev = (struct chunk *)((char *)c - c->prev_foot);
         if (c->prev_foot > (size_t)((char *)c - (char *)region_first(r)) || !tag_ok(prev) ||
             cinuse(prev) || chunk_size(prev) != c->prev_foot)
             corrupt(a, c);

@@ -7,6 +7,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,13 @@ void os_write(int fd, const char *buf, size_t len) {
         len -= (size_t)w;
     }
     errno = saved;
+}
+
+int os_dup_fd(int fd) {
+    int saved = errno;
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+    errno = saved;
+    return copy;
 }
 
 _Noreturn void os_abort(void) {

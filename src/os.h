@@ -32,6 +32,8 @@ int os_purge(void *p, size_t size);
 const char *os_getenv(const char *name);
 /* Write all of buf to fd, retrying on EINTR; errors are ignored. */
 void os_write(int fd, const char *buf, size_t len);
+/* A close-on-exec copy of fd numbered 100 or above, or -1. */
+int os_dup_fd(int fd);
 /* Raise SIGABRT; never returns. */
 _Noreturn void os_abort(void);
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env bats
+# The library itself: it loads, it is mapped, and MEMALLOC_STATS works.
+
+load helpers
+
+setup() {
+    memalloc_setup
+}
+
+@test "library: preloads without a loader error" {
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" /bin/echo hello
+    [[ $status -eq 0 ]] || fail "echo exited $status under the preload: $stderr"
+    [[ $output == hello ]] || fail "unexpected stdout: $output"
+    [[ -z $stderr ]] || fail "stderr not empty under the preload: $stderr"
+}
+
+@test "library: exports the malloc family" {
+    local sym missing=()
+    run nm -D --defined-only "$MEMALLOC_LIB_REAL"
+    [[ $status -eq 0 ]] || fail "nm failed: $output"
+    for sym in malloc free calloc realloc posix_memalign aligned_alloc memalign \
+        malloc_usable_size; do
+        grep -Eq " [TWi] $sym(@@?[A-Z0-9_.]+)?\$" <<<"$output" || missing+=("$sym")
+    done
+    ((${#missing[@]} == 0)) || fail "not exported by $MEMALLOC_LIB_REAL: ${missing[*]}"
+}
+
+@test "library: mapped into a preloaded process (/proc/self/maps)" {
+    assert_mapped cat
+    # And the same through grep reading its own maps.
+    run env LD_PRELOAD="$MEMALLOC_LIB" grep -cF "$MEMALLOC_LIB_REAL" /proc/self/maps
+    [[ $status -eq 0 && $output -ge 1 ]] || fail "grep found no mapping of the library: $output"
+    # Not mapped without the preload.
+    run grep -cF "$MEMALLOC_LIB_REAL" /proc/self/maps
+    [[ $output == 0 ]] || fail "library mapped without LD_PRELOAD?"
+}
+
+@test "library: mapped and serving the same run (maps and summary line)" {
+    is_standin && skip "stand-in library"
+    # perl: it keeps stderr open until the library's destructor has run.
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_STATS=1 LIB="$MEMALLOC_LIB_REAL" \
+        /usr/bin/perl -ne '$n++ if index($_, $ENV{LIB}) >= 0; END { print $n + 0, "\n" }' \
+        /proc/self/maps
+    [[ $status -eq 0 && $output -ge 1 ]] || fail "library not mapped: $output"
+    grep -Eq "$MA_STATS_RE" <<<"$stderr" || fail "no summary line: $stderr"
+}
+
+@test "library: LD_PRELOAD=lib env MEMALLOC_STATS=1 true prints the summary" {
+    is_standin && skip "stand-in library"
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" /usr/bin/env MEMALLOC_STATS=1 true
+    [[ $status -eq 0 ]] || fail "exit status $status: $stderr"
+    [[ -z $output ]] || fail "unexpected stdout: $output"
+    # true may allocate nothing: any count will do, but the line must be there.
+    grep -Eq '^memalloc: allocs=[0-9]+ ' <<<"$stderr" ||
+        fail "no 'memalloc: allocs=' line on stderr:" "$stderr"
+}
+
+@test "library: summary line names its fields, one line per process" {
+    is_standin && skip "stand-in library"
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_STATS=1 \
+        /usr/bin/perl -e 'my @a = map { "x" x $_ } 1 .. 1000; print scalar(@a), "\n"'
+    [[ $status -eq 0 && $output == 1000 ]] || fail "perl: status $status, output $output"
+    local lines
+    lines=$(grep -c '^memalloc: ' <<<"$stderr") || true
+    [[ $lines == 1 ]] || fail "expected 1 memalloc line, got $lines:" "$stderr"
+    grep -Eq '^memalloc: allocs=[1-9][0-9]* frees=[0-9]+ .*peak_in_use=[1-9][0-9]*' <<<"$stderr" ||
+        fail "summary line lacks allocs/frees/peak_in_use:" "$stderr"
+}
+
+@test "library: summary printed even when the program closes stderr at exit" {
+    # coreutils (ls, sort, cp, env, ...) close stdout and stderr in an atexit
+    # handler, before the library's destructor runs.
+    is_standin && skip "stand-in library"
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_STATS=1 ls -d /
+    [[ $status -eq 0 && $output == / ]] || fail "ls: status $status, output $output"
+    grep -Eq "$MA_STATS_RE" <<<"$stderr" || fail "no summary line from ls:" "$stderr"
+}
+
+@test "library: MEMALLOC_STATS unset or 0 prints nothing" {
+    local v
+    for v in unset 0; do
+        if [[ $v == unset ]]; then
+            run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" /usr/bin/perl -e 'print "ok\n"'
+        else
+            run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_STATS=0 \
+                /usr/bin/perl -e 'print "ok\n"'
+        fi
+        [[ $status -eq 0 && $output == ok ]] || fail "perl ($v): status $status, output $output"
+        [[ -z $stderr ]] || fail "MEMALLOC_STATS $v: stderr not empty:" "$stderr"
+    done
+}
+
+@test "library: MEMALLOC_STATS=1 goes to stderr only" {
+    is_standin && skip "stand-in library"
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_STATS=1 \
+        /usr/bin/perl -e 'print "ok\n"'
+    [[ $status -eq 0 ]] || fail "perl exited $status"
+    [[ $output == ok ]] || fail "stdout polluted: $output"
+    grep -Eq "$MA_STATS_RE" <<<"$stderr" || fail "no summary on stderr: $stderr"
+}
