@@ -88,6 +88,33 @@ static _Noreturn void corrupt(struct arena *a, const struct chunk *near) {
     ma_fatal("free", "heap corruption near", chunk_payload(near));
 }
 
+/* Free chunks this large give their pages back once SPAN_DIRTY_MAX bytes
+ * have been freed into such chunks. */
+#define PURGE_SPAN     ((size_t)1 << 20)
+#define SPAN_DIRTY_MAX ((size_t)4 << 20)
+
+/* Purge the whole pages of free chunk c past its header and links; its
+ * footer, in the next chunk, stays. 1 if anything was purged. */
+static int purge_inside(struct chunk *c) {
+    size_t page = os_page_size();
+    uintptr_t from = align_up((uintptr_t)c + MIN_CHUNK, page);
+    uintptr_t to = align_down((uintptr_t)chunk_next(c), page);
+    return to > from && os_purge((void *)from, to - from) == 0;
+}
+
+/* Purge every free chunk of PURGE_SPAN or more but the regions' tops. */
+static void purge_spans(struct arena *a) {
+    for (unsigned i = bin_index(PURGE_SPAN); i < NBINS; i++) {
+        struct freelink *bin = &a->bins[i];
+        for (struct freelink *l = bin->next; l != bin; l = l->next) {
+            struct chunk *c = link_chunk(l);
+            if (chunk_size(c) >= PURGE_SPAN && chunk_next(c) != region_fence(region_of(c)))
+                purge_inside(c);
+        }
+    }
+    a->span_dirty = 0;
+}
+
 /*
  * Free in-use chunk c:
  *  1. merge with the previous chunk if it is free (its footer gives its size);
@@ -96,11 +123,16 @@ static _Noreturn void corrupt(struct arena *a, const struct chunk *near) {
  *  4. an empty region goes back to the OS if another empty one is kept
  *     already; a top chunk with more dirty bytes than the trim threshold is
  *     purged down to half of it (hysteresis, so no purge on every free);
- *  5. bin the result.
+ *  5. if the chunk is elsewhere and PURGE_SPAN or larger, count the bytes
+ *     that just became part of a large span (all of it if it just became
+ *     large); once SPAN_DIRTY_MAX bytes are counted, purge every large free
+ *     chunk: a pass per few MiB freed, never a system call per free;
+ *  6. bin the result.
  */
 struct region *heap_free(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
     struct region *r = region_of(c);
+    size_t largest = size; /* the largest of the merged pieces */
     a->heap_in_use -= size;
     c->head &= ~CINUSE; /* if c merges into its predecessor, its stale head says "freed" */
     if (!pinuse(c)) {
@@ -110,6 +142,7 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
             corrupt(a, c);
         bin_unlink(a, prev);
         size += chunk_size(prev);
+        if (chunk_size(prev) > largest) largest = chunk_size(prev);
         c = prev;
     }
     struct chunk *next = chunk_at(c, size);
@@ -117,6 +150,7 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
         if (!tag_ok(next)) corrupt(a, c);
         bin_unlink(a, next);
         size += chunk_size(next);
+        if (chunk_size(next) > largest) largest = chunk_size(next);
     }
     set_head(c, size, PINUSE);
     set_foot(c, size);
@@ -131,9 +165,17 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
         a->spare = r;
     }
     size_t trim = opt_get(OPT_TRIM_THRESHOLD);
-    if (next == region_fence(r) && r->fresh > (char *)c &&
-        (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
-        region_purge_top(r, c, trim / 2);
+    if (next == region_fence(r)) {
+        if (r->fresh > (char *)c && (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
+            region_purge_top(r, c, trim / 2);
+    } else if (size >= PURGE_SPAN) {
+        a->span_dirty += largest < PURGE_SPAN ? size : size - largest;
+        if (a->span_dirty >= SPAN_DIRTY_MAX) {
+            bin_insert(a, c);
+            purge_spans(a);
+            return NULL;
+        }
+    }
     bin_insert(a, c);
     return NULL;
 }
@@ -189,9 +231,7 @@ int heap_trim(struct arena *a, size_t pad, struct region **unmap) {
             } else if (chunk_next(c) == region_fence(r)) {
                 released |= region_purge_top(r, c, pad);
             } else {
-                uintptr_t from = align_up((uintptr_t)c + MIN_CHUNK, page);
-                uintptr_t to = align_down((uintptr_t)chunk_next(c), page);
-                if (to > from && os_purge((void *)from, to - from) == 0) released = 1;
+                released |= purge_inside(c);
             }
         }
     }

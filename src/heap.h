@@ -53,6 +53,7 @@ struct arena {
     struct region *spare; /* an empty region kept to avoid map/unmap churn */
     size_t nregions;
     size_t heap_in_use; /* sum of the sizes of in-use chunks */
+    size_t span_dirty;  /* bytes freed into large free chunks since they were purged */
 };
 
 extern struct arena main_arena;
