@@ -10,6 +10,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 step() { printf '\n==== %s\n' "$*"; }
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+passed=0
+count() { # add the tests that the output in $log says passed
+    local n
+    n=$(sed -n 's/.* tests passed, 0 tests failed out of \([0-9]*\)$/\1/p' "$log")
+    n=${n:-$(grep -c '^ok ' "$log" || true)}
+    passed=$((passed + n))
+}
+run_ctest() { # dir, ctest args...
+    local dir=$1
+    shift
+    ctest --test-dir "$dir" --output-on-failure -j"$jobs" "$@" | tee "$log"
+    count
+}
 
 configure_and_build() { # dir, extra cmake args...
     local dir=$1
@@ -21,22 +36,25 @@ configure_and_build() { # dir, extra cmake args...
 step "gcc build"
 configure_and_build build
 step "unit, contract and thread tests (ctest)"
-ctest --test-dir build --output-on-failure -j"$jobs"
+run_ctest build
 step "real programs under LD_PRELOAD (bats)"
-MEMALLOC_LIB="$(pwd)/build/libmemalloc.so" MEMALLOC_BUILD="$(pwd)/build" bats tests/integration
+MEMALLOC_LIB="$(pwd)/build/libmemalloc.so" MEMALLOC_BUILD="$(pwd)/build" \
+    bats --tap tests/integration | tee "$log"
+count
 
 step "UndefinedBehaviorSanitizer build: unit and contract tests"
 configure_and_build build-ubsan -DMEMALLOC_SANITIZE=undefined
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ctest --test-dir build-ubsan --output-on-failure -j"$jobs" -LE thread
+    run_ctest build-ubsan -LE thread
 
 step "ThreadSanitizer build: thread tests"
 configure_and_build build-tsan -DMEMALLOC_SANITIZE=thread
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    ctest --test-dir build-tsan --output-on-failure -j"$jobs" -L thread
+    run_ctest build-tsan -L thread
 
 step "clang build (-Wall -Wextra -Werror) and its tests"
 CC=clang configure_and_build build-clang
-ctest --test-dir build-clang --output-on-failure -j"$jobs"
+run_ctest build-clang
 
-step "all tests passed"
+step "summary"
+echo "all: $passed passed, 0 failed"

@@ -17,19 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "heap.h"
 #include "large.h"
 #include "memalloc.h"
-
-static int failures, checks;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-        }                                                                                          \
-    } while (0)
 
 /* ---- the bootstrap buffer: a call made while the heap initialises ---- */
 static void *boot_ptr;
@@ -43,7 +34,7 @@ int pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(vo
     return 0;
 }
 
-static void test_bootstrap(void) {
+TEST(test_bootstrap) {
     void *first = memalloc(10); /* initialises the heap; pthread_atfork above runs */
     CHECK(first != NULL);
     CHECK(boot_ptr != NULL);
@@ -66,7 +57,7 @@ static size_t chunk_of(void *p) {
     return chunk_size(payload_chunk(p));
 }
 
-static void test_split_and_coalesce(void) {
+TEST(test_split_and_coalesce) {
     char *a = memalloc(100), *b = memalloc(100), *c = memalloc(100), *guard = memalloc(100);
     CHECK(chunk_of(a) == 112 && memalloc_usable_size(a) == 104);
     CHECK(b == a + 112 && c == b + 112); /* split from one free chunk, in order */
@@ -86,7 +77,7 @@ static void test_split_and_coalesce(void) {
     CHECK(memalloc_check() == 0);
 }
 
-static void test_resize_in_place(void) {
+TEST(test_resize_in_place) {
     char *p = memalloc(100), *q = memalloc(100), *guard = memalloc(16);
     memset(p, 7, 100);
     memfree(q);
@@ -110,7 +101,7 @@ static void test_resize_in_place(void) {
     CHECK(memalloc_check() == 0);
 }
 
-static void test_large_blocks(void) {
+TEST(test_large_blocks) {
     struct memalloc_stats s0, s1;
     memalloc_get_stats(&s0);
     char *p = memalloc(1 << 20);
@@ -158,7 +149,7 @@ static size_t resident_pages(const void *p, size_t len) {
     return n;
 }
 
-static void test_fresh_pages(void) {
+TEST(test_fresh_pages) {
     /* mmapped: never touched by defalloc */
     char *big = defalloc(1, 100 << 20);
     CHECK(big && resident_pages(big, 100 << 20) <= 1);
@@ -189,7 +180,7 @@ static void test_fresh_pages(void) {
     CHECK(memalloc_check() == 0);
 }
 
-static void test_purge_and_unmap(void) {
+TEST(test_purge_and_unmap) {
     enum { N = 2000 };
     static char *blocks[N];
     for (int i = 0; i < N; i++) {
@@ -240,7 +231,7 @@ static void test_purge_and_unmap(void) {
     memfree(again);
 }
 
-static void test_alignment(void) {
+TEST(test_alignment) {
     for (size_t a = 1; a <= ((size_t)32 << 20); a <<= 1) {
         size_t sizes[] = {0, 1, 100, 5000, 200000};
         for (int k = 0; k < 5; k++) {
@@ -268,7 +259,7 @@ static int check_quietly(void) {
     return v;
 }
 
-static void test_checker_sees_corruption(void) {
+TEST(test_checker_sees_corruption) {
     char *a = memalloc(40), *b = memalloc(40), *c = memalloc(40), *d = memalloc(40);
     CHECK(memalloc_check() == 0);
     struct chunk *cb = payload_chunk(b);
@@ -326,7 +317,7 @@ static void resize_it(void *p) {
     memresize(p, 10);
 }
 
-static void test_misuse_reports(void) {
+TEST(test_misuse_reports) {
     char line[128];
     char *p = memalloc(64);
     snprintf(line, sizeof line, "memalloc: memfree(): double free of %p\n", (void *)p);
@@ -348,15 +339,14 @@ static void test_misuse_reports(void) {
 }
 
 int main(void) {
-    test_bootstrap();
-    test_split_and_coalesce();
-    test_resize_in_place();
-    test_large_blocks();
-    test_fresh_pages();
-    test_purge_and_unmap();
-    test_alignment();
-    test_checker_sees_corruption();
-    test_misuse_reports();
-    printf("%d passed, %d failed\n", checks - failures, failures);
-    return failures != 0;
+    RUN(test_bootstrap);
+    RUN(test_split_and_coalesce);
+    RUN(test_resize_in_place);
+    RUN(test_large_blocks);
+    RUN(test_fresh_pages);
+    RUN(test_purge_and_unmap);
+    RUN(test_alignment);
+    RUN(test_checker_sees_corruption);
+    RUN(test_misuse_reports);
+    return harness_finish();
 }
