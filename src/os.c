@@ -50,9 +50,38 @@ void *os_map(size_t size) {
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* Map size bytes at exactly hint if nothing is there, else NULL. */
+static void *map_exactly(char *hint, size_t size) {
+    int saved = errno;
+    char *q = mmap(hint, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    errno = saved;
+    if (q == hint) return q;
+    if (q != MAP_FAILED) os_unmap(q, size); /* a kernel that ignored the flag */
+    return NULL;
+}
+
+/*
+ * An aligned mapping without reserving twice the size where possible
+ * (address-space limits such as ulimit -v count reservations):
+ *  1. map size bytes; often the result is aligned already;
+ *  2. else ask for the aligned addresses just below and above it, without
+ *     replacing anything there (MAP_FIXED_NOREPLACE);
+ *  3. else map size + align and unmap the unaligned ends.
+ */
 void *os_map_aligned(size_t size, size_t align) {
     if (size + align < size) return NULL;
-    char *p = os_map(size + align);
+    char *p = os_map(size);
+    if (!p) return NULL;
+    if (((uintptr_t)p & (align - 1)) == 0) return p;
+    os_unmap(p, size);
+    /* mmap hands out addresses top-down: the aligned spot below p is
+     * likely free, the one above it less so */
+    char *below = (char *)((uintptr_t)p & ~(uintptr_t)(align - 1));
+    char *q = map_exactly(below, size);
+    if (!q) q = map_exactly(below + align, size);
+    if (q) return q;
+    p = os_map(size + align);
     if (!p) return NULL;
     char *start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
     if (start > p) os_unmap(p, (size_t)(start - p));

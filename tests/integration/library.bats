@@ -98,3 +98,21 @@ setup() {
     [[ $output == ok ]] || fail "stdout polluted: $output"
     grep -Eq "$MA_STATS_RE" <<<"$stderr" || fail "no summary on stderr: $stderr"
 }
+
+@test "library: works under a 100 MB address-space limit (ulimit -v)" {
+    # Regions are 64 MiB aligned mappings; getting one must not need twice
+    # that much address space.
+    compare_run ulimit_v bash -c 'ulimit -v 100000 && ls -la / >/dev/null && sort -n <<<"3
+1
+2" && /usr/bin/python3 -c "print(sum(range(10**6)))"'
+    [[ $(cat "$MA_OUT/ulimit_v.pre.out") == $'1\n2\n3\n499999500000' ]] || fail "unexpected output"
+}
+
+@test "library: an invalid MEMALLOC_MMAP_THRESHOLD is reported and ignored" {
+    is_standin && skip "stand-in library"
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_MMAP_THRESHOLD=lots \
+        /usr/bin/perl -e 'print "ok\n"'
+    [[ $status -eq 0 && $output == ok ]] || fail "perl: status $status, output $output"
+    [[ $stderr == "memalloc: ignoring MEMALLOC_MMAP_THRESHOLD=lots: not a size (range 0..33554432), using 131072" ]] ||
+        fail "unexpected stderr:" "$stderr"
+}
