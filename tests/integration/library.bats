@@ -116,3 +116,36 @@ setup() {
     [[ $stderr == "memalloc: ignoring MEMALLOC_MMAP_THRESHOLD=lots: not a size (range 0..33554432), using 131072" ]] ||
         fail "unexpected stderr:" "$stderr"
 }
+
+@test "library: cmake --install, then a program linked with -lmemalloc uses the engine API" {
+    is_standin && skip "stand-in library"
+    local prefix=$BATS_TEST_TMPDIR/prefix
+    run cmake --install "$MEMALLOC_BUILD" --prefix "$prefix"
+    [[ $status -eq 0 ]] || fail "cmake --install failed:" "$output"
+    [[ -f $prefix/include/memalloc.h ]] || fail "header not installed"
+    local lib
+    lib=$(dirname "$(find "$prefix" -name 'libmemalloc.so' | head -n 1)")
+    [[ -n $lib && -f $lib/libmemalloc.so ]] || fail "library not installed"
+    cat >"$BATS_TEST_TMPDIR/use.c" <<'C'
+#include <memalloc.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+    char *p = memalloc(100);
+    memoryset(p, 'x', 99);
+    p[99] = 0;
+    char *q = memdup(p, 100);
+    q = memresize(q, 5000);
+    int ok = q && strlen(q) == 99 && memalloc_usable_size(q) >= 5000 && memalloc_check() == 0;
+    memfree(p);
+    memfree(q);
+    printf("%s\n", ok ? "engine ok" : "engine broken");
+    return !ok;
+}
+C
+    run gcc -Wall -Wextra -Werror -I"$prefix/include" "$BATS_TEST_TMPDIR/use.c" \
+        -L"$lib" -Wl,-rpath,"$lib" -lmemalloc -o "$BATS_TEST_TMPDIR/use"
+    [[ $status -eq 0 ]] || fail "compiling against the installed header failed:" "$output"
+    run "$BATS_TEST_TMPDIR/use"
+    [[ $status -eq 0 && $output == "engine ok" ]] || fail "status $status: $output"
+}
