@@ -7,6 +7,7 @@
 #include "api.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "error.h"
@@ -32,8 +33,8 @@ static int init_state;
 static int stats_fd = 2;
 
 /*
- * Requests that arrive while initialisation runs (a library that calls
- * malloc from pthread_atfork, say) are served from this buffer, bump
+ * Requests that the initialising thread makes while initialisation runs
+ * (pthread_atfork may call malloc, say) are served from this buffer, bump
  * allocated, never reused. Each block has a 16-byte header holding its size.
  */
 #define BOOT_SIZE ((size_t)64 << 10)
@@ -77,12 +78,28 @@ static void fork_child(void) {
     pthread_mutex_init(&main_arena.lock, NULL);
 }
 
-/* 1 when the heap is ready; 0 while another call is initialising it. */
+/*
+ * 1 when the heap is ready; 0 for a call made by the initialising thread
+ * itself while initialisation runs (re-entry: the bootstrap buffer serves
+ * it). Other threads wait for initialisation to finish: it is short and
+ * makes no call that could wait for them.
+ */
+static pthread_t init_owner;
+
 static __attribute__((noinline, cold)) int init_slow(void) {
     int expected = INIT_NONE;
     if (!__atomic_compare_exchange_n(&init_state, &expected, INIT_RUNNING, 0, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_ACQUIRE))
-        return expected == INIT_DONE;
+                                     __ATOMIC_ACQUIRE)) {
+        if (expected == INIT_DONE) return 1;
+        /* only the owner can see its own id here: others read another value */
+        pthread_t owner;
+        __atomic_load(&init_owner, &owner, __ATOMIC_RELAXED);
+        if (pthread_equal(owner, pthread_self())) return 0;
+        while (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE) sched_yield();
+        return 1;
+    }
+    pthread_t self = pthread_self();
+    __atomic_store(&init_owner, &self, __ATOMIC_RELAXED);
     os_init();
     options_init();
     if (opt_get(OPT_STATS)) {

@@ -189,7 +189,9 @@ void *large_resize(void *p, size_t n) {
 
     pthread_mutex_lock(&large_lock);
     c = unregister(p, "realloc");
-    size_t old_usable = usable_size(c);
+    /* out of the counters too while it is out of the registry, so that
+     * memalloc_check sees them agree at any moment */
+    stats_on_resize(usable_size(c), 0);
     pthread_mutex_unlock(&large_lock);
     char *base = os_remap((char *)c - lead, len, need);
     int moved = base != NULL;
@@ -199,7 +201,7 @@ void *large_resize(void *p, size_t n) {
     pthread_mutex_lock(&large_lock);
     int rc = table_insert((uintptr_t)chunk_payload(c));
     account_map(c, +1);
-    stats_on_resize(old_usable, usable_size(c));
+    stats_on_resize(0, usable_size(c));
     pthread_mutex_unlock(&large_lock);
     if (rc != 0) ma_fatal("realloc", "out of memory for the block registry of", p);
     return moved ? chunk_payload(c) : NULL;
