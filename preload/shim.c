@@ -56,16 +56,8 @@ EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size) {
     return 0;
 }
 
-/* glibc 2.36 accepts any power of two here and fails others with EINVAL. */
-EXPORT void *aligned_alloc(size_t alignment, size_t size) {
-    if (!pow2(alignment)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return ma_aligned(alignment, size);
-}
-
-/* glibc rounds an alignment that is not a power of two up to one. */
+/* glibc 2.36 rounds an alignment that is not a power of two up to one,
+ * in memalign and aligned_alloc alike. */
 EXPORT void *memalign(size_t alignment, size_t size) {
     if (alignment > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
@@ -77,6 +69,10 @@ EXPORT void *memalign(size_t alignment, size_t size) {
         alignment = a;
     }
     return ma_aligned(alignment, size);
+}
+
+EXPORT void *aligned_alloc(size_t alignment, size_t size) {
+    return memalign(alignment, size);
 }
 
 EXPORT void *valloc(size_t size) {
@@ -102,30 +98,31 @@ EXPORT void malloc_stats(void) {
     memalloc_print_stats(2);
 }
 
+/* A mallopt value as a size: negative values, like glibc's casts, are huge;
+ * the option's maximum applies. */
+static int set_clamped(enum ma_opt o, int value, size_t max) {
+    size_t v = (size_t)(long)value;
+    return options_set(o, v > max ? max : v) == 0;
+}
+
 /*
- * mallopt: glibc's parameter numbers. Those memalloc implements change its
- * options; the others that glibc knows are accepted (returning 1, as glibc
- * does) but have no effect here: memalloc has one arena, no fastbins, and
- * no top pad. Unknown numbers return 0.
+ * mallopt, as glibc 2.36 answers it: 1 for every parameter (unknown ones
+ * included) but an M_MXFAST above 160. M_MMAP_THRESHOLD and
+ * M_TRIM_THRESHOLD take effect (the threshold at most 32 MiB, half a
+ * region); the others have no effect here: memalloc has one arena, no
+ * fastbins and no top pad.
  */
 EXPORT int mallopt(int param, int value) {
     ma_init();
     switch (param) {
     case M_MMAP_THRESHOLD:
-        return value >= 0 && options_set(OPT_MMAP_THRESHOLD, (size_t)value) == 0;
+        return set_clamped(OPT_MMAP_THRESHOLD, value, MMAP_THRESHOLD_MAX);
     case M_TRIM_THRESHOLD:
-        return value >= 0 && options_set(OPT_TRIM_THRESHOLD, (size_t)value) == 0;
+        return set_clamped(OPT_TRIM_THRESHOLD, value, TRIM_THRESHOLD_MAX);
     case M_MXFAST:
         return value >= 0 && value <= 160;
-    case M_TOP_PAD:
-    case M_MMAP_MAX:
-    case M_CHECK_ACTION:
-    case M_PERTURB:
-    case M_ARENA_TEST:
-    case M_ARENA_MAX:
-        return 1;
     default:
-        return 0;
+        return 1;
     }
 }
 

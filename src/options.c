@@ -19,7 +19,7 @@ struct option_def {
 static const struct option_def defs[OPT_COUNT] = {
     [OPT_MMAP_THRESHOLD] = {"MEMALLOC_MMAP_THRESHOLD", 128 * 1024, 0, MMAP_THRESHOLD_MAX,
                             "requests of at least this many bytes get their own mapping"},
-    [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, (size_t)1 << 46,
+    [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, TRIM_THRESHOLD_MAX,
                             "free bytes at a heap top kept before returning pages to the OS"},
     [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1, "1: print a summary line on stderr at exit"},
 };

@@ -27,5 +27,7 @@ void options_init(void);
 int options_set(enum ma_opt o, size_t value);
 /* Largest mmap threshold: half a heap region, as glibc's 32 MiB. */
 #define MMAP_THRESHOLD_MAX ((size_t)32 << 20)
+/* Largest trim threshold: "never purge a top". */
+#define TRIM_THRESHOLD_MAX ((size_t)1 << 46)
 
 #endif

@@ -374,6 +374,18 @@ TEST(test_memalign_and_aligned_alloc_any_power_of_two) {
             free(q);
         }
     }
+    /* glibc 2.36 rounds an alignment that is not a power of two up */
+    for (size_t a = 3; a <= 5000; a = a * 3 + 1) {
+        errno = 0;
+        char *p = memalign(opaque(a), 100), *q = aligned_alloc(opaque(a), 100);
+        size_t want = 16;
+        while (want < a) want <<= 1;
+        CHECKF(p && aligned(p, want), "memalign(%zu, 100) = %p", a, (void *)p);
+        CHECKF(q && aligned(q, want), "aligned_alloc(%zu, 100) = %p", a, (void *)q);
+        CHECK(errno == 0);
+        free(p);
+        free(q);
+    }
 }
 
 TEST(test_valloc_pvalloc) {
@@ -655,6 +667,11 @@ TEST(test_mallopt) {
     CHECK(c.hblks == b.hblks + 1);
     free(p);
     free(q);
+    /* glibc 2.36 answers 1 to anything else, even an unknown parameter or a
+     * threshold beyond what it would use */
+    CHECK(mallopt(12345, 1) == 1);
+    CHECK(mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1);
+    CHECK(mallopt(M_TRIM_THRESHOLD, -1) == 1);
     CHECK(mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1);
     CHECK(mallopt(M_TRIM_THRESHOLD, 128 * 1024) == 1);
 }

@@ -1,8 +1,12 @@
 /*
  * thread_stress.c: the engine under threads (built for ThreadSanitizer too).
  *
- *   1. 4 threads x 200k random memalloc/defalloc/memalloc_aligned/memresize/
- *      memfree with pattern checks, while a fifth thread runs memalloc_check;
+ *   0. the process's first allocations come from 8 threads at once (here,
+ *      then in fresh processes: this program re-executed);
+ *   1. memalloc_check in a tight loop while two threads resize mapped blocks
+ *      (mremap); then 4 threads x 200k random memalloc/defalloc/
+ *      memalloc_aligned/memresize/memfree with pattern checks, while a fifth
+ *      thread runs memalloc_check;
  *   2. cross-thread frees: producers allocate, consumers verify, resize and
  *      free, through a mutex-protected queue;
  *   3. thread churn: 200 short-lived threads, some of whose blocks the main
@@ -124,6 +128,78 @@ static int new_block(struct rng *r, struct block *b, size_t size) {
     return 1;
 }
 
+/* ---- 0. the first allocations of the process, from several threads at once ---- */
+
+#define FIRST_THREADS 8
+#define FIRST_SMALL   64
+
+static pthread_barrier_t first_barrier;
+
+static void *first_user(void *arg) {
+    unsigned id = (unsigned)(uintptr_t)arg;
+    unsigned char *v[FIRST_SMALL + 1];
+    size_t failed = 0;
+    pthread_barrier_wait(&first_barrier);
+    /* one of these initialises the heap while the others allocate */
+    v[0] = memalloc(100 * KiB + id);
+    for (int i = 1; i <= FIRST_SMALL; i++) v[i] = memalloc((size_t)(i * 16 + id));
+    for (int i = 0; i <= FIRST_SMALL; i++) {
+        if (!v[i]) {
+            failed++;
+            continue;
+        }
+        size_t n = i ? (size_t)(i * 16 + id) : 100 * KiB + id;
+        fill(v[i], 0, n, id);
+    }
+    for (int i = 0; i <= FIRST_SMALL; i++) {
+        size_t n = i ? (size_t)(i * 16 + id) : 100 * KiB + id;
+        if (v[i]) CHECK(intact(v[i], n, id));
+        memfree(v[i]);
+    }
+    CHECKF(failed == 0, "thread %u: %zu of the first %d allocations failed (errno %d)", id, failed,
+           FIRST_SMALL + 1, errno);
+    return NULL;
+}
+
+static void first_use(void) {
+    pthread_t t[FIRST_THREADS];
+    REQUIRE(pthread_barrier_init(&first_barrier, NULL, FIRST_THREADS) == 0);
+    for (unsigned i = 0; i < FIRST_THREADS; i++)
+        REQUIRE(pthread_create(&t[i], NULL, first_user, (void *)(uintptr_t)i) == 0);
+    for (int i = 0; i < FIRST_THREADS; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&first_barrier);
+    CHECK(memalloc_check() == 0);
+}
+
+#define FIRST_USE_ENV "THREAD_STRESS_FIRST_USE"
+#if defined(__SANITIZE_THREAD__)
+#define FIRST_USE_RUNS 10 /* each start of a ThreadSanitizer process costs ~0.5 s */
+#else
+#define FIRST_USE_RUNS 40
+#endif
+
+static char **saved_argv;
+
+/* Runs first, while no thread has called the engine yet; then again in fresh
+ * processes (this program re-executed), as the race is a matter of timing. */
+TEST(test_concurrent_first_use) {
+    first_use();
+    for (int i = 0; i < FIRST_USE_RUNS; i++) {
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            setenv(FIRST_USE_ENV, "1", 1);
+            execv("/proc/self/exe", saved_argv);
+            _exit(127);
+        }
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+               "fresh process %d: first use from %d threads failed (status %#x)", i, FIRST_THREADS,
+               status);
+    }
+}
+
 /* ---- 1. random operations in 4 threads, memalloc_check alongside ---- */
 
 #define WORKERS    4
@@ -204,6 +280,62 @@ TEST(test_threads_random_ops) {
     __atomic_store_n(&workers_done, 1, __ATOMIC_RELEASE);
     pthread_join(c, NULL);
     CHECK(runs > 0);
+    CHECK(memalloc_check() == 0);
+}
+
+/* ---- 1b. memalloc_check while mapped blocks are resized (mremap) ---- */
+
+static int resizers_done;
+
+static void *large_resizer(void *arg) {
+    unsigned id = (unsigned)(uintptr_t)arg;
+    unsigned char *p = memalloc(MiB);
+    CHECK(p != NULL);
+    if (!p) return NULL;
+    fill(p, 0, MiB, id);
+    double end = harness_now() + 0.5;
+    unsigned long n = 0;
+    while (harness_now() < end) {
+        size_t to = n++ & 1 ? MiB : 4 * MiB; /* each step remaps */
+        unsigned char *q = memresize(p, to);
+        CHECK(q != NULL);
+        if (!q) break;
+        p = q;
+    }
+    CHECK(intact(p, MiB, id));
+    memfree(p);
+    return (void *)(uintptr_t)n;
+}
+
+static void *tight_checker(void *arg) {
+    int *violations = arg;
+    while (!__atomic_load_n(&resizers_done, __ATOMIC_ACQUIRE) && *violations == 0) {
+        double t0 = harness_now();
+        *violations += memalloc_check();
+        /* let the resizers have the locks half of the time at least */
+        usleep(100 + (useconds_t)((harness_now() - t0) * 1e6));
+    }
+    return NULL;
+}
+
+TEST(test_check_while_large_blocks_resize) {
+    pthread_t t[2], c;
+    int violations = 0;
+    __atomic_store_n(&resizers_done, 0, __ATOMIC_RELEASE);
+    REQUIRE(pthread_create(&c, NULL, tight_checker, &violations) == 0);
+    for (unsigned i = 0; i < 2; i++)
+        REQUIRE(pthread_create(&t[i], NULL, large_resizer, (void *)(uintptr_t)i) == 0);
+    unsigned long resizes = 0;
+    for (int i = 0; i < 2; i++) {
+        void *ret;
+        pthread_join(t[i], &ret);
+        resizes += (unsigned long)(uintptr_t)ret;
+    }
+    __atomic_store_n(&resizers_done, 1, __ATOMIC_RELEASE);
+    pthread_join(c, NULL);
+    CHECK(resizes > 0);
+    CHECKF(violations == 0, "memalloc_check() reported %d violations during %lu mremap resizes",
+           violations, resizes);
     CHECK(memalloc_check() == 0);
 }
 
@@ -452,7 +584,13 @@ TEST(test_fork_while_threads_allocate) {
     CHECK(memalloc_check() == 0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    saved_argv = argv;
+    if (getenv(FIRST_USE_ENV)) { /* a child of test_concurrent_first_use */
+        first_use();
+        return harness_check_failures ? 1 : 0;
+    }
     const char *s = getenv("MEMALLOC_TEST_SEED");
     if (s && *s) base_seed = strtoull(s, NULL, 0);
     fprintf(stderr, "thread_stress: seed %#" PRIx64 " (MEMALLOC_TEST_SEED)\n", base_seed);
@@ -460,6 +598,8 @@ int main(void) {
 
     struct memalloc_stats s0;
     memalloc_get_stats(&s0);
+    RUN(test_concurrent_first_use);            /* must be the first to allocate */
+    RUN(test_check_while_large_blocks_resize); /* while the heap is small: fast checks */
     RUN(test_threads_random_ops);
     RUN(test_cross_thread_frees);
     RUN(test_thread_churn);
