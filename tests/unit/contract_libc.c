@@ -38,10 +38,6 @@ static void *hide(void *p) {
     return p;
 }
 
-static int aligned(const void *p, size_t a) {
-    return ((uintptr_t)p & (a - 1)) == 0;
-}
-
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void) {
     uint64_t x = rng_state;
@@ -52,27 +48,6 @@ static uint64_t rnd(void) {
 }
 static size_t rnd_below(size_t n) {
     return n ? (size_t)(rnd() % n) : 0;
-}
-
-static unsigned char pat(size_t i, unsigned seed) {
-    return (unsigned char)(seed + i + (i >> 8) * 31u);
-}
-static void fill(void *p, size_t n, unsigned seed) {
-    unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) b[i] = pat(i, seed);
-}
-/* Index of the first byte that differs from the pattern, or n. */
-static size_t first_bad(const void *p, size_t n, unsigned seed) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != pat(i, seed)) return i;
-    return n;
-}
-static size_t first_nonzero(const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i]) return i;
-    return n;
 }
 
 static int set_mmap_threshold(size_t bytes) {

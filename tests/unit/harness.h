@@ -19,6 +19,7 @@
 #ifndef HARNESS_H
 #define HARNESS_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,33 @@ static inline int harness_finish(void) {
     printf("%u passed, %u failed\n", harness_tests_passed, harness_tests_failed);
     fflush(stdout);
     return harness_tests_failed || harness_check_failures ? 1 : 0;
+}
+
+/* ---- test data: a byte pattern that depends on offset and seed ---- */
+
+static inline int aligned(const void *p, size_t a) {
+    return ((uintptr_t)p & (a - 1)) == 0;
+}
+static inline unsigned char pat(size_t i, unsigned seed) {
+    return (unsigned char)(seed + i + (i >> 8) * 31u);
+}
+static inline void fill(void *p, size_t n, unsigned seed) {
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) b[i] = pat(i, seed);
+}
+/* Index of the first byte that differs from the pattern, or n. */
+static inline size_t first_bad(const void *p, size_t n, unsigned seed) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != pat(i, seed)) return i;
+    return n;
+}
+/* Index of the first non-zero byte, or n. */
+static inline size_t first_nonzero(const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i]) return i;
+    return n;
 }
 
 #endif /* HARNESS_H */

@@ -25,30 +25,6 @@ static size_t opaque(size_t x) {
     return x;
 }
 
-static int aligned(const void *p, size_t a) {
-    return ((uintptr_t)p & (a - 1)) == 0;
-}
-
-static unsigned char pat(size_t i, unsigned seed) {
-    return (unsigned char)(seed + i + (i >> 8) * 31u);
-}
-static void fill(void *p, size_t n, unsigned seed) {
-    unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) b[i] = pat(i, seed);
-}
-static size_t first_bad(const void *p, size_t n, unsigned seed) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != pat(i, seed)) return i;
-    return n;
-}
-static size_t first_nonzero(const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i]) return i;
-    return n;
-}
-
 static struct memalloc_stats stats(void) {
     struct memalloc_stats s;
     memset(&s, 0xff, sizeof s);

@@ -65,7 +65,7 @@ static const unsigned char zeros[4096];
 static size_t min_sz(size_t a, size_t b) {
     return a < b ? a : b;
 }
-static void fill(unsigned char *p, size_t from, size_t to, unsigned seed) {
+static void fill_span(unsigned char *p, size_t from, size_t to, unsigned seed) {
     for (size_t i = from; i < to;) {
         size_t k = min_sz(4096, to - i);
         memcpy(p + i, ref + ((seed + i) & 255), k);
@@ -124,7 +124,7 @@ static int new_block(struct rng *r, struct block *b, size_t size) {
     b->p = p;
     b->size = size;
     b->seed = (unsigned)rnd(r);
-    fill(p, 0, size, b->seed);
+    fill_span(p, 0, size, b->seed);
     return 1;
 }
 
@@ -149,7 +149,7 @@ static void *first_user(void *arg) {
             continue;
         }
         size_t n = i ? (size_t)(i * 16 + id) : 100 * KiB + id;
-        fill(v[i], 0, n, id);
+        fill_span(v[i], 0, n, id);
     }
     for (int i = 0; i <= FIRST_SMALL; i++) {
         size_t n = i ? (size_t)(i * 16 + id) : 100 * KiB + id;
@@ -241,7 +241,7 @@ static void *worker(void *arg) {
             if (!q) continue;
             CHECKF(intact(q, min_sz(b->size, n), b->seed), "thread %u: memresize(%zu -> %zu)", id,
                    b->size, n);
-            if (n > b->size) fill(q, b->size, n, b->seed);
+            if (n > b->size) fill_span(q, b->size, n, b->seed);
             b->p = q;
             b->size = n;
         }
@@ -292,7 +292,7 @@ static void *large_resizer(void *arg) {
     unsigned char *p = memalloc(MiB);
     CHECK(p != NULL);
     if (!p) return NULL;
-    fill(p, 0, MiB, id);
+    fill_span(p, 0, MiB, id);
     double end = harness_now() + 0.5;
     unsigned long n = 0;
     while (harness_now() < end) {
@@ -400,7 +400,7 @@ static void *consumer(void *arg) {
             CHECK(q != NULL);
             if (q) {
                 CHECK(intact(q, b.size, b.seed));
-                fill(q, b.size, n, b.seed);
+                fill_span(q, b.size, n, b.seed);
                 b.p = q;
                 b.size = n;
             }
@@ -532,7 +532,7 @@ static int child_work(void) {
         size_t n = sizes[i];
         unsigned char *p = memalloc(n);
         if (!p) return 10 + (int)i;
-        fill(p, 0, n, 7);
+        fill_span(p, 0, n, 7);
         unsigned char *q = memresize(p, 2 * n + 64);
         if (!q) return 20 + (int)i;
         if (!intact(q, n, 7)) return 30 + (int)i;
