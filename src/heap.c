@@ -1,8 +1,11 @@
 /*
  * heap.c: the free-list engine over one arena's regions: carving (split),
  * freeing (coalesce), in-place resize, aligned carving and trimming. Every
- * function runs with a->lock held and makes no system call except purging
- * a region's top; unmapping is left to the caller, after unlocking.
+ * function runs with a->lock held. The system calls made here are mapping
+ * a new region (rare) and purging free pages (a top, or the large spans,
+ * after hysteresis): pages handed out meanwhile by another thread must not
+ * be purged, so purging cannot wait for the unlock. Unmapping is left to
+ * the caller, after unlocking.
  */
 #include "heap.h"
 
