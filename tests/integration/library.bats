@@ -99,10 +99,10 @@ setup() {
     grep -Eq "$MA_STATS_RE" <<<"$stderr" || fail "no summary on stderr: $stderr"
 }
 
-@test "library: works under a 100 MB address-space limit (ulimit -v)" {
+@test "library: works under a 120 MB address-space limit (ulimit -v)" {
     # Regions are 64 MiB aligned mappings; getting one must not need twice
     # that much address space.
-    compare_run ulimit_v bash -c 'ulimit -v 100000 && ls -la / >/dev/null && sort -n <<<"3
+    compare_run ulimit_v bash -c 'ulimit -v 120000 && ls -la / >/dev/null && sort -n <<<"3
 1
 2" && /usr/bin/python3 -c "print(sum(range(10**6)))"'
     [[ $(cat "$MA_OUT/ulimit_v.pre.out") == $'1\n2\n3\n499999500000' ]] || fail "unexpected output"
