@@ -45,18 +45,16 @@ static int is_boot(const void *p) {
     return (const char *)p >= boot_buf && (const char *)p < boot_buf + BOOT_SIZE;
 }
 
+/* Only the initialising thread comes here (others wait): no atomics needed. */
 static void *boot_alloc(size_t n, size_t align) {
     if (align < ALIGNMENT) align = ALIGNMENT;
-    size_t old = __atomic_load_n(&boot_used, __ATOMIC_RELAXED), start, end;
-    do {
-        start = align_up((uintptr_t)boot_buf + old + CHUNK_HDR, align) - (uintptr_t)boot_buf;
-        if (n > BOOT_SIZE || start > BOOT_SIZE - n) {
-            errno = ENOMEM;
-            return NULL;
-        }
-        end = align_up(start + n, ALIGNMENT);
-    } while (
-        !__atomic_compare_exchange_n(&boot_used, &old, end, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    size_t start =
+        align_up((uintptr_t)boot_buf + boot_used + CHUNK_HDR, align) - (uintptr_t)boot_buf;
+    if (n > BOOT_SIZE || start > BOOT_SIZE - n) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    boot_used = align_up(start + n, ALIGNMENT);
     *(size_t *)(boot_buf + start - CHUNK_HDR) = n;
     return boot_buf + start;
 }

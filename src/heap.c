@@ -124,13 +124,13 @@ static void purge_spans(struct arena *a) {
  *  2. merge with the next chunk if it is free (the fencepost never is);
  *  3. write head and footer, clear the next chunk's PINUSE;
  *  4. an empty region goes back to the OS if another empty one is kept
- *     already; a top chunk with more dirty bytes than the trim threshold is
- *     purged down to half of it (hysteresis, so no purge on every free);
+ *     already; else bin the chunk. A top chunk with more dirty bytes than
+ *     the trim threshold is purged down to half of it (hysteresis, so no
+ *     purge on every free);
  *  5. if the chunk is elsewhere and PURGE_SPAN or larger, count the bytes
  *     that just became part of a large span (all of it if it just became
  *     large); once SPAN_DIRTY_MAX bytes are counted, purge every large free
- *     chunk: a pass per few MiB freed, never a system call per free;
- *  6. bin the result.
+ *     chunk: a pass per few MiB freed, never a system call per free.
  */
 struct region *heap_free(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
@@ -167,19 +167,15 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
         }
         a->spare = r;
     }
+    bin_insert(a, c);
     size_t trim = opt_get(OPT_TRIM_THRESHOLD);
     if (next == region_fence(r)) {
         if (r->fresh > (char *)c && (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
             region_purge_top(r, c, trim / 2);
     } else if (size >= PURGE_SPAN) {
         a->span_dirty += largest < PURGE_SPAN ? size : size - largest;
-        if (a->span_dirty >= SPAN_DIRTY_MAX) {
-            bin_insert(a, c);
-            purge_spans(a);
-            return NULL;
-        }
+        if (a->span_dirty >= SPAN_DIRTY_MAX) purge_spans(a);
     }
-    bin_insert(a, c);
     return NULL;
 }
 
