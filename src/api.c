@@ -1,8 +1,9 @@
 /*
- * api.c: the entry points. Owns lazy initialisation, the bootstrap buffer,
- * the request checks (size limits, overflow, errno), the validation of
- * every pointer handed back to us, locking, and fork handling. The work
- * itself is heap.c's (regions) or large.c's (own mappings).
+ * api.c: the entry points' slow paths. Owns lazy initialisation, the
+ * bootstrap buffer, the arenas, the request checks (size limits, overflow,
+ * errno), the validation of every pointer handed back to us, locking, and
+ * fork handling. The work itself is tcache.c's (thread caches), heap.c's
+ * (regions) or large.c's (own mappings).
  */
 #include "api.h"
 
@@ -20,8 +21,16 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-struct arena main_arena = {.lock = PTHREAD_MUTEX_INITIALIZER};
+struct arena ma_arenas[MAX_ARENAS] = {[0 ... MAX_ARENAS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+unsigned ma_narenas = 1;
 struct counters ma_counters;
+
+void arenas_lock_all(void) {
+    for (unsigned i = 0; i < MAX_ARENAS; i++) pthread_mutex_lock(&ma_arenas[i].lock);
+}
+void arenas_unlock_all(void) {
+    for (unsigned i = MAX_ARENAS; i-- > 0;) pthread_mutex_unlock(&ma_arenas[i].lock);
+}
 
 /* ---- initialisation and the bootstrap buffer ---- */
 
@@ -63,17 +72,22 @@ static size_t boot_size(const void *p) {
     return *(const size_t *)((const char *)p - CHUNK_HDR);
 }
 
+/* Fork: every lock is taken (registry, arenas, mmapped blocks, in that
+ * order) so that the child starts with consistent structures. */
 static void fork_prepare(void) {
-    pthread_mutex_lock(&main_arena.lock);
+    tc_fork_prepare();
+    arenas_lock_all();
     pthread_mutex_lock(&large_lock);
 }
 static void fork_parent(void) {
     pthread_mutex_unlock(&large_lock);
-    pthread_mutex_unlock(&main_arena.lock);
+    arenas_unlock_all();
+    tc_fork_parent();
 }
 static void fork_child(void) {
     pthread_mutex_init(&large_lock, NULL);
-    pthread_mutex_init(&main_arena.lock, NULL);
+    for (unsigned i = 0; i < MAX_ARENAS; i++) pthread_mutex_init(&ma_arenas[i].lock, NULL);
+    tc_fork_child();
 }
 
 /*
@@ -104,7 +118,10 @@ static __attribute__((noinline, cold)) int init_slow(void) {
         int fd = os_dup_fd(2);
         if (fd >= 0) stats_fd = fd;
     }
-    bins_init(&main_arena);
+    for (unsigned i = 0; i < MAX_ARENAS; i++) bins_init(&ma_arenas[i]);
+    unsigned n = os_ncpu();
+    ma_narenas = n < MAX_ARENAS ? n : MAX_ARENAS;
+    tc_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child); /* may call malloc: boot buffer */
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
     return 1;
@@ -130,32 +147,34 @@ static void *fail_nomem(void) {
  * c claims to be an in-use chunk of region r. Abort, naming who, unless:
  *  1. it lies between the region's first chunk and its fencepost;
  *  2. its tag matches its address and size, and it fits in the region;
- *  3. it is in use (else it was freed already);
+ *  3. it is in use, and not waiting in a thread cache (else it was freed);
  *  4. its successor agrees that it is in use.
- * Called with the arena lock held; releases it before aborting.
+ * No lock is needed: only the block's owner changes these facts.
  */
-static void check_live(struct arena *a, struct region *r, struct chunk *c, const char *who) {
+static void validate(struct region *r, struct chunk *c, const char *who) {
     const char *what = "invalid pointer";
     char *fence = (char *)region_fence(r);
-    size_t size = chunk_size(c);
+    size_t h = head_get(c), size = h & SIZE_MASK;
     if ((char *)c < (char *)region_first(r) || (char *)c >= fence) goto bad;
-    if (!tag_ok(c) || size < MIN_CHUNK || size > (size_t)(fence - (char *)c) || is_mmapped(c))
+    if (!head_tag_ok(c, h) || size < MIN_CHUNK || size > (size_t)(fence - (char *)c) ||
+        (h & MMAPPED))
         goto bad;
-    if (!cinuse(c)) {
+    struct tblock *b = chunk_payload(c);
+    if (!(h & CINUSE) || b->key == tc_key(b)) {
         what = freed_twice_what(who);
         goto bad;
     }
     if (pinuse(chunk_next(c))) return;
     what = "heap corruption near";
 bad:
-    pthread_mutex_unlock(&a->lock);
     ma_fatal(who, what, chunk_payload(c));
 }
 
 /* ---- entry points ---- */
 
+/* A chunk from the calling thread's arena, without the cache. */
 static void *heap_malloc(size_t n, size_t *zero_len) {
-    struct arena *a = &main_arena;
+    struct arena *a = tc_arena();
     pthread_mutex_lock(&a->lock);
     void *p = heap_alloc(a, request_size(n), zero_len);
     if (p) stats_on_alloc(usable_size(payload_chunk(p)));
@@ -163,10 +182,28 @@ static void *heap_malloc(size_t n, size_t *zero_len) {
     return p;
 }
 
-void *ma_malloc(size_t n) {
+/* A block of a cached class (n <= TC_MAX_REQUEST) for this thread's cache
+ * (set up now if need be), or NULL if the thread has no cache. */
+static void *cache_malloc(size_t n, int *failed) {
+    struct tcache *t = tc_get();
+    if (!t) return NULL;
+    unsigned k = tc_class(request_size(n));
+    void *p = tc_pop(t, k);
+    if (!p) p = tc_refill(t, k);
+    *failed = p == NULL;
+    return p;
+}
+
+void *ma_malloc_slow(size_t n) {
     if (unlikely(!ready())) return boot_alloc(n, ALIGNMENT);
     if (unlikely(n > MAX_REQUEST)) return fail_nomem();
-    void *p = n >= opt_get(OPT_MMAP_THRESHOLD) ? large_alloc(n, ALIGNMENT) : heap_malloc(n, NULL);
+    if (n >= opt_get(OPT_MMAP_THRESHOLD)) {
+        void *p = large_alloc(n, ALIGNMENT, 0);
+        return p ? p : fail_nomem();
+    }
+    int failed = 0;
+    void *p = n <= TC_MAX_REQUEST ? cache_malloc(n, &failed) : NULL;
+    if (!p && !failed) p = heap_malloc(n, NULL);
     return p ? p : fail_nomem();
 }
 
@@ -174,13 +211,21 @@ void *ma_calloc(size_t n, size_t size) {
     size_t total;
     if (unlikely(__builtin_mul_overflow(n, size, &total) || total > MAX_REQUEST))
         return fail_nomem();
+    if (likely(total <= TC_MAX_REQUEST)) {
+        void *p = tc_pop(tc_current, tc_class(request_size(total)));
+        if (likely(p != NULL)) return memset(p, 0, total);
+    }
     if (unlikely(!ready())) return boot_alloc(total, ALIGNMENT); /* .bss: zero */
     if (total >= opt_get(OPT_MMAP_THRESHOLD)) {
-        void *p = large_alloc(total, ALIGNMENT); /* fresh pages: zero already */
+        void *p = large_alloc(total, ALIGNMENT, 1);
         return p ? p : fail_nomem();
     }
+    int failed = 0;
+    void *p = total <= TC_MAX_REQUEST ? cache_malloc(total, &failed) : NULL;
+    if (p) return memset(p, 0, total);
+    if (failed) return fail_nomem();
     size_t dirty = 0;
-    void *p = heap_malloc(total, &dirty);
+    p = heap_malloc(total, &dirty);
     if (!p) return fail_nomem();
     memset(p, 0, dirty);
     return p;
@@ -193,9 +238,9 @@ void *ma_aligned(size_t align, size_t n) {
     size_t nb = request_size(n);
     void *p;
     if (nb + align + MIN_CHUNK >= opt_get(OPT_MMAP_THRESHOLD)) {
-        p = large_alloc(n, align);
+        p = large_alloc(n, align, 0);
     } else {
-        struct arena *a = &main_arena;
+        struct arena *a = tc_arena();
         pthread_mutex_lock(&a->lock);
         p = heap_alloc_aligned(a, nb, align);
         if (p) stats_on_alloc(usable_size(payload_chunk(p)));
@@ -204,7 +249,16 @@ void *ma_aligned(size_t align, size_t n) {
     return p ? p : fail_nomem();
 }
 
-void ma_free(void *p, const char *who) {
+/*
+ * free, when the fast path declined:
+ *  1. NULL and bootstrap blocks: nothing to do;
+ *  2. not in a region: an mmapped block (or not ours: large.c says which);
+ *  3. validate the chunk fully (double frees of cached blocks included);
+ *  4. into this thread's cache if its class is cached: the cache may just
+ *     have been set up, or the list is full and half of it goes back;
+ *  5. else straight back to its arena.
+ */
+void ma_free_slow(void *p, const char *who) {
     if (!p || unlikely(is_boot(p))) return;
     if (unlikely((uintptr_t)p & (ALIGNMENT - 1))) ma_fatal(who, "invalid pointer", p);
     struct region *r = region_lookup(p);
@@ -212,10 +266,16 @@ void ma_free(void *p, const char *who) {
         large_free(p, who);
         return;
     }
-    struct arena *a = r->arena;
     struct chunk *c = payload_chunk(p);
+    validate(r, c, who);
+    size_t size = chunk_size(c);
+    struct tcache *t = tc_get();
+    if (t && size <= TC_MAX_CHUNK && tc_class_size[tc_class(size)] == size) {
+        if (!tc_push(t, p)) tc_flush_push(t, tc_class(size), p);
+        return;
+    }
+    struct arena *a = r->arena;
     pthread_mutex_lock(&a->lock);
-    check_live(a, r, c, who);
     stats_on_free(usable_size(c));
     struct region *gone = heap_free(a, c);
     pthread_mutex_unlock(&a->lock);
@@ -228,19 +288,16 @@ size_t ma_usable_size(const void *p, const char *who) {
     if ((uintptr_t)p & (ALIGNMENT - 1)) ma_fatal(who, "invalid pointer", p);
     struct region *r = region_lookup(p);
     if (!r) return large_usable(p, who);
-    struct arena *a = r->arena;
     struct chunk *c = payload_chunk(p);
-    pthread_mutex_lock(&a->lock);
-    check_live(a, r, c, who);
-    size_t n = usable_size(c);
-    pthread_mutex_unlock(&a->lock);
-    return n;
+    validate(r, c, who);
+    return usable_size(c);
 }
 
 /*
  * realloc:
  *  1. NULL: malloc; size 0: free and return NULL; a bootstrap block: copy out;
- *  2. in a region: resize in place (shrink, or grow into a free successor);
+ *  2. in a region: keep the block if it fits without waste to split off;
+ *     else resize in place (shrink, or grow into a free successor);
  *  3. own mapping: keep it, or mremap it;
  *  4. else allocate, copy the old usable bytes, free. On failure the old
  *     block is untouched.
@@ -259,12 +316,14 @@ void *ma_realloc(void *p, size_t n, const char *who) {
         if (unlikely(n > MAX_REQUEST)) return fail_nomem();
         struct region *r = region_lookup(p);
         if (r) {
-            struct arena *a = r->arena;
             struct chunk *c = payload_chunk(p);
-            pthread_mutex_lock(&a->lock);
-            check_live(a, r, c, who);
+            validate(r, c, who);
+            size_t nb = request_size(n), size = chunk_size(c);
             old = usable_size(c);
-            int in_place = heap_resize(a, c, request_size(n));
+            if (nb <= size && size - nb < MIN_CHUNK) return p;
+            struct arena *a = r->arena;
+            pthread_mutex_lock(&a->lock);
+            int in_place = heap_resize(a, c, nb);
             if (in_place) stats_on_resize(old, usable_size(c));
             pthread_mutex_unlock(&a->lock);
             if (in_place) return p;
@@ -281,13 +340,21 @@ void *ma_realloc(void *p, size_t n, const char *who) {
     return q;
 }
 
+/* Trim: the calling thread's cache goes back first (other threads' caches
+ * are theirs), then every arena gives its free pages back, and the cache
+ * of freed mappings is emptied. */
 int ma_trim(size_t pad) {
     if (!ready()) return 0;
+    struct tcache *t = tc_get();
+    if (t) tc_flush_all(t);
     struct region *unmap = NULL;
-    struct arena *a = &main_arena;
-    pthread_mutex_lock(&a->lock);
-    int released = heap_trim(a, pad, &unmap);
-    pthread_mutex_unlock(&a->lock);
+    int released = large_cache_release();
+    for (unsigned i = 0; i < MAX_ARENAS; i++) {
+        struct arena *a = &ma_arenas[i];
+        pthread_mutex_lock(&a->lock);
+        released |= heap_trim(a, pad, &unmap);
+        pthread_mutex_unlock(&a->lock);
+    }
     while (unmap) {
         struct region *next = unmap->next;
         region_unmap(unmap);
@@ -305,6 +372,7 @@ void ma_exit_report(void) {
 void *memalloc(size_t size) {
     return ma_malloc(size);
 }
+
 void *defalloc(size_t n, size_t elem_size) {
     return ma_calloc(n, elem_size);
 }
@@ -340,6 +408,9 @@ static int opt_of(enum memalloc_option o, enum ma_opt *out) {
     case MEMALLOC_OPT_STATS:
         *out = OPT_STATS;
         return 0;
+    case MEMALLOC_OPT_TCACHE:
+        *out = OPT_TCACHE;
+        return 0;
     }
     return EINVAL;
 }
@@ -348,7 +419,9 @@ int memalloc_set_option(enum memalloc_option opt, size_t value) {
     enum ma_opt o;
     ready();
     if (opt_of(opt, &o) != 0) return EINVAL;
-    return options_set(o, value);
+    int rc = options_set(o, value);
+    if (rc == 0 && o == OPT_TCACHE && value == 0) tc_disable_self();
+    return rc;
 }
 
 size_t memalloc_get_option(enum memalloc_option opt) {

@@ -1,8 +1,10 @@
 /*
- * check.c: the heap checker. With every lock held, walks every region chunk
- * by chunk, every bin, and every mmapped block, and verifies the invariants
- * written in chunk.h and heap.h, plus the counters. Reports each violation
- * on stderr (the first 20) and returns how many it found.
+ * check.c: the heap checker. With every lock held, walks every arena's
+ * regions chunk by chunk and its bins, every mmapped block, and the calling
+ * thread's cache, and verifies the invariants written in chunk.h, heap.h
+ * and tcache.h, plus the counters. Other threads' caches change without a
+ * lock, so they are not walked; their blocks are in-use chunks to the walk.
+ * Reports each violation on stderr (the first 20) and returns how many.
  */
 #include "api.h"
 #include "error.h"
@@ -10,6 +12,7 @@
 #include "large.h"
 #include "memalloc.h"
 #include "stats.h"
+#include "tcache.h"
 
 struct walk {
     int errors;
@@ -123,30 +126,65 @@ static void check_large(const struct chunk *c, void *ctx) {
     w->usable_bytes += usable_size(c);
 }
 
+/* The calling thread's cache: see the invariants in tcache.h. */
+static void check_cache(const struct tcache *t, struct walk *w) {
+    size_t cached = 0;
+    for (unsigned k = 2; k < TC_CLASSES; k++) {
+        size_t n = 0;
+        for (const struct tblock *b = t->head[k]; b; b = b->next) {
+            const struct chunk *c = payload_chunk(b);
+            struct region *r = region_lookup(b);
+            if (!r || ((uintptr_t)b & 15) || (char *)c < (char *)region_first(r) ||
+                (char *)c >= (char *)region_fence(r)) {
+                report(w, "cached block outside every region", b);
+                break;
+            }
+            EXPECT(w, tag_ok(c) && cinuse(c) && !is_mmapped(c), "cached block not an in-use chunk",
+                   b);
+            EXPECT(w, chunk_size(c) == tc_class_size[k], "cached block of the wrong class", b);
+            EXPECT(w, b->key == tc_key(b), "cached block without its key", b);
+            cached += tc_class_size[k] - HEAP_EXTRA;
+            if (++n > 65535) {
+                report(w, "cached list too long: a cycle?", b);
+                break;
+            }
+        }
+        EXPECT(w, n + t->room[k] == tc_capacity[k], "cache room disagrees with its list", t);
+    }
+    EXPECT(w, cached == tc_cached_bytes(t), "cached bytes disagree with the lists", t);
+}
+
 int memalloc_check(void) {
-    struct arena *a = &main_arena;
     struct walk w = {0};
     ma_init();
-    pthread_mutex_lock(&a->lock);
+    arenas_lock_all();
     pthread_mutex_lock(&large_lock);
-    if (a->bins[0].next) {
-        size_t n = 0;
+    for (unsigned i = 0; i < MAX_ARENAS; i++) {
+        struct arena *a = &ma_arenas[i];
+        if (!a->bins[0].next) continue; /* not initialised */
+        size_t n = 0, before = w.in_use_bytes;
+        w.free_chunks = 0;
+        for (unsigned b = 0; b < NBINS; b++) w.per_bin[b] = 0;
         for (struct region *r = a->regions; r; r = r->next, n++) {
             EXPECT(&w, !r->next || r->next->prev == r, "asymmetric region links", r);
             check_region(a, r, &w);
         }
         EXPECT(&w, n == a->nregions, "region count disagrees with the list", a);
+        EXPECT(&w, i < ma_narenas || n == 0, "regions in an arena beyond the arena count", a);
         check_bins(a, &w);
-        EXPECT(&w, w.in_use_bytes == a->heap_in_use, "heap_in_use disagrees with the walk", a);
+        EXPECT(&w, w.in_use_bytes - before == a->heap_in_use, "heap_in_use disagrees with the walk",
+               a);
     }
     struct large_stats ls;
     large_foreach(check_large, &w);
     large_get_stats(&ls);
     EXPECT(&w, ls.blocks == w.large_blocks && ls.bytes == w.large_bytes,
-           "mmapped block counters disagree with the registry", a);
+           "mmapped block counters disagree with the registry", &w);
     EXPECT(&w, __atomic_load_n(&ma_counters.in_use, __ATOMIC_RELAXED) == w.usable_bytes,
-           "in_use disagrees with the live blocks", a);
+           "in_use disagrees with the live and cached blocks", &w);
+    struct tcache *t = tc_self();
+    if (t) check_cache(t, &w);
     pthread_mutex_unlock(&large_lock);
-    pthread_mutex_unlock(&a->lock);
+    arenas_unlock_all();
     return w.errors;
 }

@@ -29,6 +29,12 @@
  *   tag == chunk_tag(c, size) for every chunk head (catches foreign and
  *   interior pointers and headers overwritten by the program).
  * Mmapped chunk: prev_foot = offset of the chunk from the mapping start.
+ *
+ * Heads are read and written with relaxed atomics: the free fast path reads
+ * the head of its block without a lock while the engine, under a lock, may
+ * flip PINUSE in that same head (its predecessor was carved or freed). Only
+ * lock holders write heads, so a load then a store loses nothing; on x86-64
+ * both are plain moves.
  */
 #ifndef MEMALLOC_CHUNK_H
 #define MEMALLOC_CHUNK_H
@@ -63,17 +69,31 @@ struct freelink {
     struct freelink *next, *prev;
 };
 
+static inline size_t head_get(const struct chunk *c) {
+    return __atomic_load_n(&c->head, __ATOMIC_RELAXED);
+}
+static inline void head_put(struct chunk *c, size_t head) {
+    __atomic_store_n(&c->head, head, __ATOMIC_RELAXED);
+}
+/* Set or clear flag bits of a head (lock held: the only writer). */
+static inline void head_or(struct chunk *c, size_t bits) {
+    head_put(c, head_get(c) | bits);
+}
+static inline void head_clear(struct chunk *c, size_t bits) {
+    head_put(c, head_get(c) & ~bits);
+}
+
 static inline size_t chunk_size(const struct chunk *c) {
-    return c->head & SIZE_MASK;
+    return head_get(c) & SIZE_MASK;
 }
 static inline int cinuse(const struct chunk *c) {
-    return (c->head & CINUSE) != 0;
+    return (head_get(c) & CINUSE) != 0;
 }
 static inline int pinuse(const struct chunk *c) {
-    return (c->head & PINUSE) != 0;
+    return (head_get(c) & PINUSE) != 0;
 }
 static inline int is_mmapped(const struct chunk *c) {
-    return (c->head & MMAPPED) != 0;
+    return (head_get(c) & MMAPPED) != 0;
 }
 
 static inline void *chunk_payload(const struct chunk *c) {
@@ -97,16 +117,20 @@ static inline struct chunk *link_chunk(const struct freelink *l) {
 
 /* 16-bit check of a head: address, size and the per-process cookie. */
 static inline size_t chunk_tag(const struct chunk *c, size_t size) {
-    uint64_t h = ((uint64_t)(uintptr_t)c ^ ((uint64_t)size << 17) ^ os_cookie());
+    uint64_t h = ((uint64_t)(uintptr_t)c ^ ((uint64_t)size << 17) ^ os_cookie_value);
     h *= 0x9e3779b97f4a7c15ull;
     return (size_t)(h >> 48);
 }
+/* Does head (read once by the caller) carry the right tag for chunk c? */
+static inline int head_tag_ok(const struct chunk *c, size_t head) {
+    return (head >> TAG_SHIFT) == chunk_tag(c, head & SIZE_MASK);
+}
 static inline int tag_ok(const struct chunk *c) {
-    return (c->head >> TAG_SHIFT) == chunk_tag(c, chunk_size(c));
+    return head_tag_ok(c, head_get(c));
 }
 /* Write a head: size, flags and the matching tag. */
 static inline void set_head(struct chunk *c, size_t size, size_t flags) {
-    c->head = (chunk_tag(c, size) << TAG_SHIFT) | size | flags;
+    head_put(c, (chunk_tag(c, size) << TAG_SHIFT) | size | flags);
 }
 /* Record a free chunk's size in the next chunk's prev_foot. */
 static inline void set_foot(struct chunk *c, size_t size) {

@@ -21,7 +21,7 @@
  */
 static void carve(struct arena *a, struct chunk *c, size_t nb) {
     size_t size = chunk_size(c);
-    size_t pflag = c->head & PINUSE;
+    size_t pflag = head_get(c) & PINUSE;
     if (size - nb >= MIN_CHUNK) {
         struct chunk *rest = chunk_at(c, nb);
         set_head(c, nb, CINUSE | pflag);
@@ -32,7 +32,7 @@ static void carve(struct arena *a, struct chunk *c, size_t nb) {
     } else {
         nb = size;
         set_head(c, size, CINUSE | pflag);
-        chunk_next(c)->head |= PINUSE;
+        head_or(chunk_next(c), PINUSE);
         region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
     }
     a->heap_in_use += nb;
@@ -61,6 +61,61 @@ void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len) {
 }
 
 /*
+ * Carve a run of n chunks of cs bytes from the front of free, unbinned
+ * chunk c, whose remainder is 0 or at least MIN_CHUNK: the remainder is
+ * binned as a free chunk, or else the next chunk learns we are in use.
+ */
+static void carve_run(struct arena *a, struct chunk *c, size_t cs, size_t n, struct chunk **out) {
+    size_t size = chunk_size(c), pflag = head_get(c) & PINUSE, rest = size - n * cs;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = chunk_at(c, i * cs);
+        set_head(out[i], cs, CINUSE | (i ? PINUSE : pflag));
+    }
+    if (rest) {
+        struct chunk *r = chunk_at(c, n * cs);
+        set_head(r, rest, PINUSE);
+        set_foot(r, rest);
+        bin_insert(a, r);
+        region_touch(region_of(c), (char *)r + MIN_CHUNK);
+    } else {
+        head_or(chunk_at(c, size), PINUSE);
+        region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
+    }
+    a->heap_in_use += n * cs;
+}
+
+/*
+ * A run of chunks for a thread cache, one bin search per free chunk used:
+ *  1. take a free chunk of at least cs bytes (the bins, else a new region);
+ *  2. carve as many cs chunks from it as fit and are wanted, leaving a
+ *     remainder of 0 or at least MIN_CHUNK;
+ *  3. a chunk that holds one cs chunk and a sliver is handed out whole,
+ *     but only as the first of the run; later, it goes back and we stop.
+ */
+size_t heap_alloc_run(struct arena *a, size_t cs, size_t want, struct chunk **out) {
+    size_t got = 0;
+    while (got < want) {
+        struct chunk *c = find_chunk(a, cs);
+        if (!c) break;
+        size_t size = chunk_size(c), n = size / cs;
+        if (n > want - got) n = want - got;
+        if (size - n * cs != 0 && size - n * cs < MIN_CHUNK) n--;
+        if (n == 0) { /* cs <= size < cs + MIN_CHUNK */
+            if (got) {
+                bin_insert(a, c);
+                break;
+            }
+            carve(a, c, cs);
+            out[got++] = c;
+            break;
+        }
+        carve_run(a, c, cs, n, out + got);
+        got += n;
+    }
+    return got;
+}
+
+/*
  * Aligned carve: take a chunk big enough for nb plus align plus a minimum
  * chunk, so that an aligned payload exists with either no gap or a gap of
  * at least MIN_CHUNK before it; the gap becomes a free chunk of its own
@@ -76,7 +131,7 @@ void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align) {
     if (q != p) {
         size_t lead = q - p, size = chunk_size(c);
         struct chunk *c2 = chunk_at(c, lead);
-        set_head(c, lead, c->head & PINUSE);
+        set_head(c, lead, head_get(c) & PINUSE);
         set_foot(c, lead);
         bin_insert(a, c);
         set_head(c2, size - lead, 0);
@@ -137,7 +192,7 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     struct region *r = region_of(c);
     size_t largest = size; /* the largest of the merged pieces */
     a->heap_in_use -= size;
-    c->head &= ~CINUSE; /* if c merges into its predecessor, its stale head says "freed" */
+    head_clear(c, CINUSE); /* if c merges into its predecessor, its stale head says "freed" */
     if (!pinuse(c)) {
         struct chunk *prev = (struct chunk *)((char *)c - c->prev_foot);
         if (c->prev_foot > (size_t)((char *)c - (char *)region_first(r)) || !tag_ok(prev) ||
@@ -158,7 +213,7 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     set_head(c, size, PINUSE);
     set_foot(c, size);
     next = chunk_at(c, size);
-    next->head &= ~PINUSE;
+    head_clear(next, PINUSE);
 
     if (size == REGION_CAPACITY) { /* the region is empty */
         if (a->spare && a->spare != r && region_is_empty(a->spare)) {
@@ -193,13 +248,13 @@ int heap_resize(struct arena *a, struct chunk *c, size_t nb) {
         bin_unlink(a, next);
         a->heap_in_use += chunk_size(next);
         size += chunk_size(next);
-        set_head(c, size, CINUSE | (c->head & PINUSE));
-        chunk_at(c, size)->head |= PINUSE;
+        set_head(c, size, CINUSE | (head_get(c) & PINUSE));
+        head_or(chunk_at(c, size), PINUSE);
         region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
     }
     if (size - nb >= MIN_CHUNK) {
         struct chunk *rest = chunk_at(c, nb);
-        set_head(c, nb, CINUSE | (c->head & PINUSE));
+        set_head(c, nb, CINUSE | (head_get(c) & PINUSE));
         set_head(rest, size - nb, CINUSE | PINUSE);
         heap_free(a, rest); /* c stays in use: the region cannot empty */
     }

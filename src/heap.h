@@ -56,7 +56,15 @@ struct arena {
     size_t span_dirty;  /* bytes freed into large free chunks since they were purged */
 };
 
-extern struct arena main_arena;
+/* Arenas: threads are spread over ma_narenas of them (at most one per CPU,
+ * and MAX_ARENAS), so that refills and flushes of different threads do not
+ * wait on one lock. A chunk goes back to the arena of its region. */
+#define MAX_ARENAS 8
+extern struct arena ma_arenas[MAX_ARENAS];
+extern unsigned ma_narenas;
+/* Lock or unlock every arena, in index order (fork, checker, statistics). */
+void arenas_lock_all(void);
+void arenas_unlock_all(void);
 
 /* ---- bins.c ---- */
 unsigned bin_index(size_t size);
@@ -80,7 +88,15 @@ static inline struct chunk *region_fence(const struct region *r) {
     return (struct chunk *)(region_end(r) - CHUNK_HDR);
 }
 #define REGION_CAPACITY (REGION_SIZE - REGION_HDR - CHUNK_HDR)
+/* One byte per REGION_SIZE of address space: 1 where a region of ours is. */
+extern uint8_t ma_region_map[(size_t)1 << (ADDRESS_BITS - REGION_SHIFT)];
 /* The region holding p, or NULL if p is not in one of ours. Lock-free. */
+static inline struct region *region_lookup_fast(const void *p) {
+    if ((uintptr_t)p >> ADDRESS_BITS) return NULL;
+    if (!__atomic_load_n(&ma_region_map[(uintptr_t)p >> REGION_SHIFT], __ATOMIC_ACQUIRE))
+        return NULL;
+    return region_of(p);
+}
 struct region *region_lookup(const void *p);
 /* Map a new region into a; returns its single free chunk (not binned). */
 struct chunk *region_create(struct arena *a);
@@ -102,6 +118,11 @@ int region_is_empty(const struct region *r);
  * that may be dirty (calloc must clear them; the rest is fresh zero). */
 void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len);
 void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align);
+/* Carve up to want (<= HEAP_RUN_MAX) in-use chunks of size cs into out;
+ * returns how many. All but out[0] are exactly cs bytes; out[0] may be up
+ * to MIN_CHUNK - 16 bytes larger (a remainder too small to split). */
+#define HEAP_RUN_MAX 64
+size_t heap_alloc_run(struct arena *a, size_t cs, size_t want, struct chunk **out);
 /* Free in-use chunk c; returns a region the caller must unmap, or NULL. */
 struct region *heap_free(struct arena *a, struct chunk *c);
 /* Resize in-use chunk c to nb in place; 1 on success, 0 if it must move. */

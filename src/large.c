@@ -1,5 +1,6 @@
 /*
- * large.c: mmapped blocks and their registry (see large.h).
+ * large.c: mmapped blocks, their registry, and the cache of freed mappings
+ * (see large.h).
  *
  * Layout: the mapping starts at base; the chunk header sits lead bytes in,
  * right before the (aligned) payload, and the chunk runs to the mapping's
@@ -21,6 +22,131 @@ static struct large_stats st;
 #define RECENT 64 /* payloads unmapped lately, to tell double frees apart */
 static uintptr_t recent[RECENT];
 static unsigned recent_pos;
+
+/*
+ * Freed mappings are kept a while, resident, so that a program that frees
+ * and allocates large blocks over and over does not pay a mapping and a
+ * page fault per page each time:
+ *  1. free: the mapping joins the cache (newest last); the oldest entries
+ *     leave it while it holds more than MCACHE_SLOTS mappings or
+ *     MCACHE_BYTES bytes; a mapping larger than that is unmapped at once;
+ *  2. allocation (16-byte alignment): the smallest cached mapping that is
+ *     large enough, trimmed to size if it is more than a quarter too long;
+ *     else the largest one, grown with mremap (its pages move, resident);
+ *  3. an entry unused for MCACHE_AGE_MS leaves at the next large call, and
+ *     malloc_trim empties the cache: memory no longer used goes back.
+ * System calls are made after large_lock is released.
+ */
+#define MCACHE_SLOTS  8
+#define MCACHE_BYTES  ((size_t)128 << 20)
+#define MCACHE_AGE_MS 1000
+struct mcache_entry {
+    char *base;
+    size_t len;
+    uint64_t when;
+};
+static struct mcache_entry mcache[MCACHE_SLOTS];
+static unsigned mcache_count;
+static size_t mcache_bytes;
+
+static void mcache_remove(unsigned i) {
+    mcache_bytes -= mcache[i].len;
+    for (unsigned j = i + 1; j < mcache_count; j++) mcache[j - 1] = mcache[j];
+    mcache_count--;
+}
+
+/* Move the entries that must leave (too many, too large, too old) into
+ * out; returns how many. large_lock held. */
+static unsigned mcache_evict(uint64_t now, struct mcache_entry *out) {
+    unsigned n = 0;
+    while (mcache_count && (mcache_count > MCACHE_SLOTS - 1 || mcache_bytes > MCACHE_BYTES ||
+                            mcache[0].when + MCACHE_AGE_MS < now)) {
+        out[n++] = mcache[0];
+        mcache_remove(0);
+    }
+    return n;
+}
+
+static void unmap_all(const struct mcache_entry *v, unsigned n) {
+    for (unsigned i = 0; i < n; i++) os_unmap(v[i].base, v[i].len);
+}
+
+/* Take the cached mapping that serves need bytes best, or none (.base NULL). */
+static struct mcache_entry mcache_take(size_t need) {
+    struct mcache_entry e = {0};
+    int best = -1;
+    for (unsigned i = 0; i < mcache_count; i++) {
+        size_t len = mcache[i].len;
+        if (best < 0) {
+            best = (int)i;
+            continue;
+        }
+        size_t bl = mcache[best].len;
+        if (len >= need ? bl < need || len < bl : bl < need && len > bl) best = (int)i;
+    }
+    if (best >= 0) {
+        e = mcache[best];
+        mcache_remove((unsigned)best);
+    }
+    return e;
+}
+
+int large_cache_release(void) {
+    struct mcache_entry out[MCACHE_SLOTS];
+    pthread_mutex_lock(&large_lock);
+    unsigned n = mcache_count;
+    for (unsigned i = 0; i < n; i++) out[i] = mcache[i];
+    mcache_count = 0;
+    mcache_bytes = 0;
+    pthread_mutex_unlock(&large_lock);
+    unmap_all(out, n);
+    return n > 0;
+}
+
+size_t large_cache_bytes(unsigned *count) {
+    *count = mcache_count;
+    return mcache_bytes;
+}
+
+/* A mapping of at least *len bytes (*len is set to its length): a cached
+ * one, reshaped if need be, or a fresh one. */
+static char *map_block(size_t *lenp) {
+    size_t len = *lenp;
+    struct mcache_entry old[MCACHE_SLOTS];
+    uint64_t now = os_now_ms();
+    pthread_mutex_lock(&large_lock);
+    unsigned n = mcache_evict(now, old);
+    struct mcache_entry e = mcache_count ? mcache_take(len) : (struct mcache_entry){0};
+    pthread_mutex_unlock(&large_lock);
+    unmap_all(old, n);
+    if (e.base) {
+        if (e.len >= len && e.len - len <= len / 4) {
+            *lenp = e.len;
+            return e.base;
+        }
+        char *b = os_remap(e.base, e.len, len);
+        if (b) return b;
+        os_unmap(e.base, e.len);
+    }
+    return os_map(len);
+}
+
+/* Keep a freed mapping for reuse, or unmap it. */
+static void unmap_block(char *base, size_t len) {
+    struct mcache_entry old[MCACHE_SLOTS];
+    unsigned n = 0;
+    if (len > MCACHE_BYTES) {
+        os_unmap(base, len);
+        return;
+    }
+    uint64_t now = os_now_ms();
+    pthread_mutex_lock(&large_lock);
+    mcache[mcache_count++] = (struct mcache_entry){base, len, now};
+    mcache_bytes += len;
+    n = mcache_evict(now, old);
+    pthread_mutex_unlock(&large_lock);
+    unmap_all(old, n);
+}
 
 static size_t slot_of(uintptr_t key, size_t cap) {
     return (size_t)(((key >> 4) * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
@@ -93,11 +219,13 @@ static void account_map(const struct chunk *c, int sign) {
     }
 }
 
-void *large_alloc(size_t n, size_t align) {
+void *large_alloc(size_t n, size_t align, int zero) {
     size_t page = os_page_size();
     if (n > MAX_REQUEST || align > MAX_REQUEST - n) return NULL;
     size_t len = align_up(n + CHUNK_HDR + (align > ALIGNMENT ? align : 0), page);
-    char *base = os_map(len);
+    /* zeroed or aligned blocks take fresh pages: already zero, and no
+     * cached mapping has the alignment */
+    char *base = align > ALIGNMENT || zero ? os_map(len) : map_block(&len);
     if (!base) return NULL;
     char *payload = base + CHUNK_HDR;
     if (align > ALIGNMENT) {
@@ -123,7 +251,7 @@ void *large_alloc(size_t n, size_t align) {
     }
     pthread_mutex_unlock(&large_lock);
     if (rc != 0) {
-        os_unmap(base, len);
+        unmap_block(base, len);
         return NULL;
     }
     return payload;
@@ -171,7 +299,7 @@ void large_free(void *p, const char *who) {
     stats_on_free(usable_size(c));
     recent[recent_pos++ % RECENT] = (uintptr_t)p;
     pthread_mutex_unlock(&large_lock);
-    os_unmap((char *)c - c->prev_foot, chunk_size(c) + c->prev_foot);
+    unmap_block((char *)c - c->prev_foot, chunk_size(c) + c->prev_foot);
 }
 
 /*

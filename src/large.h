@@ -22,8 +22,13 @@ struct large_stats {
     size_t in_use; /* usable bytes */
 };
 
-/* Map a block of n bytes whose payload is aligned to align (>= 16). */
-void *large_alloc(size_t n, size_t align);
+/* Map a block of n bytes whose payload is aligned to align (>= 16); if
+ * zero, it must read as zero (then fresh pages are mapped). */
+void *large_alloc(size_t n, size_t align, int zero);
+/* Unmap every cached freed mapping; 1 if there was any. */
+int large_cache_release(void);
+/* Bytes (and *count mappings) in the cache of freed mappings (lock held). */
+size_t large_cache_bytes(unsigned *count);
 /* Usable size of live mmapped block p; aborts, naming who, if p is not one. */
 size_t large_usable(const void *p, const char *who);
 /* Free p; aborts with who's name if p is not a live mmapped block. */

@@ -22,12 +22,15 @@ static const struct option_def defs[OPT_COUNT] = {
     [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, TRIM_THRESHOLD_MAX,
                             "free bytes at a heap top kept before returning pages to the OS"},
     [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1, "1: print a summary line on stderr at exit"},
+    [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1,
+                    "0: no thread caches (every call takes its arena's lock)"},
 };
 
 size_t ma_options[OPT_COUNT] = {
     [OPT_MMAP_THRESHOLD] = 128 * 1024,
     [OPT_TRIM_THRESHOLD] = 128 * 1024,
     [OPT_STATS] = 0,
+    [OPT_TCACHE] = 1,
 };
 
 /* Parse "123", "64k", "2M", "1g"; 0 on success, -1 if not a valid size. */

@@ -12,6 +12,7 @@ enum ma_opt {
     OPT_MMAP_THRESHOLD, /* requests >= this many bytes get their own mapping */
     OPT_TRIM_THRESHOLD, /* dirty bytes at a region's top before it is purged */
     OPT_STATS,          /* print the summary at exit */
+    OPT_TCACHE,         /* 1: threads keep caches of small blocks */
     OPT_COUNT
 };
 

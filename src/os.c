@@ -8,38 +8,37 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
 
 static size_t page_size = 4096;
-static uint64_t cookie;
+uint64_t os_cookie_value;
 
 void os_init(void) {
     int saved = errno;
     unsigned long ps = getauxval(AT_PAGESZ);
     if (ps >= 4096 && (ps & (ps - 1)) == 0) page_size = ps;
     const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
-    uint64_t c = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&cookie;
+    uint64_t c = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&os_cookie_value;
     if (rnd) {
         uint64_t r;
         memcpy(&r, rnd + 8, sizeof r); /* glibc uses the first 8 bytes for the stack guard */
         c ^= r;
     }
-    cookie = c ? c : 1;
+    os_cookie_value = c ? c : 1;
     errno = saved;
 }
 
 size_t os_page_size(void) {
     return page_size;
-}
-uint64_t os_cookie(void) {
-    return cookie;
 }
 
 void *os_map(size_t size) {
@@ -109,6 +108,20 @@ int os_purge(void *p, size_t size) {
     int rc = madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
     errno = saved;
     return rc;
+}
+
+unsigned os_ncpu(void) {
+    int saved = errno;
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    errno = saved;
+    return n > 0 ? (unsigned)n : 1;
+}
+
+uint64_t os_now_ms(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 const char *os_getenv(const char *name) {

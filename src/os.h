@@ -14,8 +14,9 @@
 size_t os_page_size(void);
 /* Read the page size and the random cookie from the auxiliary vector. */
 void os_init(void);
-/* 64 random bits from the kernel's AT_RANDOM bytes (constant per process). */
-uint64_t os_cookie(void);
+/* 64 random bits from the kernel's AT_RANDOM bytes (constant per process
+ * once os_init has run). A variable, for the fast paths' inline checks. */
+extern uint64_t os_cookie_value;
 
 /* Map size bytes of fresh, zeroed, read-write memory. NULL on failure. */
 void *os_map(size_t size);
@@ -27,6 +28,11 @@ int os_unmap(void *p, size_t size);
 void *os_remap(void *p, size_t old_size, size_t new_size);
 /* Give the pages of [p, p+size) back; they read as zero afterwards. 0 or errno. */
 int os_purge(void *p, size_t size);
+
+/* Number of CPUs this process may run on (at least 1). */
+unsigned os_ncpu(void);
+/* A monotonic clock in milliseconds (coarse: a few ms of resolution). */
+uint64_t os_now_ms(void);
 
 /* Value of environment variable name, from environ, or NULL. */
 const char *os_getenv(const char *name);

@@ -7,16 +7,14 @@
 
 /* One byte per REGION_SIZE of address space: 1 if a region of ours starts
  * there. 2 MiB of zero-filled .bss, touched only where regions live. */
-static uint8_t region_map[(size_t)1 << (ADDRESS_BITS - REGION_SHIFT)];
+uint8_t ma_region_map[(size_t)1 << (ADDRESS_BITS - REGION_SHIFT)];
 
 static inline size_t map_slot(const void *p) {
     return (uintptr_t)p >> REGION_SHIFT;
 }
 
 struct region *region_lookup(const void *p) {
-    if ((uintptr_t)p >> ADDRESS_BITS) return NULL;
-    if (!__atomic_load_n(&region_map[map_slot(p)], __ATOMIC_ACQUIRE)) return NULL;
-    return region_of(p);
+    return region_lookup_fast(p);
 }
 
 struct chunk *region_create(struct arena *a) {
@@ -39,12 +37,12 @@ struct chunk *region_create(struct arena *a) {
     set_head(fence, 0, CINUSE);
     r->fresh = (char *)r; /* region_touch below raises it past the first chunk */
     region_touch(r, (char *)c + MIN_CHUNK);
-    __atomic_store_n(&region_map[map_slot(r)], 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&ma_region_map[map_slot(r)], 1, __ATOMIC_RELEASE);
     return c;
 }
 
 void region_detach(struct arena *a, struct region *r) {
-    __atomic_store_n(&region_map[map_slot(r)], 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&ma_region_map[map_slot(r)], 0, __ATOMIC_RELEASE);
     if (r->prev)
         r->prev->next = r->next;
     else

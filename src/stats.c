@@ -8,38 +8,49 @@
 #include "heap.h"
 #include "large.h"
 #include "memalloc.h"
+#include "tcache.h"
 
 void memalloc_get_stats(struct memalloc_stats *out) {
-    struct arena *a = &main_arena;
     struct large_stats ls;
     struct memalloc_stats s = {0};
+    uint64_t tc_allocs, tc_frees;
+    size_t cached;
+    unsigned mcached;
 
-    pthread_mutex_lock(&a->lock);
+    tc_sum(&tc_allocs, &tc_frees, &cached);
     pthread_mutex_lock(&large_lock);
     large_get_stats(&ls);
-    s.allocs = __atomic_load_n(&ma_counters.allocs, __ATOMIC_RELAXED);
-    s.frees = __atomic_load_n(&ma_counters.frees, __ATOMIC_RELAXED);
-    s.in_use = __atomic_load_n(&ma_counters.in_use, __ATOMIC_RELAXED);
+    s.mmap_cached_bytes = large_cache_bytes(&mcached);
+    s.mmap_cached_blocks = mcached;
+    s.allocs = __atomic_load_n(&ma_counters.allocs, __ATOMIC_RELAXED) + tc_allocs;
+    s.frees = __atomic_load_n(&ma_counters.frees, __ATOMIC_RELAXED) + tc_frees;
+    size_t out_of_engine = __atomic_load_n(&ma_counters.in_use, __ATOMIC_RELAXED);
+    s.in_use = out_of_engine > cached ? out_of_engine - cached : 0;
+    s.thread_cached = cached;
     s.peak_in_use = __atomic_load_n(&ma_counters.peak, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&large_lock);
 
-    if (a->bins[0].next) { /* bins are set up at initialisation */
-        for (unsigned i = 0; i < NBINS; i++) {
-            for (struct freelink *l = a->bins[i].next; l != &a->bins[i]; l = l->next) {
-                s.heap_free += chunk_size(link_chunk(l));
-                s.heap_free_blocks++;
+    for (unsigned i = 0; i < MAX_ARENAS; i++) {
+        struct arena *a = &ma_arenas[i];
+        pthread_mutex_lock(&a->lock);
+        if (a->bins[0].next) { /* bins are set up at initialisation */
+            for (unsigned b = 0; b < NBINS; b++) {
+                for (struct freelink *l = a->bins[b].next; l != &a->bins[b]; l = l->next) {
+                    s.heap_free += chunk_size(link_chunk(l));
+                    s.heap_free_blocks++;
+                }
             }
         }
+        for (struct region *r = a->regions; r; r = r->next) {
+            struct chunk *fence = region_fence(r);
+            if (!pinuse(fence)) s.top_free += fence->prev_foot;
+        }
+        s.regions += a->nregions;
+        s.heap_mapped += a->nregions * REGION_SIZE;
+        s.heap_in_use += a->heap_in_use;
+        pthread_mutex_unlock(&a->lock);
     }
-    for (struct region *r = a->regions; r; r = r->next) {
-        struct chunk *fence = region_fence(r);
-        if (!pinuse(fence)) s.top_free += fence->prev_foot;
-    }
-    s.regions = a->nregions;
-    s.heap_mapped = a->nregions * REGION_SIZE;
-    s.heap_in_use = a->heap_in_use;
-    pthread_mutex_unlock(&a->lock);
-
+    s.arenas = ma_narenas;
     s.mmapped_blocks = ls.blocks;
     s.mmapped_bytes = ls.bytes;
     s.peak_mmapped_blocks = ls.peak_blocks;
@@ -70,6 +81,8 @@ void memalloc_print_stats(int fd) {
     field(&m, "mmapped_blocks", s.mmapped_blocks);
     field(&m, "peak_mmapped_blocks", s.peak_mmapped_blocks);
     field(&m, "total_mmapped_blocks", s.total_mmapped_blocks);
+    field(&m, "thread_cached", s.thread_cached);
+    field(&m, "arenas", s.arenas);
     m.buf[m.len++] = '\n';
     os_write(fd, m.buf, m.len);
 }
