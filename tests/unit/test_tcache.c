@@ -1,0 +1,266 @@
+/*
+ * test_tcache.c: the thread cache and the size classes, and the cache of
+ * freed mappings, seen from one thread: reuse from the cache, the class
+ * table, full lists flushing half, double frees and writes to cached
+ * blocks caught, the checker walking the cache, statistics that tell
+ * cached bytes from bytes in use, turning the cache off, and freed large
+ * mappings reused, then given back (by age and by trim). Links the engine
+ * directly; includes its private headers.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "heap.h"
+#include "large.h"
+#include "memalloc.h"
+#include "tcache.h"
+
+static struct memalloc_stats stats(void) {
+    struct memalloc_stats s;
+    memalloc_get_stats(&s);
+    return s;
+}
+
+/* Run fn in a child; return its stderr's first line in buf and its signal. */
+static int in_child(void (*fn)(void), char *buf, size_t len) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    ssize_t n = read(fds[0], buf, len - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+TEST(test_classes) {
+    memalloc(1); /* initialise */
+    /* every request up to the largest cached one maps to the smallest
+     * class that holds it; class sizes grow, by at most 1/8 above 1 KiB */
+    unsigned prev = 0;
+    for (size_t n = 0; n <= TC_MAX_REQUEST; n++) {
+        size_t nb = n + 8 < 32 ? 32 : (n + 8 + 15) & ~(size_t)15;
+        unsigned k = tc_class(nb);
+        if (!CHECK_(k >= 2 && k < TC_CLASSES && tc_class_size[k] >= nb &&
+                        tc_class_size[k - 1] < nb && k >= prev,
+                    "class of a request"))
+            return;
+        prev = k;
+    }
+    CHECK(tc_class_size[2] == 32 && tc_class_size[64] == 1024 && tc_class_size[65] == 1152);
+    CHECK(tc_class_size[TC_CLASSES - 1] == TC_MAX_CHUNK);
+    for (unsigned k = 65; k < TC_CLASSES; k++) {
+        CHECK(tc_class_size[k] > tc_class_size[k - 1]);
+        CHECK(tc_class_size[k] - tc_class_size[k - 1] <= tc_class_size[k - 1] / 8);
+        CHECK(tc_class_size[k] % 16 == 0 &&
+              tc_class_size[k] == tc_class_size[tc_class(tc_class_size[k])]);
+    }
+    /* the usable size is the class's, and stays put */
+    for (size_t n = 1; n < 40000; n = n * 5 / 4 + 1) {
+        char *p = memalloc(n);
+        size_t u = memalloc_usable_size(p);
+        CHECK(u >= n);
+        if (n <= TC_MAX_REQUEST) CHECK(u == tc_class_size[tc_class(u + 8)] - 8);
+        memset(p, 0x5c, u);
+        memfree(p);
+    }
+    CHECK(memalloc_check() == 0);
+}
+
+TEST(test_reuse_from_cache) {
+    struct memalloc_stats s0 = stats();
+    char *p = memalloc(200);
+    memfree(p);
+    struct memalloc_stats s1 = stats();
+    CHECK(s1.thread_cached >= 208 - 8); /* the block waits in the cache */
+    CHECK(s1.in_use == s0.in_use);
+    CHECK(s1.frees == s0.frees + 1 && s1.allocs == s0.allocs + 1);
+    char *q = memalloc(190); /* same class: the same block comes back */
+    CHECK(q == p);
+    CHECK(stats().in_use == s0.in_use + memalloc_usable_size(q));
+    /* a block of a cached class but of another size is not mixed in */
+    char *r = memalloc(1000);
+    CHECK(r != p && memalloc_usable_size(r) >= 1000);
+    memfree(q);
+    memfree(r);
+    CHECK(memalloc_check() == 0);
+}
+
+TEST(test_full_list_flushes_half) {
+    enum { N = 1000 };
+    static char *v[N];
+    unsigned k = tc_class(48);
+    size_t cap = tc_capacity[k];
+    CHECK(cap >= 4 && cap < N);
+    for (int i = 0; i < N; i++) v[i] = memalloc(40);
+    size_t before = stats().thread_cached;
+    for (int i = 0; i < N; i++) memfree(v[i]);
+    /* the list never holds more than its capacity: the rest went back */
+    size_t cached = stats().thread_cached - before;
+    CHECK(cached <= cap * 40 && cached >= cap / 2 * 40);
+    CHECK(memalloc_check() == 0);
+    /* and freed blocks that went back to the engine merged again */
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(stats().thread_cached == 0);
+    CHECK(memalloc_check() == 0);
+}
+
+static char *victim;
+static void free_twice(void) {
+    memfree(victim);
+    memfree(victim);
+}
+static void realloc_cached(void) {
+    memfree(victim);
+    memresize(victim, 10);
+}
+static void size_cached(void) {
+    memfree(victim);
+    memalloc_usable_size(victim);
+}
+static void write_then_malloc(void) {
+    memfree(victim);
+    memset(victim, 0x41, 16); /* use after free: the cache's links */
+    memalloc(100);
+}
+
+TEST(test_misuse_of_cached_blocks) {
+    char line[512], want[128];
+    victim = memalloc(100);
+    CHECK(in_child(free_twice, line, sizeof line) == SIGABRT);
+    snprintf(want, sizeof want, "memalloc: memfree(): double free of %p", (void *)victim);
+    CHECKF(strcmp(line, want) == 0, "got: %s", line);
+    CHECK(in_child(realloc_cached, line, sizeof line) == SIGABRT);
+    snprintf(want, sizeof want, "memalloc: memresize(): pointer already freed %p", (void *)victim);
+    CHECKF(strcmp(line, want) == 0, "got: %s", line);
+    CHECK(in_child(size_cached, line, sizeof line) == SIGABRT);
+    snprintf(want, sizeof want, "memalloc: memalloc_usable_size(): pointer already freed %p",
+             (void *)victim);
+    CHECKF(strcmp(line, want) == 0, "got: %s", line);
+    CHECK(in_child(write_then_malloc, line, sizeof line) == SIGABRT);
+    CHECKF(strstr(line, "heap corruption (a freed block was written to)") != NULL, "got: %s", line);
+    memfree(victim);
+    CHECK(memalloc_check() == 0);
+}
+
+TEST(test_checker_walks_the_cache) {
+    char *p = memalloc(64);
+    memfree(p);
+    CHECK(memalloc_check() == 0);
+    struct tblock *b = (struct tblock *)p;
+    uintptr_t key = b->key;
+    b->key ^= 1; /* as a stray write would */
+    CHECK(memalloc_check() >= 1);
+    b->key = key;
+    struct chunk *c = payload_chunk(p);
+    size_t head = c->head;
+    c->head &= ~CINUSE; /* a cached block must stay an in-use chunk */
+    CHECK(memalloc_check() >= 1);
+    c->head = head;
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc(64) == p);
+    memfree(p);
+}
+
+TEST(test_cache_off) {
+    char *p = memalloc(300);
+    memfree(p);
+    CHECK(stats().thread_cached > 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_TCACHE, 0) == 0);
+    CHECK(stats().thread_cached == 0);
+    struct memalloc_stats s0 = stats();
+    p = memalloc(300);
+    memfree(p);
+    struct memalloc_stats s1 = stats();
+    CHECK(s1.thread_cached == 0 && s1.in_use == s0.in_use && s1.frees == s0.frees + 1);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_TCACHE, 2) == EINVAL);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_TCACHE, 1) == 0);
+    p = memalloc(300);
+    memfree(p);
+    CHECK(stats().thread_cached > 0);
+    CHECK(memalloc_check() == 0);
+}
+
+TEST(test_mapping_cache) {
+    size_t mib = (size_t)1 << 20;
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(stats().mmap_cached_blocks == 0);
+    char *p = memalloc(8 * mib);
+    memset(p, 1, 8 * mib);
+    memfree(p);
+    struct memalloc_stats s = stats();
+    CHECK(s.mmap_cached_blocks == 1 && s.mmap_cached_bytes >= 8 * mib);
+    CHECK(s.mmapped_blocks == 0 || s.mmapped_bytes < s.mmap_cached_bytes);
+    /* a slightly smaller request takes the same mapping, pages and all */
+    char *q = memalloc(7 * mib);
+    CHECK(q == p && memalloc_usable_size(q) >= 7 * mib);
+    CHECK(stats().mmap_cached_blocks == 0);
+    memfree(q);
+    /* a larger one grows it (mremap keeps the pages) */
+    q = memalloc(12 * mib);
+    CHECK(q != NULL && stats().mmap_cached_blocks == 0);
+    memset(q, 2, 12 * mib);
+    /* calloc never gets a dirty mapping */
+    memfree(q);
+    char *z = defalloc(1, 12 * mib);
+    int zero = 1;
+    for (size_t i = 0; i < 12 * mib; i += 4096) zero &= z[i] == 0;
+    CHECK(zero);
+    CHECK(stats().mmap_cached_blocks == 1);
+    memfree(z);
+    CHECK(memalloc_check() == 0);
+    /* trim empties the cache */
+    CHECK(memalloc_trim(0) == 1);
+    CHECK(stats().mmap_cached_blocks == 0 && stats().mmap_cached_bytes == 0);
+    /* at most 128 MiB are kept: a 200 MiB block is unmapped at once */
+    p = memalloc(200 * mib);
+    memfree(p);
+    CHECK(stats().mmap_cached_blocks == 0);
+    /* an entry unused for a second leaves at the next large call */
+    p = memalloc(2 * mib);
+    memfree(p);
+    CHECK(stats().mmap_cached_blocks == 1);
+    usleep(1200 * 1000);
+    q = memalloc(64 * mib); /* the stale 2 MiB entry leaves first: a fresh mapping */
+    CHECK(stats().mmap_cached_blocks == 0);
+    memfree(q);
+    p = memalloc(300 * 1024); /* the 64 MiB mapping, cut down to size */
+    CHECK(stats().mmap_cached_blocks == 0);
+    memfree(p);
+    CHECK(stats().mmap_cached_blocks == 1);
+    usleep(1200 * 1000);
+    p = memalloc(300 * 1024); /* evicts everything older than a second first */
+    CHECK(stats().mmap_cached_blocks == 0);
+    memfree(p);
+    CHECK(stats().mmap_cached_blocks == 1);
+    CHECK(memalloc_check() == 0);
+}
+
+int main(void) {
+    RUN(test_classes);
+    RUN(test_reuse_from_cache);
+    RUN(test_full_list_flushes_half);
+    RUN(test_misuse_of_cached_blocks);
+    RUN(test_checker_walks_the_cache);
+    RUN(test_cache_off);
+    RUN(test_mapping_cache);
+    return harness_finish();
+}
