@@ -55,7 +55,7 @@ struct memalloc_stats {
     uint64_t allocs;         /* successful allocations (all entry points) */
     uint64_t frees;          /* blocks released */
     size_t in_use;           /* bytes in live blocks (usable sizes) */
-    size_t peak_in_use;      /* highest in_use + thread_cached seen */
+    size_t peak_in_use;      /* highest in_use + thread_cached + arena_cached seen */
     size_t heap_mapped;      /* bytes of heap regions mapped */
     size_t heap_free;        /* bytes in free blocks of the regions */
     size_t heap_free_blocks; /* number of free blocks */
@@ -67,7 +67,8 @@ struct memalloc_stats {
     size_t peak_mmapped_blocks;
     size_t peak_mmapped_bytes;
     uint64_t total_mmapped_blocks; /* large blocks mapped over the run */
-    size_t thread_cached;          /* bytes of free blocks held by thread caches */
+    size_t thread_cached;          /* bytes of free blocks in thread caches */
+    size_t arena_cached;           /* bytes of such blocks kept by the arenas for refills */
     size_t mmap_cached_blocks;     /* freed mappings kept for reuse */
     size_t mmap_cached_bytes;
     size_t arenas; /* arenas in use (threads are spread over them) */
@@ -84,6 +85,7 @@ enum memalloc_option {
     MEMALLOC_OPT_TCACHE = 4,         /* 1: thread caches (default); 0: none. Setting 0
                                         empties the calling thread's cache; other
                                         threads keep theirs until they exit */
+    MEMALLOC_OPT_PURGE_DELAY = 5,    /* ms before freed pages go back to the OS (0: at once) */
 };
 /* Set a tunable; returns 0, or EINVAL for an unknown option or bad value. */
 MEMALLOC_API int memalloc_set_option(enum memalloc_option opt, size_t value);

@@ -5,6 +5,7 @@
  * fork handling. The work itself is tcache.c's (thread caches), heap.c's
  * (regions) or large.c's (own mappings).
  */
+#define _GNU_SOURCE
 #include "api.h"
 
 #include <errno.h>
@@ -21,7 +22,8 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-struct arena ma_arenas[MAX_ARENAS] = {[0 ... MAX_ARENAS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+struct arena ma_arenas[MAX_ARENAS] = {
+    [0 ... MAX_ARENAS - 1] = {.lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP}};
 unsigned ma_narenas = 1;
 struct counters ma_counters;
 
@@ -175,10 +177,10 @@ bad:
 /* A chunk from the calling thread's arena, without the cache. */
 static void *heap_malloc(size_t n, size_t *zero_len) {
     struct arena *a = tc_arena();
-    pthread_mutex_lock(&a->lock);
+    arena_lock(a);
     void *p = heap_alloc(a, request_size(n), zero_len);
     if (p) stats_on_alloc(usable_size(payload_chunk(p)));
-    pthread_mutex_unlock(&a->lock);
+    arena_unlock(a);
     return p;
 }
 
@@ -197,7 +199,7 @@ static void *cache_malloc(size_t n, int *failed) {
 void *ma_malloc_slow(size_t n) {
     if (unlikely(!ready())) return boot_alloc(n, ALIGNMENT);
     if (unlikely(n > MAX_REQUEST)) return fail_nomem();
-    if (n >= opt_get(OPT_MMAP_THRESHOLD)) {
+    if (n >= mmap_threshold()) {
         void *p = large_alloc(n, ALIGNMENT, 0);
         return p ? p : fail_nomem();
     }
@@ -216,7 +218,7 @@ void *ma_calloc(size_t n, size_t size) {
         if (likely(p != NULL)) return memset(p, 0, total);
     }
     if (unlikely(!ready())) return boot_alloc(total, ALIGNMENT); /* .bss: zero */
-    if (total >= opt_get(OPT_MMAP_THRESHOLD)) {
+    if (total >= mmap_threshold()) {
         void *p = large_alloc(total, ALIGNMENT, 1);
         return p ? p : fail_nomem();
     }
@@ -237,14 +239,14 @@ void *ma_aligned(size_t align, size_t n) {
     if (n > MAX_REQUEST || align > MAX_REQUEST - n) return fail_nomem();
     size_t nb = request_size(n);
     void *p;
-    if (nb + align + MIN_CHUNK >= opt_get(OPT_MMAP_THRESHOLD)) {
+    if (nb + align + MIN_CHUNK >= mmap_threshold()) {
         p = large_alloc(n, align, 0);
     } else {
         struct arena *a = tc_arena();
-        pthread_mutex_lock(&a->lock);
+        arena_lock(a);
         p = heap_alloc_aligned(a, nb, align);
         if (p) stats_on_alloc(usable_size(payload_chunk(p)));
-        pthread_mutex_unlock(&a->lock);
+        arena_unlock(a);
     }
     return p ? p : fail_nomem();
 }
@@ -275,10 +277,10 @@ void ma_free_slow(void *p, const char *who) {
         return;
     }
     struct arena *a = r->arena;
-    pthread_mutex_lock(&a->lock);
+    arena_lock(a);
     stats_on_free(usable_size(c));
     struct region *gone = heap_free(a, c);
-    pthread_mutex_unlock(&a->lock);
+    arena_unlock(a);
     if (gone) region_unmap(gone);
 }
 
@@ -297,10 +299,13 @@ size_t ma_usable_size(const void *p, const char *who) {
  * realloc:
  *  1. NULL: malloc; size 0: free and return NULL; a bootstrap block: copy out;
  *  2. in a region: keep the block if it fits without waste to split off;
- *     else resize in place (shrink, or grow into a free successor);
+ *     a block of a cached class is kept while at least half of it is
+ *     used, else moved; any other is resized in place (shrink, or grow
+ *     into a free successor) if it can be;
  *  3. own mapping: keep it, or mremap it;
- *  4. else allocate, copy the old usable bytes, free. On failure the old
- *     block is untouched.
+ *  4. else allocate (growing: at least a quarter more than the old size,
+ *     if that is not much more than asked), copy the old usable bytes,
+ *     free. On failure the old block is untouched.
  */
 void *ma_realloc(void *p, size_t n, const char *who) {
     if (!p) return ma_malloc(n);
@@ -320,12 +325,21 @@ void *ma_realloc(void *p, size_t n, const char *who) {
             validate(r, c, who);
             size_t nb = request_size(n), size = chunk_size(c);
             old = usable_size(c);
-            if (nb <= size && size - nb < MIN_CHUNK) return p;
+            /* fits, with less than a minimum chunk or a quarter to spare */
+            if (nb <= size && (size - nb < MIN_CHUNK || size - nb <= size / 4)) return p;
+            if (nb <= size && size <= TC_MAX_CHUNK && tc_self()) {
+                /* shrinking a cached class: keep it if at least half is
+                 * used, else move it (no lock); splitting it would leave
+                 * a size that no class holds */
+                if (nb >= size / 2) return p;
+                goto move;
+            }
             struct arena *a = r->arena;
-            pthread_mutex_lock(&a->lock);
-            int in_place = heap_resize(a, c, nb);
+            arena_lock(a);
+            size_t want = nb > size && size + size / 4 > nb ? request_size(size + size / 4) : nb;
+            int in_place = heap_resize(a, c, nb, want);
             if (in_place) stats_on_resize(old, usable_size(c));
-            pthread_mutex_unlock(&a->lock);
+            arena_unlock(a);
             if (in_place) return p;
         } else {
             old = large_usable(p, who);
@@ -333,6 +347,17 @@ void *ma_realloc(void *p, size_t n, const char *who) {
             if (q) return q;
         }
     }
+    /* growing: a quarter more than asked, so that a block grown a little
+     * at a time is copied a logarithmic number of times */
+    if (n > old && n - old < old / 4 && n + old / 4 <= MAX_REQUEST) {
+        void *q = ma_malloc(old + old / 4 > n ? old + old / 4 : n);
+        if (q) {
+            memcpy(q, p, old);
+            ma_free(p, who);
+            return q;
+        }
+    }
+move:;
     void *q = ma_malloc(n);
     if (!q) return NULL;
     memcpy(q, p, old < n ? old : n);
@@ -347,13 +372,14 @@ int ma_trim(size_t pad) {
     if (!ready()) return 0;
     struct tcache *t = tc_get();
     if (t) tc_flush_all(t);
+    tc_release_stashes();
     struct region *unmap = NULL;
     int released = large_cache_release();
     for (unsigned i = 0; i < MAX_ARENAS; i++) {
         struct arena *a = &ma_arenas[i];
-        pthread_mutex_lock(&a->lock);
+        arena_lock(a);
         released |= heap_trim(a, pad, &unmap);
-        pthread_mutex_unlock(&a->lock);
+        arena_unlock(a);
     }
     while (unmap) {
         struct region *next = unmap->next;
@@ -410,6 +436,9 @@ static int opt_of(enum memalloc_option o, enum ma_opt *out) {
         return 0;
     case MEMALLOC_OPT_TCACHE:
         *out = OPT_TCACHE;
+        return 0;
+    case MEMALLOC_OPT_PURGE_DELAY:
+        *out = OPT_PURGE_DELAY;
         return 0;
     }
     return EINVAL;

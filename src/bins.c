@@ -8,8 +8,8 @@
 unsigned bin_index(size_t size) {
     if (size < NSMALLBINS * 16) return (unsigned)(size >> 4);
     unsigned e = 63u - (unsigned)__builtin_clzll(size); /* 2^e <= size: e >= 10 */
-    unsigned sub = (unsigned)(size >> (e - 2)) & 3u;
-    unsigned i = NSMALLBINS + (e - 10) * 4 + sub;
+    unsigned sub = (unsigned)(size >> (e - 3)) & 7u;
+    unsigned i = NSMALLBINS + (e - 10) * 8 + sub;
     return i < NBINS ? i : NBINS - 1;
 }
 
@@ -48,10 +48,15 @@ static unsigned next_bin(const struct arena *a, unsigned i) {
     return NBINS;
 }
 
+/* Chunks of a large bin looked at for a fit before moving up a bin: the
+ * bin search stays O(1) however many chunks a bin holds. */
+#define BIN_SCAN 4
+
 /*
  * Find a chunk for nb bytes:
  *  1. small: the exact bin holds only chunks of size nb; take its first.
- *  2. large: scan nb's own bin for the best fit (its chunks may be smaller).
+ *  2. large: the best fit among the first BIN_SCAN chunks of nb's own bin
+ *     (its chunks may be smaller than nb; a bin spans 1/8 of a power of 2).
  *  3. otherwise the first non-empty higher bin: all its chunks are > nb.
  */
 struct chunk *bin_take(struct arena *a, size_t nb) {
@@ -62,7 +67,8 @@ struct chunk *bin_take(struct arena *a, size_t nb) {
         if (i < NSMALLBINS) {
             best = link_chunk(bin->next);
         } else {
-            for (struct freelink *l = bin->next; l != bin; l = l->next) {
+            unsigned seen = 0;
+            for (struct freelink *l = bin->next; l != bin && seen++ < BIN_SCAN; l = l->next) {
                 struct chunk *c = link_chunk(l);
                 size_t s = chunk_size(c);
                 if (s >= nb && (!best || s < chunk_size(best))) {

@@ -126,23 +126,49 @@ static void check_large(const struct chunk *c, void *ctx) {
     w->usable_bytes += usable_size(c);
 }
 
+/* One cached or stashed block of class k: see the invariants in tcache.h.
+ * 0 if it cannot be followed further. */
+static int check_cached_block(const struct tblock *b, unsigned k, struct walk *w) {
+    const struct chunk *c = payload_chunk(b);
+    struct region *r = region_lookup(b);
+    if (!r || ((uintptr_t)b & 15) || (char *)c < (char *)region_first(r) ||
+        (char *)c >= (char *)region_fence(r)) {
+        report(w, "cached block outside every region", b);
+        return 0;
+    }
+    EXPECT(w, tag_ok(c) && cinuse(c) && !is_mmapped(c), "cached block not an in-use chunk", b);
+    EXPECT(w, chunk_size(c) == tc_class_size[k], "cached block of the wrong class", b);
+    EXPECT(w, b->key == tc_key(b), "cached block without its key", b);
+    return 1;
+}
+
+/* Arena a's stashes. */
+static void check_stash(struct arena *a, struct walk *w) {
+    const struct stash *st = &tc_stashes[a - ma_arenas];
+    size_t bytes = 0;
+    for (unsigned k = 2; k < TC_CLASSES; k++) {
+        size_t n = 0;
+        for (const struct tblock *b = st->head[k]; b; b = b->next) {
+            if (!check_cached_block(b, k, w)) break;
+            EXPECT(w, region_of(b)->arena == a, "stashed block of another arena", b);
+            bytes += tc_class_size[k] - HEAP_EXTRA;
+            if (++n > tc_capacity[k]) {
+                report(w, "stash longer than its capacity: a cycle?", b);
+                break;
+            }
+        }
+        EXPECT(w, n == st->n[k], "stash count disagrees with its list", a);
+    }
+    EXPECT(w, bytes == st->bytes, "stash bytes disagree with the lists", a);
+}
+
 /* The calling thread's cache: see the invariants in tcache.h. */
 static void check_cache(const struct tcache *t, struct walk *w) {
     size_t cached = 0;
     for (unsigned k = 2; k < TC_CLASSES; k++) {
         size_t n = 0;
         for (const struct tblock *b = t->head[k]; b; b = b->next) {
-            const struct chunk *c = payload_chunk(b);
-            struct region *r = region_lookup(b);
-            if (!r || ((uintptr_t)b & 15) || (char *)c < (char *)region_first(r) ||
-                (char *)c >= (char *)region_fence(r)) {
-                report(w, "cached block outside every region", b);
-                break;
-            }
-            EXPECT(w, tag_ok(c) && cinuse(c) && !is_mmapped(c), "cached block not an in-use chunk",
-                   b);
-            EXPECT(w, chunk_size(c) == tc_class_size[k], "cached block of the wrong class", b);
-            EXPECT(w, b->key == tc_key(b), "cached block without its key", b);
+            if (!check_cached_block(b, k, w)) break;
             cached += tc_class_size[k] - HEAP_EXTRA;
             if (++n > 65535) {
                 report(w, "cached list too long: a cycle?", b);
@@ -172,6 +198,7 @@ int memalloc_check(void) {
         EXPECT(&w, n == a->nregions, "region count disagrees with the list", a);
         EXPECT(&w, i < ma_narenas || n == 0, "regions in an arena beyond the arena count", a);
         check_bins(a, &w);
+        check_stash(a, &w);
         EXPECT(&w, w.in_use_bytes - before == a->heap_in_use, "heap_in_use disagrees with the walk",
                a);
     }

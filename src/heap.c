@@ -40,6 +40,7 @@ static void carve(struct arena *a, struct chunk *c, size_t nb) {
 
 /* A free chunk of at least nb bytes, unbinned: from the bins or a new region. */
 static struct chunk *find_chunk(struct arena *a, size_t nb) {
+    heap_purge_if_due(a);
     struct chunk *c = bin_take(a, nb);
     if (!c && nb <= REGION_CAPACITY) c = region_create(a);
     return c;
@@ -173,19 +174,53 @@ static void purge_spans(struct arena *a) {
     a->span_dirty = 0;
 }
 
+/* Purge region r's top chunk, if it has one, down to half the trim
+ * threshold, when more than the threshold of it is dirty. */
+static void purge_top(struct region *r) {
+    struct chunk *fence = region_fence(r);
+    if (pinuse(fence)) return;
+    struct chunk *c = chunk_at(fence, 0 - fence->prev_foot);
+    size_t trim = trim_threshold();
+    if (r->fresh > (char *)c && (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
+        region_purge_top(r, c, trim / 2);
+}
+
+/* A purge pass over the arena: every dirty top, then every large span. */
+static void purge_now(struct arena *a) {
+    for (struct region *r = a->regions; r; r = r->next) purge_top(r);
+    purge_spans(a);
+    a->purge_due = 0;
+}
+
+/* Purging is due: now, or after the purge delay (a pass then serves all
+ * the dirt gathered meanwhile, and what is reused before it is not
+ * purged and faulted in again). */
+static void purge_soon(struct arena *a) {
+    size_t delay = opt_get(OPT_PURGE_DELAY);
+    if (delay == 0)
+        purge_now(a);
+    else if (a->purge_due == 0)
+        a->purge_due = os_now_ms() + delay;
+}
+
+void heap_purge_if_due(struct arena *a) {
+    if (a->purge_due && os_now_ms() >= a->purge_due) purge_now(a);
+}
+
 /*
  * Free in-use chunk c:
  *  1. merge with the previous chunk if it is free (its footer gives its size);
  *  2. merge with the next chunk if it is free (the fencepost never is);
  *  3. write head and footer, clear the next chunk's PINUSE;
  *  4. an empty region goes back to the OS if another empty one is kept
- *     already; else bin the chunk. A top chunk with more dirty bytes than
- *     the trim threshold is purged down to half of it (hysteresis, so no
- *     purge on every free);
- *  5. if the chunk is elsewhere and PURGE_SPAN or larger, count the bytes
+ *     already; else bin the chunk;
+ *  5. a top chunk with more dirty bytes than the trim threshold is due to
+ *     be purged down to half of it (hysteresis, so no purge on every free);
+ *  6. if the chunk is elsewhere and PURGE_SPAN or larger, count the bytes
  *     that just became part of a large span (all of it if it just became
- *     large); once SPAN_DIRTY_MAX bytes are counted, purge every large free
- *     chunk: a pass per few MiB freed, never a system call per free.
+ *     large); once SPAN_DIRTY_MAX bytes are counted, a purge of every large
+ *     free chunk is due: a pass per few MiB freed, never a system call per
+ *     free. Due purges run after the purge delay (purge_soon).
  */
 struct region *heap_free(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
@@ -223,24 +258,26 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
         a->spare = r;
     }
     bin_insert(a, c);
-    size_t trim = opt_get(OPT_TRIM_THRESHOLD);
+    size_t trim = trim_threshold();
     if (next == region_fence(r)) {
         if (r->fresh > (char *)c && (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
-            region_purge_top(r, c, trim / 2);
+            purge_soon(a);
     } else if (size >= PURGE_SPAN) {
         a->span_dirty += largest < PURGE_SPAN ? size : size - largest;
-        if (a->span_dirty >= SPAN_DIRTY_MAX) purge_spans(a);
+        if (a->span_dirty >= SPAN_DIRTY_MAX) purge_soon(a);
     }
+    heap_purge_if_due(a);
     return NULL;
 }
 
 /*
- * Resize in-use chunk c to nb in place:
- *  1. growing: absorb the next chunk if it is free and big enough;
+ * Resize in-use chunk c to nb in place (growing, to as much as want):
+ *  1. growing: absorb the next chunk if it is free and big enough; keep up
+ *     to want bytes of it;
  *  2. if the chunk now exceeds nb by a minimum chunk, split off the tail and
  *     free it (which coalesces it with a free successor).
  */
-int heap_resize(struct arena *a, struct chunk *c, size_t nb) {
+int heap_resize(struct arena *a, struct chunk *c, size_t nb, size_t want) {
     size_t size = chunk_size(c);
     if (nb > size) {
         struct chunk *next = chunk_at(c, size);
@@ -251,6 +288,7 @@ int heap_resize(struct arena *a, struct chunk *c, size_t nb) {
         set_head(c, size, CINUSE | (head_get(c) & PINUSE));
         head_or(chunk_at(c, size), PINUSE);
         region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
+        if (want > nb) nb = want < size ? want : size;
     }
     if (size - nb >= MIN_CHUNK) {
         struct chunk *rest = chunk_at(c, nb);

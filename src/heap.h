@@ -17,7 +17,7 @@
  *   end ------>+----------------------+
  *
  * Bins: 64 exact bins for chunk sizes below 1024 (index = size / 16), then
- * four bins per power of two up to the region size. bitmap bit i is set iff
+ * eight bins per power of two up to the region size. bitmap bit i is set iff
  * bins[i] is non-empty, so the next fitting bin is found with ctz.
  */
 #ifndef MEMALLOC_HEAP_H
@@ -33,7 +33,7 @@
 #define REGION_SIZE  ((size_t)1 << REGION_SHIFT) /* 64 MiB */
 #define REGION_HDR   64
 #define NSMALLBINS   64
-#define NBINS        128
+#define NBINS        192
 #define BITMAP_WORDS (NBINS / 64)
 #define ADDRESS_BITS 47
 
@@ -54,6 +54,11 @@ struct arena {
     size_t nregions;
     size_t heap_in_use; /* sum of the sizes of in-use chunks */
     size_t span_dirty;  /* bytes freed into large free chunks since they were purged */
+    uint64_t purge_due; /* os_now_ms() time of the next purge pass; 0: none due */
+    /* Blocks other threads gave back while the lock was busy: a lock-free
+     * stack of chains (tcache.c), emptied by the next lock holder. */
+    void *remote;
+    struct region *gone; /* regions the emptying left empty: unmap after unlocking */
 };
 
 /* Arenas: threads are spread over ma_narenas of them (at most one per CPU,
@@ -125,8 +130,11 @@ void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align);
 size_t heap_alloc_run(struct arena *a, size_t cs, size_t want, struct chunk **out);
 /* Free in-use chunk c; returns a region the caller must unmap, or NULL. */
 struct region *heap_free(struct arena *a, struct chunk *c);
-/* Resize in-use chunk c to nb in place; 1 on success, 0 if it must move. */
-int heap_resize(struct arena *a, struct chunk *c, size_t nb);
+/* Resize in-use chunk c to nb in place (growing, up to want >= nb if the
+ * room is there); 1 on success, 0 if it must move. */
+int heap_resize(struct arena *a, struct chunk *c, size_t nb, size_t want);
+/* Run the purge pass that free scheduled, if its time has come. */
+void heap_purge_if_due(struct arena *a);
 /* Purge every free page; detach empty regions onto *unmap (linked by next). */
 int heap_trim(struct arena *a, size_t pad, struct region **unmap);
 

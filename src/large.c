@@ -28,18 +28,21 @@ static unsigned recent_pos;
  * and allocates large blocks over and over does not pay a mapping and a
  * page fault per page each time:
  *  1. free: the mapping joins the cache (newest last); the oldest entries
- *     leave it while it holds more than MCACHE_SLOTS mappings or
+ *     leave it while it holds more than MCACHE_SLOTS - 1 mappings or
  *     MCACHE_BYTES bytes; a mapping larger than that is unmapped at once;
  *  2. allocation (16-byte alignment): the smallest cached mapping that is
- *     large enough, trimmed to size if it is more than a quarter too long;
- *     else the largest one, grown with mremap (its pages move, resident);
+ *     large enough, used whole if it is at most a quarter too long, else
+ *     split: its tail stays in the cache as a mapping of its own (or is
+ *     unmapped, if smaller than MCACHE_MIN_PIECE); if none is large
+ *     enough, the largest one, grown with mremap (its pages move, resident);
  *  3. an entry unused for MCACHE_AGE_MS leaves at the next large call, and
  *     malloc_trim empties the cache: memory no longer used goes back.
  * System calls are made after large_lock is released.
  */
-#define MCACHE_SLOTS  8
-#define MCACHE_BYTES  ((size_t)128 << 20)
-#define MCACHE_AGE_MS 1000
+#define MCACHE_SLOTS     16
+#define MCACHE_BYTES     ((size_t)128 << 20)
+#define MCACHE_AGE_MS    1000
+#define MCACHE_MIN_PIECE ((size_t)128 << 10)
 struct mcache_entry {
     char *base;
     size_t len;
@@ -109,18 +112,29 @@ size_t large_cache_bytes(unsigned *count) {
 }
 
 /* A mapping of at least *len bytes (*len is set to its length): a cached
- * one, reshaped if need be, or a fresh one. */
+ * one, split or grown if need be, or a fresh one. */
 static char *map_block(size_t *lenp) {
     size_t len = *lenp;
-    struct mcache_entry old[MCACHE_SLOTS];
+    struct mcache_entry old[MCACHE_SLOTS + 1];
     uint64_t now = os_now_ms();
     pthread_mutex_lock(&large_lock);
     unsigned n = mcache_evict(now, old);
     struct mcache_entry e = mcache_count ? mcache_take(len) : (struct mcache_entry){0};
+    if (e.base && e.len > len + len / 4) {
+        /* split: the tail stays cached, resident, if it is worth keeping */
+        struct mcache_entry tail = {e.base + len, e.len - len, e.when};
+        e.len = len;
+        if (tail.len >= MCACHE_MIN_PIECE) {
+            mcache[mcache_count++] = tail;
+            mcache_bytes += tail.len;
+        } else {
+            old[n++] = tail;
+        }
+    }
     pthread_mutex_unlock(&large_lock);
     unmap_all(old, n);
     if (e.base) {
-        if (e.len >= len && e.len - len <= len / 4) {
+        if (e.len >= len) {
             *lenp = e.len;
             return e.base;
         }
@@ -299,6 +313,7 @@ void large_free(void *p, const char *who) {
     stats_on_free(usable_size(c));
     recent[recent_pos++ % RECENT] = (uintptr_t)p;
     pthread_mutex_unlock(&large_lock);
+    options_raise_mmap_threshold(chunk_size(c));
     unmap_block((char *)c - c->prev_foot, chunk_size(c) + c->prev_foot);
 }
 
@@ -307,13 +322,21 @@ void large_free(void *p, const char *who) {
  *  1. if the new length fits the mapping and uses at least half of it, keep it;
  *  2. below the mmap threshold, let the caller move it into the heap;
  *  3. else mremap the whole mapping (it may move; the lead stays the same).
+ *     Growing, take half as much again (at most 64 MiB more): a block grown
+ *     a little at a time then needs a system call per half its size, not
+ *     per page. Pages never written cost no memory.
  */
 void *large_resize(void *p, size_t n) {
     struct chunk *c = payload_chunk(p);
     size_t lead = c->prev_foot, len = chunk_size(c) + lead;
     size_t need = align_up(n + CHUNK_HDR + lead, os_page_size());
     if (need <= len && need >= len / 2) return p;
-    if (n < opt_get(OPT_MMAP_THRESHOLD)) return NULL;
+    if (n < mmap_threshold()) return NULL;
+    if (need > len) {
+        size_t extra = len / 2 < ((size_t)64 << 20) ? len / 2 : (size_t)64 << 20;
+        if (need < len + extra && len + extra <= MAX_REQUEST)
+            need = align_up(len + extra, os_page_size());
+    }
 
     pthread_mutex_lock(&large_lock);
     c = unregister(p, "realloc");

@@ -24,13 +24,27 @@ static const struct option_def defs[OPT_COUNT] = {
     [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1, "1: print a summary line on stderr at exit"},
     [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1,
                     "0: no thread caches (every call takes its arena's lock)"},
+    [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 100, 0, 1000000,
+                         "milliseconds free pages wait before they go back to the OS"},
 };
+
+unsigned ma_options_fixed;
+size_t ma_dyn_mmap;
+
+void options_raise_mmap_threshold(size_t size) {
+    if (size > MMAP_THRESHOLD_MAX || opt_fixed(OPT_MMAP_THRESHOLD)) return;
+    size_t d = __atomic_load_n(&ma_dyn_mmap, __ATOMIC_RELAXED);
+    while (size > d && !__atomic_compare_exchange_n(&ma_dyn_mmap, &d, size, 1, __ATOMIC_RELAXED,
+                                                    __ATOMIC_RELAXED)) {
+    }
+}
 
 size_t ma_options[OPT_COUNT] = {
     [OPT_MMAP_THRESHOLD] = 128 * 1024,
     [OPT_TRIM_THRESHOLD] = 128 * 1024,
     [OPT_STATS] = 0,
     [OPT_TCACHE] = 1,
+    [OPT_PURGE_DELAY] = 100,
 };
 
 /* Parse "123", "64k", "2M", "1g"; 0 on success, -1 if not a valid size. */
@@ -97,7 +111,7 @@ void options_init(void) {
         else if (v < d->min || v > d->max)
             warn_bad(d, s, "out of range");
         else
-            __atomic_store_n(&ma_options[i], v, __ATOMIC_RELAXED);
+            options_set((enum ma_opt)i, v);
     }
 }
 
@@ -105,5 +119,6 @@ int options_set(enum ma_opt o, size_t value) {
     if ((unsigned)o >= OPT_COUNT) return EINVAL;
     if (value < defs[o].min || value > defs[o].max) return EINVAL;
     __atomic_store_n(&ma_options[o], value, __ATOMIC_RELAXED);
+    __atomic_or_fetch(&ma_options_fixed, 1u << o, __ATOMIC_RELAXED);
     return 0;
 }

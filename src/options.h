@@ -13,14 +13,43 @@ enum ma_opt {
     OPT_TRIM_THRESHOLD, /* dirty bytes at a region's top before it is purged */
     OPT_STATS,          /* print the summary at exit */
     OPT_TCACHE,         /* 1: threads keep caches of small blocks */
+    OPT_PURGE_DELAY,    /* ms from a free that makes a purge due to the purge */
     OPT_COUNT
 };
 
 extern size_t ma_options[OPT_COUNT];
+extern unsigned ma_options_fixed; /* bit o: option o was set (environment or call) */
+extern size_t ma_dyn_mmap;        /* the size of the largest mmapped block freed, <= 32 MiB */
 
 static inline size_t opt_get(enum ma_opt o) {
     return __atomic_load_n(&ma_options[o], __ATOMIC_RELAXED);
 }
+static inline int opt_fixed(enum ma_opt o) {
+    return (__atomic_load_n(&ma_options_fixed, __ATOMIC_RELAXED) >> o) & 1;
+}
+
+/*
+ * The dynamic thresholds, as glibc has them: unless a program (or the
+ * environment) set the mmap threshold, freeing a mapped block of up to
+ * 32 MiB raises it to that block's size, and the trim threshold to twice
+ * that: a program that allocates and frees such blocks over and over gets
+ * them from the heap, whose pages are reused, instead of a new mapping
+ * whose pages fault in every time.
+ */
+static inline size_t mmap_threshold(void) {
+    size_t t = opt_get(OPT_MMAP_THRESHOLD);
+    if (opt_fixed(OPT_MMAP_THRESHOLD)) return t;
+    size_t d = __atomic_load_n(&ma_dyn_mmap, __ATOMIC_RELAXED);
+    return d > t ? d : t;
+}
+static inline size_t trim_threshold(void) {
+    size_t t = opt_get(OPT_TRIM_THRESHOLD);
+    if (opt_fixed(OPT_TRIM_THRESHOLD) || opt_fixed(OPT_MMAP_THRESHOLD)) return t;
+    size_t d = 2 * __atomic_load_n(&ma_dyn_mmap, __ATOMIC_RELAXED);
+    return d > t ? d : t;
+}
+/* A mapped block of size bytes was freed: raise the dynamic thresholds. */
+void options_raise_mmap_threshold(size_t size);
 
 /* Read every MEMALLOC_* variable; a bad value is reported and ignored. */
 void options_init(void);

@@ -17,6 +17,7 @@ void memalloc_get_stats(struct memalloc_stats *out) {
     size_t cached;
     unsigned mcached;
 
+    size_t stashed = 0;
     tc_sum(&tc_allocs, &tc_frees, &cached);
     pthread_mutex_lock(&large_lock);
     large_get_stats(&ls);
@@ -25,8 +26,6 @@ void memalloc_get_stats(struct memalloc_stats *out) {
     s.allocs = __atomic_load_n(&ma_counters.allocs, __ATOMIC_RELAXED) + tc_allocs;
     s.frees = __atomic_load_n(&ma_counters.frees, __ATOMIC_RELAXED) + tc_frees;
     size_t out_of_engine = __atomic_load_n(&ma_counters.in_use, __ATOMIC_RELAXED);
-    s.in_use = out_of_engine > cached ? out_of_engine - cached : 0;
-    s.thread_cached = cached;
     s.peak_in_use = __atomic_load_n(&ma_counters.peak, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&large_lock);
 
@@ -48,8 +47,12 @@ void memalloc_get_stats(struct memalloc_stats *out) {
         s.regions += a->nregions;
         s.heap_mapped += a->nregions * REGION_SIZE;
         s.heap_in_use += a->heap_in_use;
+        stashed += tc_stash_bytes(a);
         pthread_mutex_unlock(&a->lock);
     }
+    s.in_use = out_of_engine > cached + stashed ? out_of_engine - cached - stashed : 0;
+    s.thread_cached = cached;
+    s.arena_cached = stashed;
     s.arenas = ma_narenas;
     s.mmapped_blocks = ls.blocks;
     s.mmapped_bytes = ls.bytes;
@@ -82,6 +85,7 @@ void memalloc_print_stats(int fd) {
     field(&m, "peak_mmapped_blocks", s.peak_mmapped_blocks);
     field(&m, "total_mmapped_blocks", s.total_mmapped_blocks);
     field(&m, "thread_cached", s.thread_cached);
+    field(&m, "arena_cached", s.arena_cached);
     field(&m, "arenas", s.arenas);
     m.buf[m.len++] = '\n';
     os_write(fd, m.buf, m.len);

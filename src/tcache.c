@@ -23,9 +23,9 @@ uint32_t tc_class_size[TC_CLASSES];
 uint16_t tc_capacity[TC_CLASSES];
 
 /* Blocks a list holds at most: 64 KiB worth, between 4 and 128 blocks. */
-#define CACHE_BYTES (64u << 10)
-#define CAP_MIN     4u
-#define CAP_MAX     128u
+#define CACHE_BYTES (16u << 10)
+#define CAP_MIN     2u
+#define CAP_MAX     64u
 #define FILL_FIRST  4u /* the first refill of a list; each next one doubles */
 
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER; /* the registry */
@@ -117,68 +117,152 @@ struct arena *tc_arena(void) {
     return tc_current->arena;
 }
 
+struct stash tc_stashes[MAX_ARENAS];
+
+static struct stash *stash_of(const struct arena *a) {
+    return &tc_stashes[a - ma_arenas];
+}
+
+/* Check cached chunk c as free() would (its head may have been
+ * overwritten while it sat in a cache); abort if it is broken. Lock held. */
+static void check_cached(struct arena *a, struct chunk *c) {
+    if (!tag_ok(c) || !cinuse(c) || !pinuse(chunk_next(c))) {
+        pthread_mutex_unlock(&a->lock);
+        ma_fatal("free", "heap corruption near", chunk_payload(c));
+    }
+}
+
+/* Free cached chunk c into the heap of a (lock held); its usable size. */
+static size_t free_cached(struct arena *a, struct chunk *c) {
+    ((struct tblock *)chunk_payload(c))->key = 0;
+    size_t usable = usable_size(c);
+    struct region *r = heap_free(a, c);
+    if (r) {
+        r->next = a->gone;
+        a->gone = r;
+    }
+    return usable;
+}
+
+/* A cached chunk comes back to arena a (lock held): onto the stash of its
+ * class while that has room (it stays in use and keeps its key), else into
+ * the heap. Returns the usable bytes that went into the heap. */
+static size_t take_back(struct arena *a, struct chunk *c) {
+    check_cached(a, c);
+    size_t size = chunk_size(c);
+    unsigned k = tc_class(size);
+    struct stash *st = stash_of(a);
+    if (st->n[k] < capacity(k)) {
+        struct tblock *b = chunk_payload(c);
+        b->next = st->head[k];
+        st->head[k] = b;
+        st->n[k]++;
+        st->bytes += size - HEAP_EXTRA;
+        return 0;
+    }
+    return free_cached(a, c);
+}
+
+/* Empty a's stashes into its heap (lock held). */
+static void stash_release(struct arena *a) {
+    struct stash *st = stash_of(a);
+    size_t bytes = 0;
+    for (unsigned k = 2; k < TC_CLASSES; k++) {
+        for (struct tblock *b = st->head[k], *next; b; b = next) {
+            next = b->next;
+            bytes += free_cached(a, payload_chunk(b));
+        }
+        st->head[k] = NULL;
+        st->n[k] = 0;
+    }
+    st->bytes = 0;
+    stats_move_in(bytes);
+}
+
+/* Take up to want blocks of class k from a's stash (lock held), as a
+ * NULL-terminated list, or NULL if the stash is empty. */
+static struct tblock *stash_take(struct arena *a, unsigned k, size_t want) {
+    struct stash *st = stash_of(a);
+    struct tblock *first = st->head[k];
+    if (!first) return NULL;
+    struct tblock *last = first;
+    size_t n = 1;
+    while (n < want && last->next) {
+        last = last->next;
+        n++;
+    }
+    st->head[k] = last->next;
+    last->next = NULL;
+    st->n[k] = (uint16_t)(st->n[k] - n);
+    st->bytes -= n * (tc_class_size[k] - HEAP_EXTRA);
+    return first;
+}
+
+/* Blocks from a stash (keys set) become list k of t, but the first, which
+ * is handed out. The list was empty and they are at most room + 1. */
+static void *refill_from_stash(struct tcache *t, unsigned k, struct tblock *b) {
+    size_t n = 0;
+    for (struct tblock *x = b->next; x; x = x->next) n++;
+    t->head[k] = b->next;
+    TC_SET(t->room[k], (uint16_t)(t->room[k] - n));
+    TC_SET(t->allocs, t->allocs + 1);
+    b->key = 0;
+    return b;
+}
+
 void *tc_refill(struct tcache *t, unsigned k) {
     size_t cs = tc_class_size[k];
     struct chunk *out[HEAP_RUN_MAX];
     struct arena *a = t->arena;
-    pthread_mutex_lock(&a->lock);
-    size_t got = heap_alloc_run(a, cs, t->fill[k], out);
+    size_t want = t->fill[k] <= t->room[k] + 1u ? t->fill[k] : t->room[k] + 1u;
+    arena_lock(a);
+    struct tblock *b = stash_take(a, k, want);
+    if (b) {
+        arena_unlock(a);
+        return refill_from_stash(t, k, b);
+    }
+    size_t got = heap_alloc_run(a, cs, want, out);
     if (got) stats_move_out(usable_size(out[0]) + (got - 1) * (cs - HEAP_EXTRA));
-    pthread_mutex_unlock(&a->lock);
+    arena_unlock(a);
     if (!got) return NULL;
+    /* runs double, up to half the list's capacity (at least FILL_FIRST) */
     size_t fill = (size_t)t->fill[k] * 2, most = capacity(k) / 2;
+    if (most < FILL_FIRST) most = FILL_FIRST;
     if (most > HEAP_RUN_MAX) most = HEAP_RUN_MAX;
-    t->fill[k] = (uint8_t)(fill < most ? fill : most > FILL_FIRST ? most : FILL_FIRST);
-    /* the list is empty (that is why we are here): room is the capacity */
+    t->fill[k] = (uint8_t)(fill < most ? fill : most);
+    /* the list was empty (that is why we are here), and want <= room + 1 */
     for (size_t i = got - 1; i >= 1; i--) {
-        struct tblock *b = chunk_payload(out[i]);
-        b->next = t->head[k];
-        b->key = tc_key(b);
-        t->head[k] = b;
+        struct tblock *x = chunk_payload(out[i]);
+        x->next = t->head[k];
+        x->key = tc_key(x);
+        t->head[k] = x;
     }
     TC_SET(t->room[k], (uint16_t)(t->room[k] - (got - 1)));
     TC_SET(t->allocs, t->allocs + 1);
     return chunk_payload(out[0]);
 }
 
-/*
- * Give n cached chunks back to the engine, each to the arena of its region,
- * taking each lock once per run of chunks from the same arena. Each chunk
- * is checked as free() would (its head may have been overwritten while it
- * sat in a cache). Regions left empty are unmapped after unlocking.
- */
-static void give_back(struct chunk **v, size_t n) {
-    struct arena *held = NULL;
-    struct region *gone = NULL;
+/* Free the chains other threads pushed onto a's remote stack. */
+static void drain_remote(struct arena *a) {
+    struct tblock *b = __atomic_exchange_n((struct tblock **)&a->remote, NULL, __ATOMIC_ACQUIRE);
     size_t bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct chunk *c = v[i];
-        struct arena *a = region_of(c)->arena;
-        if (a != held) {
-            if (held) {
-                stats_move_in(bytes);
-                pthread_mutex_unlock(&held->lock);
-            }
-            bytes = 0;
-            pthread_mutex_lock(&a->lock);
-            held = a;
-        }
-        ((struct tblock *)chunk_payload(c))->key = 0;
-        if (!tag_ok(c) || !cinuse(c) || !pinuse(chunk_next(c))) {
-            pthread_mutex_unlock(&a->lock);
-            ma_fatal("free", "heap corruption near", chunk_payload(c));
-        }
-        bytes += usable_size(c);
-        struct region *r = heap_free(a, c);
-        if (r) {
-            r->next = gone;
-            gone = r;
-        }
+    while (b) {
+        struct tblock *next = b->next;
+        bytes += take_back(a, payload_chunk(b));
+        b = next;
     }
-    if (held) {
-        stats_move_in(bytes);
-        pthread_mutex_unlock(&held->lock);
-    }
+    if (bytes) stats_move_in(bytes);
+}
+
+void arena_lock(struct arena *a) {
+    pthread_mutex_lock(&a->lock);
+    if (__atomic_load_n(&a->remote, __ATOMIC_RELAXED)) drain_remote(a);
+}
+
+void arena_unlock(struct arena *a) {
+    struct region *gone = a->gone;
+    a->gone = NULL;
+    pthread_mutex_unlock(&a->lock);
     while (gone) {
         struct region *next = gone->next;
         region_unmap(gone);
@@ -186,36 +270,82 @@ static void give_back(struct chunk **v, size_t n) {
     }
 }
 
-/* Cut list k after its first keep blocks and give the rest back. */
-static void trim_list(struct tcache *t, unsigned k, size_t keep) {
-    struct tblock **link = &t->head[k];
-    for (size_t i = 0; i < keep && *link; i++) link = &(*link)->next;
-    struct tblock *b = *link;
-    *link = NULL;
+/* Give n chunks of arena a back: under its lock if it is free now; else,
+ * rather than wait, push them as one chain onto its remote stack (their
+ * keys stay set, so a double free meanwhile is still seen). */
+static void give_back_to(struct arena *a, struct chunk **v, size_t n) {
+    if (pthread_mutex_trylock(&a->lock) == 0) {
+        if (__atomic_load_n(&a->remote, __ATOMIC_RELAXED)) drain_remote(a);
+        size_t bytes = 0;
+        for (size_t i = 0; i < n; i++) bytes += take_back(a, v[i]);
+        if (bytes) stats_move_in(bytes);
+        arena_unlock(a);
+        return;
+    }
+    for (size_t i = 0; i + 1 < n; i++)
+        ((struct tblock *)chunk_payload(v[i]))->next = chunk_payload(v[i + 1]);
+    struct tblock *first = chunk_payload(v[0]), *last = chunk_payload(v[n - 1]);
+    struct tblock *top = __atomic_load_n((struct tblock **)&a->remote, __ATOMIC_RELAXED);
+    do {
+        last->next = top;
+    } while (!__atomic_compare_exchange_n((struct tblock **)&a->remote, &top, first, 1,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+/* Give n cached chunks back to the engine, each to the arena of its
+ * region, a run of chunks of the same arena at a time. */
+static void give_back(struct chunk **v, size_t n) {
+    size_t start = 0;
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && region_of(v[i])->arena == region_of(v[start])->arena) continue;
+        give_back_to(region_of(v[start])->arena, v + start, i - start);
+        start = i;
+    }
+}
+
+/* Give the first n blocks of list k back (all of them if n is larger).
+ * The newest go: they are the ones still in the processor's caches, and
+ * the list's head is where they are, so nothing is walked twice. */
+static void drop_head(struct tcache *t, unsigned k, size_t n) {
     struct chunk *batch[HEAP_RUN_MAX];
-    size_t n = 0, total = 0;
-    while (b) {
+    size_t got = 0, total = 0;
+    struct tblock *b = t->head[k];
+    while (b && total < n) {
         struct tblock *next = b->next;
-        batch[n++] = payload_chunk(b);
+        batch[got++] = payload_chunk(b);
         total++;
-        if (n == HEAP_RUN_MAX) {
-            give_back(batch, n);
-            n = 0;
+        if (got == HEAP_RUN_MAX) {
+            give_back(batch, got);
+            got = 0;
         }
         b = next;
     }
-    give_back(batch, n);
+    t->head[k] = b;
+    give_back(batch, got);
     TC_SET(t->room[k], (uint16_t)(t->room[k] + total));
 }
 
 void tc_flush_push(struct tcache *t, unsigned k, void *p) {
-    trim_list(t, k, capacity(k) / 2);
+    drop_head(t, k, (capacity(k) + 1) / 2);
     if (!tc_push(t, p)) ma_fatal("free", "thread cache refused", p); /* cannot happen */
+}
+
+void tc_release_stashes(void) {
+    for (unsigned i = 0; i < MAX_ARENAS; i++) {
+        struct arena *a = &ma_arenas[i];
+        arena_lock(a);
+        stash_release(a);
+        arena_unlock(a);
+    }
+}
+
+size_t tc_stash_bytes(const struct arena *a) {
+    return stash_of(a)->bytes;
 }
 
 void tc_flush_all(struct tcache *t) {
     for (unsigned k = 2; k < TC_CLASSES; k++)
-        if (t->head[k]) trim_list(t, k, 0);
+        if (t->head[k]) drop_head(t, k, SIZE_MAX);
 }
 
 void tc_corrupt(const struct tblock *b) {

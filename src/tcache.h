@@ -129,7 +129,27 @@ static inline int tc_push(struct tcache *t, void *p) {
     return 1;
 }
 
+/*
+ * Each arena keeps, per class, a stash of cached blocks given back to it:
+ * at most a list's capacity, still in use for the heap and with their keys
+ * set, so that the next refill of any thread takes them whole, without a
+ * merge and a split. Under the arena's lock. Invariant (memalloc_check):
+ * every stashed block is an in-use chunk of its arena, of its class's size,
+ * with its key; n[k] is the length of list k; bytes their usable sum.
+ */
+struct stash {
+    struct tblock *head[TC_CLASSES];
+    uint16_t n[TC_CLASSES];
+    size_t bytes;
+};
+extern struct stash tc_stashes[MAX_ARENAS];
+
 /* ---- tcache.c: the slow side ---- */
+
+/* Take an arena's lock, then free the blocks other threads left on its
+ * remote stack; unlock, then unmap the regions that freeing emptied. */
+void arena_lock(struct arena *a);
+void arena_unlock(struct arena *a);
 
 /* Set up the class table, the registry and the thread-exit hook. */
 void tc_init(void);
@@ -143,8 +163,12 @@ struct arena *tc_arena(void);
 /* Refill class k of t and pop a block from it; NULL if out of memory. */
 void *tc_refill(struct tcache *t, unsigned k);
 /* p failed tc_push only because its list is full: push it anyway and send
- * the list's older half back to the engine. */
+ * the newest half of the list back to the engine. */
 void tc_flush_push(struct tcache *t, unsigned k, void *p);
+/* Usable bytes on arena a's stashes (lock held). */
+size_t tc_stash_bytes(const struct arena *a);
+/* Empty every arena's stashes into the heap (trim). */
+void tc_release_stashes(void);
 /* Send every block of t back to the engine (thread exit, trim). */
 void tc_flush_all(struct tcache *t);
 /* Is p on one of t's lists? (slow: walks them) */

@@ -3,8 +3,9 @@
  * freed mappings, seen from one thread: reuse from the cache, the class
  * table, full lists flushing half, double frees and writes to cached
  * blocks caught, the checker walking the cache, statistics that tell
- * cached bytes from bytes in use, turning the cache off, and freed large
- * mappings reused, then given back (by age and by trim). Links the engine
+ * cached bytes from bytes in use, turning the cache off, the dynamic mmap
+ * threshold, and freed large mappings reused, then given back (by age and
+ * by trim). Links the engine
  * directly; includes its private headers.
  */
 #define _GNU_SOURCE
@@ -115,10 +116,27 @@ TEST(test_full_list_flushes_half) {
     /* the list never holds more than its capacity: the rest went back */
     size_t cached = stats().thread_cached - before;
     CHECK(cached <= cap * 40 && cached >= cap / 2 * 40);
+    /* the arena keeps up to a list's worth for the next refill: whole */
+    struct memalloc_stats st = stats();
+    CHECK(tc_stashes[0].n[k] == cap && st.arena_cached >= cap * 40);
+    CHECK(memalloc_check() == 0);
+    /* a stashed block whose key is overwritten is caught by the checker */
+    struct tblock *s0 = tc_stashes[0].head[k];
+    REQUIRE(s0 != NULL);
+    s0->key ^= 2;
+    CHECK(memalloc_check() >= 1);
+    s0->key ^= 2;
+    CHECK(memalloc_check() == 0);
+    /* empty the list, then the next refill takes stashed blocks */
+    for (size_t i = 0; i < cap; i++) v[i] = memalloc(40);
+    char *next = memalloc(40);
+    CHECK(stats().arena_cached < st.arena_cached);
+    memfree(next);
+    for (size_t i = 0; i < cap; i++) memfree(v[i]);
     CHECK(memalloc_check() == 0);
     /* and freed blocks that went back to the engine merged again */
     CHECK(memalloc_trim(0) >= 0);
-    CHECK(stats().thread_cached == 0);
+    CHECK(stats().thread_cached == 0 && stats().arena_cached == 0);
     CHECK(memalloc_check() == 0);
 }
 
@@ -199,6 +217,33 @@ TEST(test_cache_off) {
     CHECK(memalloc_check() == 0);
 }
 
+/* Must run before anything sets the mmap threshold (which fixes it). */
+TEST(test_dynamic_mmap_threshold) {
+    size_t mib = (size_t)1 << 20;
+    char *p = memalloc(mib);
+    CHECK(region_lookup(p) == NULL); /* 1 MiB >= 128 KiB: a mapping */
+    memfree(p);
+    /* freeing it raised the threshold: the same size now comes from the heap */
+    char *q = memalloc(mib);
+    CHECK(region_lookup(q) != NULL);
+    CHECK(memalloc_get_option(MEMALLOC_OPT_MMAP_THRESHOLD) == 128 * 1024); /* the option stays */
+    memset(q, 3, mib);
+    memfree(q);
+    /* but never above 32 MiB */
+    p = memalloc(40 * mib);
+    memfree(p);
+    p = memalloc(40 * mib);
+    CHECK(region_lookup(p) == NULL);
+    memfree(p);
+    CHECK(memalloc_check() == 0);
+    /* setting the threshold turns the dynamic one off */
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 * 1024) == 0);
+    p = memalloc(mib);
+    CHECK(region_lookup(p) == NULL);
+    memfree(p);
+    CHECK(memalloc_check() == 0);
+}
+
 TEST(test_mapping_cache) {
     size_t mib = (size_t)1 << 20;
     CHECK(memalloc_trim(0) >= 0);
@@ -242,10 +287,15 @@ TEST(test_mapping_cache) {
     q = memalloc(64 * mib); /* the stale 2 MiB entry leaves first: a fresh mapping */
     CHECK(stats().mmap_cached_blocks == 0);
     memfree(q);
-    p = memalloc(300 * 1024); /* the 64 MiB mapping, cut down to size */
-    CHECK(stats().mmap_cached_blocks == 0);
+    p = memalloc(300 * 1024); /* the head of the 64 MiB mapping; its tail stays cached */
+    s = stats();
+    CHECK(p == q && s.mmap_cached_blocks == 1);
+    CHECK(s.mmap_cached_bytes >= 63 * mib && s.mmap_cached_bytes < 64 * mib);
+    char *tail = memalloc(20 * mib); /* the tail serves the next request, in place */
+    CHECK(tail > p && tail < q + 64 * mib);
+    memfree(tail);
     memfree(p);
-    CHECK(stats().mmap_cached_blocks == 1);
+    CHECK(stats().mmap_cached_blocks == 3);
     usleep(1200 * 1000);
     p = memalloc(300 * 1024); /* evicts everything older than a second first */
     CHECK(stats().mmap_cached_blocks == 0);
@@ -261,6 +311,7 @@ int main(void) {
     RUN(test_misuse_of_cached_blocks);
     RUN(test_checker_walks_the_cache);
     RUN(test_cache_off);
+    RUN(test_dynamic_mmap_threshold);
     RUN(test_mapping_cache);
     return harness_finish();
 }
