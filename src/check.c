@@ -61,6 +61,7 @@ static void check_region(struct arena *a, struct region *r, struct walk *w) {
         }
         struct chunk *next = chunk_next(c);
         EXPECT(w, !is_mmapped(c), "MMAPPED flag inside a region", c);
+        EXPECT(w, !cinuse(c) || !(head_get(c) & PURGED), "PURGED flag on an in-use chunk", c);
         EXPECT(w, cinuse(c) == pinuse(next), "CINUSE disagrees with the next PINUSE", c);
         EXPECT(w, pinuse(c) == !prev_free, "PINUSE disagrees with the previous chunk", c);
         if (cinuse(c)) {

@@ -8,7 +8,7 @@
  *            | prev_foot: size of the previous chunk, valid only while    |
  *            |   that chunk is free (else: the last 8 bytes of its data)  |
  *            +-----------------------------------------------------------+
- *            | head: tag:16 | size:44 | reserved | MMAPPED | CINUSE | PINUSE|
+ *            | head: tag:16 | size:44 | PURGED | MMAPPED | CINUSE | PINUSE  |
  *  payload-> +-----------------------------------------------------------+  16-aligned
  *            | in use: the caller's bytes        | free: next link        |
  *            |                                   | free: prev link        |
@@ -47,6 +47,7 @@
 #define PINUSE    ((size_t)1) /* previous chunk is in use (or there is none) */
 #define CINUSE    ((size_t)2) /* this chunk is in use */
 #define MMAPPED   ((size_t)4) /* this chunk has a mapping of its own */
+#define PURGED    ((size_t)8) /* free chunk whose whole inner pages were purged since it formed */
 #define FLAG_BITS ((size_t)15)
 #define SIZE_MASK ((size_t)0x0000fffffffffff0ull)
 #define TAG_SHIFT 48

@@ -147,21 +147,26 @@ static _Noreturn void corrupt(struct arena *a, const struct chunk *near) {
     ma_fatal("free", "heap corruption near", chunk_payload(near));
 }
 
-/* Free chunks this large give their pages back once SPAN_DIRTY_MAX bytes
- * have been freed into such chunks. */
-#define PURGE_SPAN     ((size_t)1 << 20)
-#define SPAN_DIRTY_MAX ((size_t)4 << 20)
+/* Free chunks this large give their inner pages back once SPAN_DIRTY_MAX
+ * bytes have been freed into such chunks (after the purge delay). */
+#define PURGE_SPAN     ((size_t)64 << 10)
+#define SPAN_DIRTY_MAX ((size_t)256 << 10)
 
 /* Purge the whole pages of free chunk c past its header and links; its
- * footer, in the next chunk, stays. 1 if anything was purged. */
+ * footer, in the next chunk, stays. Marks c PURGED (a merge or a split
+ * writes a new head without the mark). 1 if anything was purged. */
 static int purge_inside(struct chunk *c) {
+    if (head_get(c) & PURGED) return 0;
     size_t page = os_page_size();
     uintptr_t from = align_up((uintptr_t)c + MIN_CHUNK, page);
     uintptr_t to = align_down((uintptr_t)chunk_next(c), page);
-    return to > from && os_purge((void *)from, to - from) == 0;
+    if (to <= from || os_purge((void *)from, to - from) != 0) return 0;
+    head_or(c, PURGED);
+    return 1;
 }
 
-/* Purge every free chunk of PURGE_SPAN or more but the regions' tops. */
+/* Purge every free chunk of PURGE_SPAN or more but the regions' tops
+ * (those purged already and not merged since are skipped). */
 static void purge_spans(struct arena *a) {
     for (unsigned i = bin_index(PURGE_SPAN); i < NBINS; i++) {
         struct freelink *bin = &a->bins[i];

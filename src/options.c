@@ -24,7 +24,7 @@ static const struct option_def defs[OPT_COUNT] = {
     [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1, "1: print a summary line on stderr at exit"},
     [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1,
                     "0: no thread caches (every call takes its arena's lock)"},
-    [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 100, 0, 1000000,
+    [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 10, 0, 1000000,
                          "milliseconds free pages wait before they go back to the OS"},
 };
 
@@ -44,7 +44,7 @@ size_t ma_options[OPT_COUNT] = {
     [OPT_TRIM_THRESHOLD] = 128 * 1024,
     [OPT_STATS] = 0,
     [OPT_TCACHE] = 1,
-    [OPT_PURGE_DELAY] = 100,
+    [OPT_PURGE_DELAY] = 10,
 };
 
 /* Parse "123", "64k", "2M", "1g"; 0 on success, -1 if not a valid size. */

@@ -22,11 +22,14 @@ static __thread unsigned char tc_state __attribute__((tls_model("initial-exec"))
 uint32_t tc_class_size[TC_CLASSES];
 uint16_t tc_capacity[TC_CLASSES];
 
-/* Blocks a list holds at most: 64 KiB worth, between 4 and 128 blocks. */
-#define CACHE_BYTES (16u << 10)
-#define CAP_MIN     2u
-#define CAP_MAX     64u
-#define FILL_FIRST  4u /* the first refill of a list; each next one doubles */
+/* Blocks a list holds at most: 8 KiB worth, between 2 and 64 blocks; an
+ * arena's stash holds half as many per class. Larger caches buy little
+ * speed on the benchmarks and cost resident memory (bench/, docs). */
+#define CACHE_BYTES  (8u << 10)
+#define CAP_MIN      2u
+#define CAP_MAX      64u
+#define FILL_FIRST   4u /* the first refill of a list; each next one doubles */
+#define STASH_CAP(k) (capacity(k) / 2)
 
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER; /* the registry */
 static struct tcache *tc_live;                              /* live caches, linked by next/prev */
@@ -152,7 +155,7 @@ static size_t take_back(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
     unsigned k = tc_class(size);
     struct stash *st = stash_of(a);
-    if (st->n[k] < capacity(k)) {
+    if (st->n[k] < STASH_CAP(k)) {
         struct tblock *b = chunk_payload(c);
         b->next = st->head[k];
         st->head[k] = b;
