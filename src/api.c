@@ -242,6 +242,9 @@ void *ma_aligned(size_t align, size_t n) {
     if (nb + align + MIN_CHUNK >= mmap_threshold()) {
         p = large_alloc(n, align, 0);
     } else {
+        /* a class size, if there is one: the block can then be freed into
+         * the cache and serve later requests of its class */
+        if (nb <= TC_MAX_CHUNK && tc_self()) nb = tc_class_size[tc_class(nb)];
         struct arena *a = tc_arena();
         arena_lock(a);
         p = heap_alloc_aligned(a, nb, align);

@@ -12,7 +12,7 @@
  * home with its next flush.
  *
  * Size classes are chunk sizes: every multiple of 16 from 32 to 1024
- * (class k = size / 16), then eight classes per power of two up to 32 KiB:
+ * (class k = size / 16), then eight classes per power of two up to 64 KiB:
  *   class 64 + 8 * (e - 10) + j, 1 <= j <= 8:  size 2^e + j * 2^(e - 3).
  * A list holds only chunks of exactly its class size.
  *
@@ -39,8 +39,8 @@
 #include "chunk.h"
 #include "heap.h"
 
-#define TC_CLASSES     105
-#define TC_MAX_CHUNK   ((size_t)32768)
+#define TC_CLASSES     113
+#define TC_MAX_CHUNK   ((size_t)65536)
 #define TC_MAX_REQUEST (TC_MAX_CHUNK - HEAP_EXTRA)
 
 struct tblock {
