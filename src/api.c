@@ -244,7 +244,12 @@ void *ma_aligned(size_t align, size_t n) {
     } else {
         /* a class size, if there is one: the block can then be freed into
          * the cache and serve later requests of its class */
-        if (nb <= TC_MAX_CHUNK && tc_self()) nb = tc_class_size[tc_class(nb)];
+        struct tcache *t = tc_self();
+        if (nb <= TC_MAX_CHUNK && t) {
+            p = tc_pop_aligned(t, tc_class(nb), align);
+            if (p) return p;
+            nb = tc_class_size[tc_class(nb)];
+        }
         struct arena *a = tc_arena();
         arena_lock(a);
         p = heap_alloc_aligned(a, nb, align);

@@ -351,6 +351,21 @@ void tc_flush_all(struct tcache *t) {
         if (t->head[k]) drop_head(t, k, SIZE_MAX);
 }
 
+void *tc_pop_aligned(struct tcache *t, unsigned k, size_t align) {
+    struct tblock **link = &t->head[k];
+    for (unsigned i = 0; i < 4 && *link; i++, link = &(*link)->next) {
+        struct tblock *b = *link;
+        if ((uintptr_t)b & (align - 1)) continue;
+        if (b->key != tc_key(b)) tc_corrupt(b);
+        *link = b->next;
+        b->key = 0;
+        TC_SET(t->room[k], (uint16_t)(t->room[k] + 1));
+        TC_SET(t->allocs, t->allocs + 1);
+        return b;
+    }
+    return NULL;
+}
+
 void tc_corrupt(const struct tblock *b) {
     ma_fatal("malloc", "heap corruption (a freed block was written to) near", b);
 }

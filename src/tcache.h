@@ -171,6 +171,10 @@ size_t tc_stash_bytes(const struct arena *a);
 void tc_release_stashes(void);
 /* Send every block of t back to the engine (thread exit, trim). */
 void tc_flush_all(struct tcache *t);
+/* A block of class k aligned to align from the first few of list k, or
+ * NULL (posix_memalign: blocks freed after an aligned allocation come back
+ * to the list and often serve the next aligned request of their class). */
+void *tc_pop_aligned(struct tcache *t, unsigned k, size_t align);
 /* Is p on one of t's lists? (slow: walks them) */
 int tc_holds(const struct tcache *t, const void *p);
 /* Give the calling thread's cache back and retire it (MEMALLOC_TCACHE=0). */
