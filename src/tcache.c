@@ -346,9 +346,24 @@ size_t tc_stash_bytes(const struct arena *a) {
     return stash_of(a)->bytes;
 }
 
+/* Every list goes back, in batches that mix the classes: a lock per
+ * HEAP_RUN_MAX blocks of an arena, not one per class (thread exit). */
 void tc_flush_all(struct tcache *t) {
-    for (unsigned k = 2; k < TC_CLASSES; k++)
-        if (t->head[k]) drop_head(t, k, SIZE_MAX);
+    struct chunk *batch[HEAP_RUN_MAX];
+    size_t got = 0;
+    for (unsigned k = 2; k < TC_CLASSES; k++) {
+        for (struct tblock *b = t->head[k], *next; b; b = next) {
+            next = b->next;
+            batch[got++] = payload_chunk(b);
+            if (got == HEAP_RUN_MAX) {
+                give_back(batch, got);
+                got = 0;
+            }
+        }
+        t->head[k] = NULL;
+        TC_SET(t->room[k], (uint16_t)capacity(k));
+    }
+    if (got) give_back(batch, got);
 }
 
 void *tc_pop_aligned(struct tcache *t, unsigned k, size_t align) {
