@@ -385,13 +385,6 @@ void tc_corrupt(const struct tblock *b) {
     ma_fatal("malloc", "heap corruption (a freed block was written to) near", b);
 }
 
-int tc_holds(const struct tcache *t, const void *p) {
-    for (unsigned k = 2; k < TC_CLASSES; k++)
-        for (const struct tblock *b = t->head[k]; b; b = b->next)
-            if (b == p) return 1;
-    return 0;
-}
-
 /* Fold t's counters into the process-wide ones and retire it (tc_lock held). */
 static void retire(struct tcache *t) {
     stats_fold(t->allocs, t->frees);

@@ -175,8 +175,6 @@ void tc_flush_all(struct tcache *t);
  * NULL (posix_memalign: blocks freed after an aligned allocation come back
  * to the list and often serve the next aligned request of their class). */
 void *tc_pop_aligned(struct tcache *t, unsigned k, size_t align);
-/* Is p on one of t's lists? (slow: walks them) */
-int tc_holds(const struct tcache *t, const void *p);
 /* Give the calling thread's cache back and retire it (MEMALLOC_TCACHE=0). */
 void tc_disable_self(void);
 /* Bytes t holds: sum over k of (capacity(k) - room[k]) * usable size. */
