@@ -176,7 +176,8 @@ static void check_cache(const struct tcache *t, struct walk *w) {
                 break;
             }
         }
-        EXPECT(w, n + t->room[k] == tc_capacity[k], "cache room disagrees with its list", t);
+        EXPECT(w, n + t->room[k] == t->cap[k], "cache room disagrees with its list", t);
+        EXPECT(w, t->cap[k] >= tc_capacity[k] && t->cap[k] <= 64, "cache capacity out of range", t);
     }
     EXPECT(w, cached == tc_cached_bytes(t), "cached bytes disagree with the lists", t);
 }

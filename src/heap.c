@@ -149,8 +149,8 @@ static _Noreturn void corrupt(struct arena *a, const struct chunk *near) {
 
 /* Free chunks this large give their inner pages back once SPAN_DIRTY_MAX
  * bytes have been freed into such chunks (after the purge delay). */
-#define PURGE_SPAN     ((size_t)64 << 10)
-#define SPAN_DIRTY_MAX ((size_t)256 << 10)
+#define PURGE_SPAN     ((size_t)32 << 10)
+#define SPAN_DIRTY_MAX ((size_t)128 << 10)
 
 /* Purge the whole pages of free chunk c past its header and links; its
  * footer, in the next chunk, stays. Marks c PURGED (a merge or a split

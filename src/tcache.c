@@ -30,6 +30,11 @@ uint16_t tc_capacity[TC_CLASSES];
 #define CAP_MAX      64u
 #define FILL_FIRST   4u /* the first refill of a list; each next one doubles */
 #define STASH_CAP(k) (capacity(k) / 2)
+/* A list that overflows (twice) doubles its capacity, up to CAP_MAX blocks, while
+ * the thread's lists have grown by less than TC_BUDGET bytes in all: a
+ * thread that frees and allocates many blocks of a class keeps more of
+ * them, without every thread paying for it. */
+#define TC_BUDGET ((size_t)256 << 10)
 
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER; /* the registry */
 static struct tcache *tc_live;                              /* live caches, linked by next/prev */
@@ -91,7 +96,7 @@ struct tcache *tc_get(void) {
     struct tcache *t = tc_new();
     if (t) {
         for (unsigned k = 2; k < TC_CLASSES; k++) {
-            t->room[k] = (uint16_t)capacity(k);
+            t->room[k] = t->cap[k] = (uint16_t)capacity(k);
             t->fill[k] = FILL_FIRST;
         }
         t->arena = &ma_arenas[arena_turn++ % ma_narenas];
@@ -229,7 +234,7 @@ void *tc_refill(struct tcache *t, unsigned k) {
     arena_unlock(a);
     if (!got) return NULL;
     /* runs double, up to half the list's capacity (at least FILL_FIRST) */
-    size_t fill = (size_t)t->fill[k] * 2, most = capacity(k) / 2;
+    size_t fill = (size_t)t->fill[k] * 2, most = t->cap[k] / 2u;
     if (most < FILL_FIRST) most = FILL_FIRST;
     if (most > HEAP_RUN_MAX) most = HEAP_RUN_MAX;
     t->fill[k] = (uint8_t)(fill < most ? fill : most);
@@ -329,7 +334,15 @@ static void drop_head(struct tcache *t, unsigned k, size_t n) {
 }
 
 void tc_flush_push(struct tcache *t, unsigned k, void *p) {
-    drop_head(t, k, (capacity(k) + 1) / 2);
+    size_t cap = t->cap[k], grow = cap * (tc_class_size[k] - HEAP_EXTRA);
+    /* every second overflow: one may follow a refill that filled the list */
+    if ((t->overflows[k] ^= 1) == 0 && cap * 2 <= CAP_MAX && t->cap_bytes + grow <= TC_BUDGET) {
+        t->cap_bytes += grow;
+        TC_SET(t->cap[k], (uint16_t)(cap * 2));
+        TC_SET(t->room[k], (uint16_t)(t->room[k] + cap));
+    } else {
+        drop_head(t, k, (cap + 1) / 2);
+    }
     if (!tc_push(t, p)) ma_fatal("free", "thread cache refused", p); /* cannot happen */
 }
 
@@ -361,7 +374,7 @@ void tc_flush_all(struct tcache *t) {
             }
         }
         t->head[k] = NULL;
-        TC_SET(t->room[k], (uint16_t)capacity(k));
+        TC_SET(t->room[k], t->cap[k]);
     }
     if (got) give_back(batch, got);
 }
@@ -426,7 +439,8 @@ size_t tc_cached_bytes(const struct tcache *t) {
     size_t bytes = 0;
     for (unsigned k = 2; k < TC_CLASSES; k++) {
         size_t room = __atomic_load_n(&t->room[k], __ATOMIC_RELAXED);
-        bytes += (tc_capacity[k] - room) * (tc_class_size[k] - HEAP_EXTRA);
+        size_t cap = __atomic_load_n(&t->cap[k], __ATOMIC_RELAXED);
+        bytes += (cap - room) * (tc_class_size[k] - HEAP_EXTRA);
     }
     return bytes;
 }

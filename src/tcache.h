@@ -24,7 +24,7 @@
  *
  * Invariants (memalloc_check, for the calling thread's cache): every listed
  * block is an in-use chunk of a region, with a valid tag, of its list's
- * class size, with its key set; count(k) + room[k] == capacity(k).
+ * class size, with its key set; count(k) + room[k] == cap[k].
  *
  * A thread starts on tc_empty, whose lists are empty and which has no room,
  * so the fast paths need no "is this thread set up?" test: they fail over
@@ -52,16 +52,19 @@ struct tcache {
     struct tblock *head[TC_CLASSES];
     /* room and the counts are read by other threads (statistics), with
      * relaxed atomics; the bytes a cache holds follow from its rooms */
-    uint16_t room[TC_CLASSES];  /* pushes left before the list is full */
-    uint64_t allocs, frees;     /* served by this cache */
-    uint8_t fill[TC_CLASSES];   /* blocks to take at the next refill (grows) */
-    struct arena *arena;        /* where refills come from */
-    struct tcache *next, *prev; /* the registry of live caches */
+    uint16_t room[TC_CLASSES];     /* pushes left before the list is full */
+    uint64_t allocs, frees;        /* served by this cache */
+    uint8_t fill[TC_CLASSES];      /* blocks to take at the next refill (grows) */
+    uint16_t cap[TC_CLASSES];      /* blocks list k may hold: grows while it overflows */
+    size_t cap_bytes;              /* bytes the caps grew by, in all: at most TC_BUDGET */
+    uint8_t overflows[TC_CLASSES]; /* odd after an overflow that did not grow the list */
+    struct arena *arena;           /* where refills come from */
+    struct tcache *next, *prev;    /* the registry of live caches */
 };
 
 extern __thread struct tcache *tc_current __attribute__((tls_model("initial-exec")));
 extern uint32_t tc_class_size[TC_CLASSES];
-extern uint16_t tc_capacity[TC_CLASSES]; /* blocks a list holds at most */
+extern uint16_t tc_capacity[TC_CLASSES]; /* a list's capacity to start with */
 
 /* Class of chunk size nb, 32 <= nb <= TC_MAX_CHUNK: the smallest class
  * whose size is >= nb. */
@@ -177,7 +180,7 @@ void tc_flush_all(struct tcache *t);
 void *tc_pop_aligned(struct tcache *t, unsigned k, size_t align);
 /* Give the calling thread's cache back and retire it (MEMALLOC_TCACHE=0). */
 void tc_disable_self(void);
-/* Bytes t holds: sum over k of (capacity(k) - room[k]) * usable size. */
+/* Bytes t holds: sum over k of (cap[k] - room[k]) * usable size. */
 size_t tc_cached_bytes(const struct tcache *t);
 /* Sum the counters of every live cache (statistics). */
 void tc_sum(uint64_t *allocs, uint64_t *frees, size_t *cached);

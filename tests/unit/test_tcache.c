@@ -156,6 +156,30 @@ TEST(test_full_list_flushes_half) {
     CHECK(memalloc_check() == 0);
 }
 
+TEST(test_lists_grow_while_they_overflow) {
+    enum { N = 40 };
+    char *v[N];
+    unsigned k = tc_class(20 * 1024 + 16);
+    struct tcache *t = tc_self();
+    REQUIRE(t != NULL);
+    size_t base = tc_capacity[k];
+    CHECK(base == 2 && t->cap[k] == base);
+    for (int i = 0; i < N; i++) v[i] = memalloc(20 * 1024);
+    for (int i = 0; i < N; i++) memfree(v[i]);
+    /* the list doubled while it overflowed: 2, 4, 8 ... within the budget */
+    CHECKF(t->cap[k] > base && t->cap[k] <= 64, "cap %u, grown by %zu bytes, size %u", (unsigned)t->cap[k], t->cap_bytes, tc_class_size[k]);
+    CHECK(t->cap_bytes <= (size_t)256 << 10);
+    CHECK(t->cap[k] - t->room[k] >= t->cap[k] / 2); /* and holds blocks */
+    CHECK(memalloc_check() == 0);
+    /* the same sizes come back from the list: no lock, the same blocks */
+    char *again = memalloc(20 * 1024);
+    int found = 0;
+    for (int i = 0; i < N; i++) found |= again == v[i];
+    CHECK(found);
+    memfree(again);
+    CHECK(memalloc_check() == 0);
+}
+
 static char *victim;
 static void free_twice(void) {
     memfree(victim);
@@ -324,6 +348,7 @@ int main(void) {
     RUN(test_classes);
     RUN(test_reuse_from_cache);
     RUN(test_full_list_flushes_half);
+    RUN(test_lists_grow_while_they_overflow);
     RUN(test_misuse_of_cached_blocks);
     RUN(test_checker_walks_the_cache);
     RUN(test_cache_off);
