@@ -167,7 +167,8 @@ TEST(test_lists_grow_while_they_overflow) {
     for (int i = 0; i < N; i++) v[i] = memalloc(20 * 1024);
     for (int i = 0; i < N; i++) memfree(v[i]);
     /* the list doubled while it overflowed: 2, 4, 8 ... within the budget */
-    CHECKF(t->cap[k] > base && t->cap[k] <= 64, "cap %u, grown by %zu bytes, size %u", (unsigned)t->cap[k], t->cap_bytes, tc_class_size[k]);
+    CHECKF(t->cap[k] > base && t->cap[k] <= 64, "cap %u, grown by %zu bytes, size %u",
+           (unsigned)t->cap[k], t->cap_bytes, tc_class_size[k]);
     CHECK(t->cap_bytes <= (size_t)256 << 10);
     CHECK(t->cap[k] - t->room[k] >= t->cap[k] / 2); /* and holds blocks */
     CHECK(memalloc_check() == 0);
