@@ -85,7 +85,8 @@ static inline uintptr_t tc_key(const void *b) {
 /* A cached block's key was overwritten (the program wrote to freed memory). */
 __attribute__((noreturn, cold)) void tc_corrupt(const struct tblock *b);
 
-/* Pop a block of class k, or NULL. Budget: about a dozen instructions. */
+/* Pop a block of class k, or NULL. Budget: about a dozen instructions
+ * (malloc() as a whole, class lookup included: about 35, callgrind). */
 static inline void *tc_pop(struct tcache *t, unsigned k) {
     struct tblock *b = t->head[k];
     if (__builtin_expect(b == NULL, 0)) return NULL;
@@ -102,7 +103,8 @@ static inline void *tc_pop(struct tcache *t, unsigned k) {
  * room; 0 sends the caller to the slow path, which validates p fully.
  * Checks: 16-aligned, inside one of our regions, a head with CINUSE and
  * not MMAPPED and the right tag, no cache key (else it is cached already:
- * a double free). Budget: about forty instructions, most of them the tag.
+ * a double free). Budget: about 60 instructions for free() as a whole
+ * (callgrind), a quarter of them the tag.
  */
 static inline int tc_push(struct tcache *t, void *p) {
     uintptr_t a = (uintptr_t)p;
