@@ -165,12 +165,11 @@ static void check_stash(struct arena *a, struct walk *w) {
 
 /* The calling thread's cache: see the invariants in tcache.h. */
 static void check_cache(const struct tcache *t, struct walk *w) {
-    size_t cached = 0;
+    size_t grown = 0;
     for (unsigned k = 2; k < TC_CLASSES; k++) {
         size_t n = 0;
         for (const struct tblock *b = t->head[k]; b; b = b->next) {
             if (!check_cached_block(b, k, w)) break;
-            cached += tc_class_size[k] - HEAP_EXTRA;
             if (++n > 65535) {
                 report(w, "cached list too long: a cycle?", b);
                 break;
@@ -178,8 +177,9 @@ static void check_cache(const struct tcache *t, struct walk *w) {
         }
         EXPECT(w, n + t->room[k] == t->cap[k], "cache room disagrees with its list", t);
         EXPECT(w, t->cap[k] >= tc_capacity[k] && t->cap[k] <= 64, "cache capacity out of range", t);
+        grown += (size_t)(t->cap[k] - tc_capacity[k]) * (tc_class_size[k] - HEAP_EXTRA);
     }
-    EXPECT(w, cached == tc_cached_bytes(t), "cached bytes disagree with the lists", t);
+    EXPECT(w, grown == t->cap_bytes, "cache growth disagrees with the capacities", t);
 }
 
 int memalloc_check(void) {

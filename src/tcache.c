@@ -67,7 +67,9 @@ static size_t capacity(unsigned k) {
     return tc_capacity[k];
 }
 
-/* A zeroed cache structure: a spare one, or carved from a mapped slab. */
+/* A zeroed cache structure: a spare one, or carved from a mapped slab
+ * (tc_lock held). The slab is mapped under the lock: once per fifty or so
+ * caches, and only threads setting up or retiring a cache wait for it. */
 static struct tcache *tc_new(void) {
     struct tcache *t = tc_spare;
     if (t) {
