@@ -79,13 +79,16 @@ MEMALLOC_API void memalloc_print_stats(int fd);
 
 /* Tunables (also read from the environment, see README). */
 enum memalloc_option {
-    MEMALLOC_OPT_MMAP_THRESHOLD = 1, /* bytes: requests >= this get their own mapping */
-    MEMALLOC_OPT_TRIM_THRESHOLD = 2, /* bytes of free heap top kept before purging */
-    MEMALLOC_OPT_STATS = 3,          /* 1: print the summary at exit */
-    MEMALLOC_OPT_TCACHE = 4,         /* 1: thread caches (default); 0: none. Setting 0
-                                        empties the calling thread's cache; other
-                                        threads keep theirs until they exit */
-    MEMALLOC_OPT_PURGE_DELAY = 5,    /* ms before freed pages go back to the OS (0: at once) */
+    MEMALLOC_OPT_MMAP_THRESHOLD = 1,     /* bytes: requests >= this get their own mapping */
+    MEMALLOC_OPT_TRIM_THRESHOLD = 2,     /* bytes of free heap top kept before purging */
+    MEMALLOC_OPT_STATS = 3,              /* 1: print the summary at exit */
+    MEMALLOC_OPT_TCACHE = 4,             /* 1: thread caches (default); 0: none. Setting 0
+                                            empties the calling thread's cache; other
+                                            threads keep theirs until they exit */
+    MEMALLOC_OPT_PURGE_DELAY = 5,        /* ms before freed pages go back to the OS (0: at once) */
+    MEMALLOC_OPT_HUGEPAGE_THRESHOLD = 6, /* bytes: fresh mapped blocks (malloc, realloc) of
+                                            at least this ask for transparent huge pages;
+                                            0: never */
 };
 /* Set a tunable; returns 0, or EINVAL for an unknown option or bad value. */
 MEMALLOC_API int memalloc_set_option(enum memalloc_option opt, size_t value);

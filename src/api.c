@@ -448,6 +448,9 @@ static int opt_of(enum memalloc_option o, enum ma_opt *out) {
     case MEMALLOC_OPT_PURGE_DELAY:
         *out = OPT_PURGE_DELAY;
         return 0;
+    case MEMALLOC_OPT_HUGEPAGE_THRESHOLD:
+        *out = OPT_HUGEPAGE;
+        return 0;
     }
     return EINVAL;
 }

@@ -111,6 +111,15 @@ size_t large_cache_bytes(unsigned *count) {
     return mcache_bytes;
 }
 
+/* Ask for transparent huge pages for a new or grown mapping of a block
+ * the program will write (malloc, realloc; not calloc, whose zeroed blocks
+ * are often used sparsely): a fault then maps 2 MiB, not 4 KiB. */
+static char *advise(char *base, size_t len) {
+    size_t t = opt_get(OPT_HUGEPAGE);
+    if (base && t && len >= t) os_advise_huge(base, len);
+    return base;
+}
+
 /* A mapping of at least *len bytes (*len is set to its length): a cached
  * one, split or grown if need be, or a fresh one. */
 static char *map_block(size_t *lenp) {
@@ -139,10 +148,10 @@ static char *map_block(size_t *lenp) {
             return e.base;
         }
         char *b = os_remap(e.base, e.len, len);
-        if (b) return b;
+        if (b) return advise(b, len);
         os_unmap(e.base, e.len);
     }
-    return os_map(len);
+    return advise(os_map(len), len);
 }
 
 /* Keep a freed mapping for reuse, or unmap it. */
@@ -314,7 +323,15 @@ void large_free(void *p, const char *who) {
     recent[recent_pos++ % RECENT] = (uintptr_t)p;
     pthread_mutex_unlock(&large_lock);
     options_raise_mmap_threshold(chunk_size(c));
-    unmap_block((char *)c - c->prev_foot, chunk_size(c) + c->prev_foot);
+    char *base = (char *)c - c->prev_foot;
+    size_t len = chunk_size(c) + c->prev_foot;
+    /* A mapping no larger than the mmap threshold (which this free may
+     * just have raised to its size) could serve no request whole: blocks
+     * that small come from the heap now. Unmap it rather than keep it. */
+    if (chunk_size(c) <= mmap_threshold())
+        os_unmap(base, len);
+    else
+        unmap_block(base, len);
 }
 
 /*
@@ -348,7 +365,10 @@ void *large_resize(void *p, size_t n) {
     int moved = base != NULL;
     if (!base) base = (char *)c - lead;
     c = chunk_at(base, lead);
-    if (moved) set_head(c, need - lead, CINUSE | MMAPPED);
+    if (moved) {
+        advise(base, need);
+        set_head(c, need - lead, CINUSE | MMAPPED);
+    }
     pthread_mutex_lock(&large_lock);
     int rc = table_insert((uintptr_t)chunk_payload(c));
     account_map(c, +1);

@@ -26,6 +26,9 @@ static const struct option_def defs[OPT_COUNT] = {
                     "0: no thread caches (every call takes its arena's lock)"},
     [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 10, 0, 1000000,
                          "milliseconds free pages wait before they go back to the OS"},
+    [OPT_HUGEPAGE] = {"MEMALLOC_HUGEPAGE_THRESHOLD", (size_t)4 << 20, 0, TRIM_THRESHOLD_MAX,
+                      "mapped blocks of at least this many bytes ask for transparent huge "
+                      "pages (0: never)"},
 };
 
 unsigned ma_options_fixed;
@@ -45,6 +48,7 @@ size_t ma_options[OPT_COUNT] = {
     [OPT_STATS] = 0,
     [OPT_TCACHE] = 1,
     [OPT_PURGE_DELAY] = 10,
+    [OPT_HUGEPAGE] = (size_t)4 << 20,
 };
 
 /* Parse "123", "64k", "2M", "1g"; 0 on success, -1 if not a valid size. */

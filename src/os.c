@@ -110,6 +110,12 @@ int os_purge(void *p, size_t size) {
     return rc;
 }
 
+void os_advise_huge(void *p, size_t size) {
+    int saved = errno;
+    madvise(p, size, MADV_HUGEPAGE);
+    errno = saved;
+}
+
 unsigned os_ncpu(void) {
     int saved = errno;
     cpu_set_t set;

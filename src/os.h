@@ -28,6 +28,9 @@ int os_unmap(void *p, size_t size);
 void *os_remap(void *p, size_t old_size, size_t new_size);
 /* Give the pages of [p, p+size) back; they read as zero afterwards. 0 or errno. */
 int os_purge(void *p, size_t size);
+/* Ask for transparent huge pages for [p, p+size) (a hint: where the system
+ * does not honour it, nothing changes). */
+void os_advise_huge(void *p, size_t size);
 
 /* Number of CPUs this process may run on (at least 1). */
 unsigned os_ncpu(void);

@@ -4,8 +4,8 @@
  * table, full lists flushing half, double frees and writes to cached
  * blocks caught, the checker walking the cache, statistics that tell
  * cached bytes from bytes in use, turning the cache off, the dynamic mmap
- * threshold, and freed large mappings reused, then given back (by age and
- * by trim). Links the engine
+ * threshold, freed large mappings reused, then given back (by age and
+ * by trim), and huge pages asked for large malloc'd mappings. Links the engine
  * directly; includes its private headers.
  */
 #define _GNU_SOURCE
@@ -267,21 +267,27 @@ TEST(test_cache_off) {
 /* Must run before anything sets the mmap threshold (which fixes it). */
 TEST(test_dynamic_mmap_threshold) {
     size_t mib = (size_t)1 << 20;
+    CHECK(memalloc_trim(0) >= 0);
     char *p = memalloc(mib);
     CHECK(region_lookup(p) == NULL); /* 1 MiB >= 128 KiB: a mapping */
+    memset(p, 1, mib);
     memfree(p);
-    /* freeing it raised the threshold: the same size now comes from the heap */
+    /* freeing it raised the threshold: its mapping could serve no request
+     * whole any more, so it was unmapped, not cached (resident) */
+    CHECK(stats().mmap_cached_blocks == 0);
+    /* the same size now comes from the heap */
     char *q = memalloc(mib);
     CHECK(region_lookup(q) != NULL);
     CHECK(memalloc_get_option(MEMALLOC_OPT_MMAP_THRESHOLD) == 128 * 1024); /* the option stays */
     memset(q, 3, mib);
     memfree(q);
-    /* but never above 32 MiB */
+    /* but never above 32 MiB; a mapping above the threshold is cached */
     p = memalloc(40 * mib);
     memfree(p);
-    p = memalloc(40 * mib);
-    CHECK(region_lookup(p) == NULL);
-    memfree(p);
+    CHECK(stats().mmap_cached_blocks == 1);
+    q = memalloc(40 * mib);
+    CHECK(region_lookup(q) == NULL && q == p);
+    memfree(q);
     CHECK(memalloc_check() == 0);
     /* setting the threshold turns the dynamic one off */
     CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 * 1024) == 0);
@@ -351,6 +357,68 @@ TEST(test_mapping_cache) {
     CHECK(memalloc_check() == 0);
 }
 
+/* The VmFlags line of the mapping holding p, from /proc/self/smaps. */
+static int vm_flags(const void *p, char *out, size_t len) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int in = 0, found = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+            strchr(line, ' ') == line + strcspn(line, " ")) {
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(out, len, "%s", line + 8);
+            found = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static int advised_huge(const void *p) {
+    char flags[256];
+    if (vm_flags(p, flags, sizeof flags) != 0) return -1;
+    return strstr(flags, " hg") != NULL;
+}
+
+TEST(test_hugepage_advice) {
+    size_t mib = (size_t)1 << 20;
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) {
+        printf("    (no transparent huge pages on this kernel: skipped)\n");
+        return;
+    }
+    CHECK(memalloc_get_option(MEMALLOC_OPT_HUGEPAGE_THRESHOLD) == 4 * mib);
+    CHECK(memalloc_trim(0) >= 0);
+    /* a fresh malloc'd mapping of 4 MiB or more asks for huge pages */
+    char *p = memalloc(8 * mib);
+    CHECK(region_lookup(p) == NULL);
+    CHECK(advised_huge(p) == 1);
+    /* a smaller one, and a zeroed one (often used sparsely), do not */
+    char *q = memalloc(2 * mib);
+    CHECK(advised_huge(q) == 0);
+    char *z = defalloc(1, 8 * mib);
+    CHECK(advised_huge(z) == 0);
+    /* a mapping grown past the threshold by realloc asks then */
+    q = memresize(q, 6 * mib);
+    REQUIRE(q != NULL);
+    CHECK(advised_huge(q) == 1);
+    memfree(p);
+    memfree(q);
+    memfree(z);
+    CHECK(memalloc_trim(0) >= 0);
+    /* 0 turns it off */
+    CHECK(memalloc_set_option(MEMALLOC_OPT_HUGEPAGE_THRESHOLD, 0) == 0);
+    p = memalloc(8 * mib);
+    CHECK(advised_huge(p) == 0);
+    memfree(p);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_HUGEPAGE_THRESHOLD, 4 * mib) == 0);
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(memalloc_check() == 0);
+}
+
 int main(void) {
     RUN(test_classes);
     RUN(test_reuse_from_cache);
@@ -361,5 +429,6 @@ int main(void) {
     RUN(test_cache_off);
     RUN(test_dynamic_mmap_threshold);
     RUN(test_mapping_cache);
+    RUN(test_hugepage_advice);
     return harness_finish();
 }
