@@ -153,7 +153,7 @@ static void check_stash(struct arena *a, struct walk *w) {
             if (!check_cached_block(b, k, w)) break;
             EXPECT(w, region_of(b)->arena == a, "stashed block of another arena", b);
             bytes += tc_class_size[k] - HEAP_EXTRA;
-            if (++n > tc_capacity[k]) {
+            if (++n > TC_STASH_CAP(k)) {
                 report(w, "stash longer than its capacity: a cycle?", b);
                 break;
             }
@@ -189,7 +189,7 @@ int memalloc_check(void) {
     pthread_mutex_lock(&large_lock);
     for (unsigned i = 0; i < MAX_ARENAS; i++) {
         struct arena *a = &ma_arenas[i];
-        if (!a->bins[0].next) continue; /* not initialised */
+        if (!a->bins[0].next) continue; /* not initialised: beyond ma_narenas */
         size_t n = 0, before = w.in_use_bytes;
         w.free_chunks = 0;
         for (unsigned b = 0; b < NBINS; b++) w.per_bin[b] = 0;

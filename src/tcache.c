@@ -23,13 +23,12 @@ uint32_t tc_class_size[TC_CLASSES];
 uint16_t tc_capacity[TC_CLASSES];
 
 /* Blocks a list holds at most: 8 KiB worth, between 2 and 64 blocks; an
- * arena's stash holds half as many per class. Larger caches buy little
+ * arena's stash holds twice as many per class (TC_STASH_CAP). Larger caches buy little
  * speed on the benchmarks and cost resident memory (bench/, docs). */
-#define CACHE_BYTES  (8u << 10)
-#define CAP_MIN      2u
-#define CAP_MAX      64u
-#define FILL_FIRST   4u /* the first refill of a list; each next one doubles */
-#define STASH_CAP(k) (capacity(k) / 2)
+#define CACHE_BYTES (8u << 10)
+#define CAP_MIN     2u
+#define CAP_MAX     64u
+#define FILL_FIRST  4u /* the first refill of a list; each next one doubles */
 /* A list that overflows (twice) doubles its capacity, up to CAP_MAX blocks, while
  * the thread's lists have grown by less than TC_BUDGET bytes in all: a
  * thread that frees and allocates many blocks of a class keeps more of
@@ -162,7 +161,7 @@ static size_t take_back(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
     unsigned k = tc_class(size);
     struct stash *st = stash_of(a);
-    if (st->n[k] < STASH_CAP(k)) {
+    if (st->n[k] < TC_STASH_CAP(k)) {
         struct tblock *b = chunk_payload(c);
         b->next = st->head[k];
         st->head[k] = b;
@@ -349,7 +348,7 @@ void tc_flush_push(struct tcache *t, unsigned k, void *p) {
 }
 
 void tc_release_stashes(void) {
-    for (unsigned i = 0; i < MAX_ARENAS; i++) {
+    for (unsigned i = 0; i < ma_narenas; i++) {
         struct arena *a = &ma_arenas[i];
         arena_lock(a);
         stash_release(a);

@@ -136,7 +136,7 @@ static inline int tc_push(struct tcache *t, void *p) {
 
 /*
  * Each arena keeps, per class, a stash of cached blocks given back to it:
- * at most a list's capacity, still in use for the heap and with their keys
+ * at most TC_STASH_CAP(k), still in use for the heap and with their keys
  * set, so that the next refill of any thread takes them whole, without a
  * merge and a split. Under the arena's lock. Invariant (memalloc_check):
  * every stashed block is an in-use chunk of its arena, of its class's size,
@@ -148,6 +148,10 @@ struct stash {
     size_t bytes;
 };
 extern struct stash tc_stashes[MAX_ARENAS];
+/* Two lists' worth (base capacity): a stash takes what two threads' full
+ * lists give back, so blocks that flow from a freeing thread to an
+ * allocating one skip the merge and split (bench: prodcons, threads). */
+#define TC_STASH_CAP(k) (2u * tc_capacity[k])
 
 /* ---- tcache.c: the slow side ---- */
 
