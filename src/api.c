@@ -22,8 +22,8 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-struct arena ma_arenas[MAX_ARENAS] = {
-    [0 ... MAX_ARENAS - 1] = {.lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP}};
+/* Zero (.bss, no page until touched); the locks are set in init_slow. */
+struct arena ma_arenas[MAX_ARENAS];
 unsigned ma_narenas = 1;
 struct counters ma_counters;
 
@@ -86,9 +86,15 @@ static void fork_parent(void) {
     arenas_unlock_all();
     tc_fork_parent();
 }
+/* Adaptive: a waiter spins a little before it sleeps (locks are held briefly). */
+static void arena_lock_init(struct arena *a) {
+    static const pthread_mutex_t adaptive = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
+    memcpy(&a->lock, &adaptive, sizeof adaptive);
+}
+
 static void fork_child(void) {
     pthread_mutex_init(&large_lock, NULL);
-    for (unsigned i = 0; i < MAX_ARENAS; i++) pthread_mutex_init(&ma_arenas[i].lock, NULL);
+    for (unsigned i = 0; i < MAX_ARENAS; i++) arena_lock_init(&ma_arenas[i]);
     tc_fork_child();
 }
 
@@ -120,9 +126,11 @@ static __attribute__((noinline, cold)) int init_slow(void) {
         int fd = os_dup_fd(2);
         if (fd >= 0) stats_fd = fd;
     }
-    for (unsigned i = 0; i < MAX_ARENAS; i++) bins_init(&ma_arenas[i]);
     unsigned n = os_ncpu();
     ma_narenas = n < MAX_ARENAS ? n : MAX_ARENAS;
+    /* every lock (fork takes them all), but only the bins of arenas used */
+    for (unsigned i = 0; i < MAX_ARENAS; i++) arena_lock_init(&ma_arenas[i]);
+    for (unsigned i = 0; i < ma_narenas; i++) bins_init(&ma_arenas[i]);
     tc_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child); /* may call malloc: boot buffer */
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
@@ -383,7 +391,7 @@ int ma_trim(size_t pad) {
     tc_release_stashes();
     struct region *unmap = NULL;
     int released = large_cache_release();
-    for (unsigned i = 0; i < MAX_ARENAS; i++) {
+    for (unsigned i = 0; i < ma_narenas; i++) {
         struct arena *a = &ma_arenas[i];
         arena_lock(a);
         released |= heap_trim(a, pad, &unmap);

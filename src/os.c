@@ -8,12 +8,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,12 +116,17 @@ void os_advise_huge(void *p, size_t size) {
     errno = saved;
 }
 
+/* Through syscall(), which sits next to mmap in the C library, rather than
+ * sched_getaffinity: one fewer stretch of the library's code faulted in
+ * (each costs the process up to 64 KiB of resident memory). */
 unsigned os_ncpu(void) {
     int saved = errno;
-    cpu_set_t set;
-    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    uint64_t mask[16] = {0};
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
     errno = saved;
-    return n > 0 ? (unsigned)n : 1;
+    unsigned n = 0;
+    for (long i = 0; i < bytes / 8; i++) n += (unsigned)__builtin_popcountll(mask[i]);
+    return n > 0 ? n : 1;
 }
 
 uint64_t os_now_ms(void) {
