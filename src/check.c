@@ -161,6 +161,7 @@ static void check_stash(struct arena *a, struct walk *w) {
         EXPECT(w, n == st->n[k], "stash count disagrees with its list", a);
     }
     EXPECT(w, bytes == st->bytes, "stash bytes disagree with the lists", a);
+    EXPECT(w, st->bytes <= TC_STASH_BYTES, "stashes over their byte budget", a);
 }
 
 /* The calling thread's cache: see the invariants in tcache.h. */

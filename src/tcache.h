@@ -148,10 +148,14 @@ struct stash {
     size_t bytes;
 };
 extern struct stash tc_stashes[MAX_ARENAS];
-/* Two lists' worth (base capacity): a stash takes what two threads' full
- * lists give back, so blocks that flow from a freeing thread to an
- * allocating one skip the merge and split (bench: prodcons, threads). */
-#define TC_STASH_CAP(k) (2u * tc_capacity[k])
+/* A stash holds up to two lists' worth (base capacity) of its class, and
+ * an arena's stashes up to TC_STASH_BYTES in all: they take what two
+ * threads' full lists give back, so blocks that flow from a freeing
+ * thread to an allocating one skip the merge and split (bench: prodcons,
+ * threads), while what sits there unused stays bounded. */
+extern uint16_t tc_stash_cap[TC_CLASSES];
+#define TC_STASH_CAP(k) (tc_stash_cap[k])
+#define TC_STASH_BYTES  ((size_t)256 << 10)
 
 /* ---- tcache.c: the slow side ---- */
 

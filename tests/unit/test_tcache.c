@@ -156,6 +156,25 @@ TEST(test_full_list_flushes_half) {
     CHECK(memalloc_check() == 0);
 }
 
+TEST(test_stashes_keep_a_bounded_amount) {
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(stats().arena_cached == 0);
+    /* 32 classes of 512 B - 1 KiB, 100 blocks each: every stash would take
+     * two lists' worth (16 KiB), 512 KiB in all; the arena keeps 256 KiB */
+    enum { CLASSES = 32, N = 100 };
+    static char *v[CLASSES][N];
+    for (int c = 0; c < CLASSES; c++)
+        for (int i = 0; i < N; i++) REQUIRE((v[c][i] = memalloc(512 + 16 * (size_t)c)) != NULL);
+    for (int c = 0; c < CLASSES; c++)
+        for (int i = 0; i < N; i++) memfree(v[c][i]);
+    size_t kept = stats().arena_cached;
+    CHECKF(kept <= TC_STASH_BYTES && kept + 1024 > TC_STASH_BYTES, "arena_cached %zu", kept);
+    CHECK(tc_stashes[0].bytes == kept);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(stats().arena_cached == 0);
+}
+
 TEST(test_lists_grow_while_they_overflow) {
     enum { N = 40 };
     char *v[N];
@@ -424,6 +443,7 @@ int main(void) {
     RUN(test_reuse_from_cache);
     RUN(test_full_list_flushes_half);
     RUN(test_lists_grow_while_they_overflow);
+    RUN(test_stashes_keep_a_bounded_amount);
     RUN(test_misuse_of_cached_blocks);
     RUN(test_checker_walks_the_cache);
     RUN(test_cache_off);
