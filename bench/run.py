@@ -601,9 +601,18 @@ def machine_rows(allocs, memalloc, suite, engine):
     libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names \
         else "unknown"
     libc_pkg = sh(["dpkg-query", "-W", "-f", "${Version}", "libc6"])
+    thp = []
+    for knob in ("enabled", "defrag"):
+        try:
+            text = Path(f"/sys/kernel/mm/transparent_hugepage/{knob}").read_text()
+            m = re.search(r"\[(\w[\w+]*)\]", text)
+            thp.append(f"{knob} `{m.group(1) if m else text.strip()}`")
+        except OSError:
+            pass
     rows = [("CPU", f"{model}, {os.cpu_count()} CPUs online (nproc)"),
             ("Memory", mem),
             ("Kernel", os.uname().release),
+            ("Transparent huge pages", ", ".join(thp) if thp else "not available"),
             ("C library", f"{libc} (libc6 {libc_pkg})" if libc_pkg else libc)]
     paths = dict(allocs)
     for name, soname, package in PEERS:
