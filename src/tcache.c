@@ -21,7 +21,6 @@ static __thread unsigned char tc_state __attribute__((tls_model("initial-exec"))
 
 uint32_t tc_class_size[TC_CLASSES];
 uint16_t tc_capacity[TC_CLASSES];
-uint16_t tc_stash_cap[TC_CLASSES];
 
 /* Blocks a list holds at most: 8 KiB worth, between 2 and 64 blocks; an
  * arena's stash up to twice as many (TC_STASH_CAP, TC_STASH_BYTES). Larger caches buy little
@@ -59,7 +58,6 @@ void tc_init(void) {
         if (cap > CAP_MAX) cap = CAP_MAX;
         tc_class_size[k] = k < 2 ? 0 : (uint32_t)size;
         tc_capacity[k] = k < 2 ? 0 : (uint16_t)cap;
-        tc_stash_cap[k] = k < 2 ? 0 : (uint16_t)(2 * cap);
     }
     pthread_key_create(&exit_key, tc_exit);
 }
@@ -163,7 +161,7 @@ static size_t take_back(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
     unsigned k = tc_class(size);
     struct stash *st = stash_of(a);
-    if (st->n[k] < TC_STASH_CAP(k) && st->bytes + size <= TC_STASH_BYTES) {
+    if (st->n[k] < TC_STASH_CAP(k) && st->bytes + size - HEAP_EXTRA <= TC_STASH_BYTES) {
         struct tblock *b = chunk_payload(c);
         b->next = st->head[k];
         st->head[k] = b;

@@ -153,8 +153,7 @@ extern struct stash tc_stashes[MAX_ARENAS];
  * threads' full lists give back, so blocks that flow from a freeing
  * thread to an allocating one skip the merge and split (bench: prodcons,
  * threads), while what sits there unused stays bounded. */
-extern uint16_t tc_stash_cap[TC_CLASSES];
-#define TC_STASH_CAP(k) (tc_stash_cap[k])
+#define TC_STASH_CAP(k) (2u * tc_capacity[k])
 #define TC_STASH_BYTES  ((size_t)256 << 10)
 
 /* ---- tcache.c: the slow side ---- */
