@@ -384,8 +384,7 @@ static int vm_flags(const void *p, char *out, size_t len) {
     int in = 0, found = -1;
     while (fgets(line, sizeof line, f)) {
         unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-            strchr(line, ' ') == line + strcspn(line, " ")) {
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping's first line */
             in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
         } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
             snprintf(out, len, "%s", line + 8);
