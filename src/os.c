@@ -1,7 +1,7 @@
 /*
  * os.c: the platform layer (see os.h). Linux only: mmap, munmap, mremap,
- * madvise, write and the auxiliary vector. Each call saves and restores
- * errno so that the allocator's callers never see it change.
+ * madvise, write, sched_getaffinity, the clock and the auxiliary vector. Each call saves and
+ * restores errno so that the allocator's callers never see it change.
  */
 #define _GNU_SOURCE
 #include "os.h"
