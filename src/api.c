@@ -157,7 +157,7 @@ static void *fail_nomem(void) {
  * c claims to be an in-use chunk of region r. Abort, naming who, unless:
  *  1. it lies between the region's first chunk and its fencepost;
  *  2. its tag matches its address and size, and it fits in the region;
- *  3. it is in use, and not waiting in a thread cache (else it was freed);
+ *  3. it is in use (else it was freed);
  *  4. its successor agrees that it is in use.
  * No lock is needed: only the block's owner changes these facts.
  */
@@ -169,8 +169,7 @@ static void validate(struct region *r, struct chunk *c, const char *who) {
     if (!head_tag_ok(c, h) || size < MIN_CHUNK || size > (size_t)(fence - (char *)c) ||
         (h & MMAPPED))
         goto bad;
-    struct tblock *b = chunk_payload(c);
-    if (!(h & CINUSE) || b->key == tc_key(b)) {
+    if (!(h & CINUSE)) {
         what = freed_twice_what(who);
         goto bad;
     }
@@ -192,14 +191,13 @@ static void *heap_malloc(size_t n, size_t *zero_len) {
     return p;
 }
 
-/* A block of a cached class (n <= TC_MAX_REQUEST) for this thread's cache
- * (set up now if need be), or NULL if the thread has no cache. */
-static void *cache_malloc(size_t n, int *failed) {
+/* An object of class k from this thread's pages (its cache is set up now
+ * if need be), or NULL if the thread has no cache. */
+static void *cache_malloc(unsigned k, int *failed) {
     struct tcache *t = tc_get();
     if (!t) return NULL;
-    unsigned k = tc_class(request_size(n));
     void *p = tc_pop(t, k);
-    if (!p) p = tc_refill(t, k);
+    if (!p) p = tc_alloc_slow(t, k);
     *failed = p == NULL;
     return p;
 }
@@ -212,7 +210,7 @@ void *ma_malloc_slow(size_t n) {
         return p ? p : fail_nomem();
     }
     int failed = 0;
-    void *p = n <= TC_MAX_REQUEST ? cache_malloc(n, &failed) : NULL;
+    void *p = n <= TC_MAX_REQUEST ? cache_malloc(tc_class(n), &failed) : NULL;
     if (!p && !failed) p = heap_malloc(n, NULL);
     return p ? p : fail_nomem();
 }
@@ -222,7 +220,7 @@ void *ma_calloc(size_t n, size_t size) {
     if (unlikely(__builtin_mul_overflow(n, size, &total) || total > MAX_REQUEST))
         return fail_nomem();
     if (likely(total <= TC_MAX_REQUEST)) {
-        void *p = tc_pop(tc_current, tc_class(request_size(total)));
+        void *p = tc_pop(tc_current, tc_class(total));
         if (likely(p != NULL)) return memset(p, 0, total);
     }
     if (unlikely(!ready())) return boot_alloc(total, ALIGNMENT); /* .bss: zero */
@@ -231,7 +229,7 @@ void *ma_calloc(size_t n, size_t size) {
         return p ? p : fail_nomem();
     }
     int failed = 0;
-    void *p = total <= TC_MAX_REQUEST ? cache_malloc(total, &failed) : NULL;
+    void *p = total <= TC_MAX_REQUEST ? cache_malloc(tc_class(total), &failed) : NULL;
     if (p) return memset(p, 0, total);
     if (failed) return fail_nomem();
     size_t dirty = 0;
@@ -247,17 +245,17 @@ void *ma_aligned(size_t align, size_t n) {
     if (n > MAX_REQUEST || align > MAX_REQUEST - n) return fail_nomem();
     size_t nb = request_size(n);
     void *p;
+    unsigned k = tc_aligned_class(n, align);
+    if (k < TC_CLASSES) {
+        /* a class whose objects are aligned to align: its pages serve it */
+        int failed = 0;
+        p = tc_pop(tc_current, k);
+        if (!p) p = cache_malloc(k, &failed);
+        if (p || failed) return p ? p : fail_nomem();
+    }
     if (nb + align + MIN_CHUNK >= mmap_threshold()) {
         p = large_alloc(n, align, 0);
     } else {
-        /* a class size, if there is one: the block can then be freed into
-         * the cache and serve later requests of its class */
-        struct tcache *t = tc_self();
-        if (nb <= TC_MAX_CHUNK && t) {
-            p = tc_pop_aligned(t, tc_class(nb), align);
-            if (p) return p;
-            nb = tc_class_size[tc_class(nb)];
-        }
         struct arena *a = tc_arena();
         arena_lock(a);
         p = heap_alloc_aligned(a, nb, align);
@@ -271,10 +269,10 @@ void *ma_aligned(size_t align, size_t n) {
  * free, when the fast path declined:
  *  1. NULL and bootstrap blocks: nothing to do;
  *  2. not in a region: an mmapped block (or not ours: large.c says which);
- *  3. validate the chunk fully (double frees of cached blocks included);
- *  4. into this thread's cache if its class is cached: the cache may just
- *     have been set up, or the list is full and half of it goes back;
- *  5. else straight back to its arena.
+ *  3. an object of a page: validate it (grid, double free); push it onto
+ *     the page's own list if this thread owns the page, else onto the
+ *     page's list of remote frees;
+ *  4. else a chunk: validate it fully and free it into its arena.
  */
 void ma_free_slow(void *p, const char *who) {
     if (!p || unlikely(is_boot(p))) return;
@@ -284,14 +282,19 @@ void ma_free_slow(void *p, const char *who) {
         large_free(p, who);
         return;
     }
-    struct chunk *c = payload_chunk(p);
-    validate(r, c, who);
-    size_t size = chunk_size(c);
-    struct tcache *t = tc_get();
-    if (t && size <= TC_MAX_CHUNK && tc_class_size[tc_class(size)] == size) {
-        if (!tc_push(t, p)) tc_flush_push(t, tc_class(size), p);
+    struct spage *g = page_of(r, p);
+    if (g) {
+        tc_validate(g, p, who);
+        struct tcache *t = tc_self();
+        if (t && __atomic_load_n(&g->owner, __ATOMIC_RELAXED) == t) {
+            if (!tc_push(t, p)) ma_fatal(who, "invalid pointer", p); /* cannot happen */
+        } else {
+            tc_free_remote(t, g, p);
+        }
         return;
     }
+    struct chunk *c = payload_chunk(p);
+    validate(r, c, who);
     struct arena *a = r->arena;
     arena_lock(a);
     stats_on_free(usable_size(c));
@@ -306,6 +309,11 @@ size_t ma_usable_size(const void *p, const char *who) {
     if ((uintptr_t)p & (ALIGNMENT - 1)) ma_fatal(who, "invalid pointer", p);
     struct region *r = region_lookup(p);
     if (!r) return large_usable(p, who);
+    struct spage *g = page_of(r, p);
+    if (g) {
+        tc_validate(g, p, who);
+        return g->size;
+    }
     struct chunk *c = payload_chunk(p);
     validate(r, c, who);
     return usable_size(c);
@@ -314,10 +322,10 @@ size_t ma_usable_size(const void *p, const char *who) {
 /*
  * realloc:
  *  1. NULL: malloc; size 0: free and return NULL; a bootstrap block: copy out;
- *  2. in a region: keep the block if it fits without waste to split off;
- *     a block of a cached class is kept while at least half of it is
- *     used, else moved; any other is resized in place (shrink, or grow
- *     into a free successor) if it can be;
+ *  2. an object of a page: kept while it fits and at least half of it
+ *     is used, else moved;
+ *     a chunk: kept if it fits without waste to split off; else resized
+ *     in place (shrink, or grow into a free successor) if it can be;
  *  3. own mapping: keep it, or mremap it;
  *  4. else allocate (growing: at least a quarter more than the old size,
  *     if that is not much more than asked), copy the old usable bytes,
@@ -336,20 +344,18 @@ void *ma_realloc(void *p, size_t n, const char *who) {
         if (unlikely((uintptr_t)p & (ALIGNMENT - 1))) ma_fatal(who, "invalid pointer", p);
         if (unlikely(n > MAX_REQUEST)) return fail_nomem();
         struct region *r = region_lookup(p);
-        if (r) {
+        struct spage *g = r ? page_of(r, p) : NULL;
+        if (g) {
+            tc_validate(g, p, who);
+            old = g->size;
+            if (n <= old && n >= old / 2) return p;
+        } else if (r) {
             struct chunk *c = payload_chunk(p);
             validate(r, c, who);
             size_t nb = request_size(n), size = chunk_size(c);
             old = usable_size(c);
             /* fits, with less than a minimum chunk or a quarter to spare */
             if (nb <= size && (size - nb < MIN_CHUNK || size - nb <= size / 4)) return p;
-            if (nb <= size && size <= TC_MAX_CHUNK && tc_self()) {
-                /* shrinking a cached class: keep it if at least half is
-                 * used, else move it (no lock); splitting it would leave
-                 * a size that no class holds */
-                if (nb >= size / 2) return p;
-                goto move;
-            }
             struct arena *a = r->arena;
             arena_lock(a);
             size_t want = nb > size && size + size / 4 > nb ? request_size(size + size / 4) : nb;
@@ -373,7 +379,6 @@ void *ma_realloc(void *p, size_t n, const char *who) {
             return q;
         }
     }
-move:;
     void *q = ma_malloc(n);
     if (!q) return NULL;
     memcpy(q, p, old < n ? old : n);
@@ -381,14 +386,12 @@ move:;
     return q;
 }
 
-/* Trim: the calling thread's cache goes back first (other threads' caches
- * are theirs), then every arena gives its free pages back, and the cache
- * of freed mappings is emptied. */
+/* Trim: the calling thread's idle pages go back first (other threads'
+ * pages are theirs), and idle orphaned pages; then every arena gives its
+ * free memory back, and the cache of freed mappings is emptied. */
 int ma_trim(size_t pad) {
     if (!ready()) return 0;
-    struct tcache *t = tc_get();
-    if (t) tc_flush_all(t);
-    tc_release_stashes();
+    tc_trim(tc_self());
     struct region *unmap = NULL;
     int released = large_cache_release();
     for (unsigned i = 0; i < ma_narenas; i++) {

@@ -2,7 +2,8 @@
  * api.h: the engine's entry points as the preload shim needs them: the
  * same operations as memalloc.h, with the name of the libc function the
  * program called, for error messages. malloc and free are inline here: a
- * pop from or a push to the thread's cache, else the out-of-line slow path.
+ * pop from or a push to a page the thread owns, else the out-of-line slow
+ * path.
  */
 #ifndef MEMALLOC_API_H
 #define MEMALLOC_API_H
@@ -26,7 +27,7 @@ void ma_exit_report(void);
 
 static inline void *ma_malloc(size_t n) {
     if (__builtin_expect(n <= TC_MAX_REQUEST, 1)) {
-        void *p = tc_pop(tc_current, tc_class(request_size(n)));
+        void *p = tc_pop(tc_current, tc_class(n));
         if (__builtin_expect(p != NULL, 1)) return p;
     }
     return ma_malloc_slow(n);

@@ -1,9 +1,10 @@
 /*
  * check.c: the heap checker. With every lock held, walks every arena's
- * regions chunk by chunk and its bins, every mmapped block, and the calling
- * thread's cache, and verifies the invariants written in chunk.h, heap.h
- * and tcache.h, plus the counters. Other threads' caches change without a
- * lock, so they are not walked; their blocks are in-use chunks to the walk.
+ * regions chunk by chunk and its bins, every page of size classes, every
+ * mmapped block, the calling thread's cache and the orphaned pages, and
+ * verifies the invariants written in chunk.h, heap.h and tcache.h, plus the
+ * counters. Other threads' pages change without a lock: only their headers
+ * and windows are checked, not their lists.
  * Reports each violation on stderr (the first 20) and returns how many.
  */
 #include "api.h"
@@ -21,6 +22,7 @@ struct walk {
     size_t in_use_bytes;   /* chunk sizes of in-use heap chunks */
     size_t usable_bytes;   /* usable sizes of every live block */
     size_t large_bytes, large_blocks;
+    size_t pages_seen, pages_walked; /* pages of ours or orphaned: in the regions, listed */
 };
 
 static void report(struct walk *w, const char *what, const void *where) {
@@ -43,6 +45,8 @@ static int all_zero(const char *p, const char *end) {
         if (*(const size_t *)(const void *)p) return 0;
     return 1;
 }
+
+static void check_windows(struct region *r, struct walk *w);
 
 /* Walk one region from its first chunk to the fencepost. */
 static void check_region(struct arena *a, struct region *r, struct walk *w) {
@@ -78,6 +82,7 @@ static void check_region(struct arena *a, struct region *r, struct walk *w) {
         c = next;
     }
     EXPECT(w, (char *)c == fence, "chunks do not tile the region", c);
+    check_windows(r, w);
     EXPECT(w, chunk_size(c) == 0 && cinuse(c) && tag_ok(c), "broken fencepost", c);
     EXPECT(w, r->fresh >= (char *)region_first(r) && r->fresh <= region_end(r),
            "fresh mark out of range", r);
@@ -127,60 +132,85 @@ static void check_large(const struct chunk *c, void *ctx) {
     w->usable_bytes += usable_size(c);
 }
 
-/* One cached or stashed block of class k: see the invariants in tcache.h.
- * 0 if it cannot be followed further. */
-static int check_cached_block(const struct tblock *b, unsigned k, struct walk *w) {
-    const struct chunk *c = payload_chunk(b);
-    struct region *r = region_lookup(b);
-    if (!r || ((uintptr_t)b & 15) || (char *)c < (char *)region_first(r) ||
-        (char *)c >= (char *)region_fence(r)) {
-        report(w, "cached block outside every region", b);
-        return 0;
-    }
-    EXPECT(w, tag_ok(c) && cinuse(c) && !is_mmapped(c), "cached block not an in-use chunk", b);
-    EXPECT(w, chunk_size(c) == tc_class_size[k], "cached block of the wrong class", b);
-    EXPECT(w, b->key == tc_key(b), "cached block without its key", b);
-    return 1;
+static void expect_page(struct walk *w, const struct spage *g, unsigned k,
+                        const struct tcache *owner) {
+    const char *why = tc_check_page(g, k, owner);
+    if (why) report(w, why, g);
 }
 
-/* Arena a's stashes. */
-static void check_stash(struct arena *a, struct walk *w) {
-    const struct stash *st = &tc_stashes[a - ma_arenas];
-    size_t bytes = 0;
-    for (unsigned k = 2; k < TC_CLASSES; k++) {
-        size_t n = 0;
-        for (const struct tblock *b = st->head[k]; b; b = b->next) {
-            if (!check_cached_block(b, k, w)) break;
-            EXPECT(w, region_of(b)->arena == a, "stashed block of another arena", b);
-            bytes += tc_class_size[k] - HEAP_EXTRA;
-            if (++n > TC_STASH_CAP(k)) {
-                report(w, "stash longer than its capacity: a cycle?", b);
-                break;
-            }
+/* The pages of a region: every run of marked windows starts at a page
+ * that passes tc_check_page (its lists only if the calling thread owns
+ * it, or nobody does); no window is marked that no page covers. */
+static void check_windows(struct region *r, struct walk *w) {
+    for (size_t i = 1; i < REGION_WINDOWS;) {
+        unsigned v = r->win[i];
+        if (v == 0) {
+            i++;
+            continue;
         }
-        EXPECT(w, n == st->n[k], "stash count disagrees with its list", a);
+        const struct spage *g = (const struct spage *)(const void *)((char *)r + (i << PAGE_SHIFT));
+        if (v != 1 || g->tag != tc_key(g) || g->k >= TC_CLASSES || g->nwin == 0) {
+            report(w, "window marked without a page", g);
+            i++;
+            continue;
+        }
+        const struct tcache *owner = __atomic_load_n(&g->owner, __ATOMIC_RELAXED);
+        if (!owner || owner == tc_self()) {
+            /* walked in full below, from the queues and orphan rings */
+            w->pages_seen++;
+        } else {
+            expect_page(w, g, g->k, owner);
+        }
+        i += g->nwin;
     }
-    EXPECT(w, bytes == st->bytes, "stash bytes disagree with the lists", a);
-    EXPECT(w, st->bytes <= TC_STASH_BYTES, "stashes over their byte budget", a);
+    EXPECT(w, r->win[0] == 0, "page in a region's first window", r);
 }
 
-/* The calling thread's cache: see the invariants in tcache.h. */
+/* The calling thread's cache: its pages, current and queued. */
 static void check_cache(const struct tcache *t, struct walk *w) {
-    size_t grown = 0;
-    for (unsigned k = 2; k < TC_CLASSES; k++) {
+    for (unsigned k = 0; k < TC_CLASSES; k++) {
+        const struct spage *g = t->cur[k];
+        if (g != &tc_nopage) {
+            expect_page(w, g, k, t);
+            EXPECT(w, !g->queued, "current page also queued", g);
+            w->pages_walked++;
+        }
+        const struct spage *ring = t->queue[k];
         size_t n = 0;
-        for (const struct tblock *b = t->head[k]; b; b = b->next) {
-            if (!check_cached_block(b, k, w)) break;
-            if (++n > 65535) {
-                report(w, "cached list too long: a cycle?", b);
+        for (g = ring; g && (n == 0 || g != ring); g = g->next) {
+            expect_page(w, g, k, t);
+            EXPECT(w, g->queued && g->next->prev == g, "broken page queue", g);
+            w->pages_walked++;
+            if (++n > 1u << 20) {
+                report(w, "page queue without end: a cycle?", g);
                 break;
             }
         }
-        EXPECT(w, n + t->room[k] == t->cap[k], "cache room disagrees with its list", t);
-        EXPECT(w, t->cap[k] >= tc_capacity[k] && t->cap[k] <= 64, "cache capacity out of range", t);
-        grown += (size_t)(t->cap[k] - tc_capacity[k]) * (tc_class_size[k] - HEAP_EXTRA);
     }
-    EXPECT(w, grown == t->cap_bytes, "cache growth disagrees with the capacities", t);
+}
+
+/* Arena a's orphaned pages (lock held). */
+static void check_orphans(struct arena *a, struct walk *w) {
+    size_t kept = 0;
+    for (unsigned k = 0; k < TC_CLASSES; k++) {
+        const struct spage *ring = tc_orphans(a, k), *g;
+        size_t n = 0;
+        for (g = ring; g && (n == 0 || g != ring); g = g->next) {
+            expect_page(w, g, k, NULL);
+            EXPECT(w, region_of(g)->arena == a, "orphaned page of another arena", g);
+            EXPECT(w, g->queued && g->next->prev == g, "broken orphan ring", g);
+            EXPECT(w, (g->used == 0) == (g->kept != 0), "idle orphan not counted, or counted busy",
+                   g);
+            kept += g->kept;
+            w->pages_walked++;
+            if (++n > 1u << 20) {
+                report(w, "orphan ring without end: a cycle?", g);
+                break;
+            }
+        }
+    }
+    EXPECT(w, kept == tc_orphan_kept(a) && kept <= TC_ORPHAN_KEEP,
+           "idle orphans disagree with their budget", a);
 }
 
 int memalloc_check(void) {
@@ -201,7 +231,7 @@ int memalloc_check(void) {
         EXPECT(&w, n == a->nregions, "region count disagrees with the list", a);
         EXPECT(&w, i < ma_narenas || n == 0, "regions in an arena beyond the arena count", a);
         check_bins(a, &w);
-        check_stash(a, &w);
+        check_orphans(a, &w);
         EXPECT(&w, w.in_use_bytes - before == a->heap_in_use, "heap_in_use disagrees with the walk",
                a);
     }
@@ -214,6 +244,8 @@ int memalloc_check(void) {
            "in_use disagrees with the live and cached blocks", &w);
     struct tcache *t = tc_self();
     if (t) check_cache(t, &w);
+    EXPECT(&w, w.pages_seen == w.pages_walked,
+           "pages in the regions and on the queues and orphan rings disagree", &w);
     pthread_mutex_unlock(&large_lock);
     arenas_unlock_all();
     return w.errors;

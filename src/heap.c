@@ -62,75 +62,33 @@ void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len) {
 }
 
 /*
- * Carve a run of n chunks of cs bytes from the front of free, unbinned
- * chunk c, whose remainder is 0 or at least MIN_CHUNK: the remainder is
- * binned as a free chunk, or else the next chunk learns we are in use.
+ * Aligned carve:
+ *  1. a chunk that fits nb may have an aligned payload already, or room
+ *     for a gap of at least MIN_CHUNK before one (a page freed between
+ *     two others, the top of a region the last page ended at): use it;
+ *  2. else take a chunk big enough for nb plus align plus a minimum chunk,
+ *     so that an aligned payload exists with either no gap or a gap of at
+ *     least MIN_CHUNK before it.
+ * The gap becomes a free chunk of its own (its previous neighbour is in
+ * use, so it does not coalesce); the rest is carved as usual.
  */
-static void carve_run(struct arena *a, struct chunk *c, size_t cs, size_t n, struct chunk **out) {
-    size_t size = chunk_size(c), pflag = head_get(c) & PINUSE, rest = size - n * cs;
-    for (size_t i = 0; i < n; i++) {
-        out[i] = chunk_at(c, i * cs);
-        set_head(out[i], cs, CINUSE | (i ? PINUSE : pflag));
-    }
-    if (rest) {
-        struct chunk *r = chunk_at(c, n * cs);
-        set_head(r, rest, PINUSE);
-        set_foot(r, rest);
-        bin_insert(a, r);
-        region_touch(region_of(c), (char *)r + MIN_CHUNK);
-    } else {
-        head_or(chunk_at(c, size), PINUSE);
-        region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
-    }
-    a->heap_in_use += n * cs;
-}
-
-/*
- * A run of chunks for a thread cache, one bin search per free chunk used:
- *  1. take a free chunk of at least cs bytes (the bins, else a new region);
- *  2. carve as many cs chunks from it as fit and are wanted, leaving a
- *     remainder of 0 or at least MIN_CHUNK;
- *  3. a chunk that holds one cs chunk and a sliver is handed out whole,
- *     but only as the first of the run; later, it goes back and we stop.
- */
-size_t heap_alloc_run(struct arena *a, size_t cs, size_t want, struct chunk **out) {
-    size_t got = 0;
-    while (got < want) {
-        struct chunk *c = find_chunk(a, cs);
-        if (!c) break;
-        size_t size = chunk_size(c), n = size / cs;
-        if (n > want - got) n = want - got;
-        if (size - n * cs != 0 && size - n * cs < MIN_CHUNK) n--;
-        if (n == 0) { /* cs <= size < cs + MIN_CHUNK */
-            if (got) {
-                bin_insert(a, c);
-                break;
-            }
-            carve(a, c, cs);
-            out[got++] = c;
-            break;
-        }
-        carve_run(a, c, cs, n, out + got);
-        got += n;
-    }
-    return got;
-}
-
-/*
- * Aligned carve: take a chunk big enough for nb plus align plus a minimum
- * chunk, so that an aligned payload exists with either no gap or a gap of
- * at least MIN_CHUNK before it; the gap becomes a free chunk of its own
- * (its previous neighbour is in use, so it does not coalesce); the rest is
- * carved as usual.
- */
-void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align) {
-    struct chunk *c = find_chunk(a, nb + align + MIN_CHUNK);
-    if (!c) return NULL;
-    uintptr_t p = (uintptr_t)chunk_payload(c);
-    uintptr_t q = align_up(p, align);
+static size_t aligned_gap(const struct chunk *c, size_t align) {
+    uintptr_t p = (uintptr_t)chunk_payload(c), q = align_up(p, align);
     while (q != p && q - p < MIN_CHUNK) q += align;
-    if (q != p) {
-        size_t lead = q - p, size = chunk_size(c);
+    return q - p;
+}
+
+void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align) {
+    struct chunk *c = bin_take(a, nb);
+    if (c && aligned_gap(c, align) + nb > chunk_size(c)) {
+        bin_insert(a, c);
+        c = NULL;
+    }
+    if (!c) c = find_chunk(a, nb + align + MIN_CHUNK);
+    if (!c) return NULL;
+    size_t lead = aligned_gap(c, align);
+    if (lead) {
+        size_t size = chunk_size(c);
         struct chunk *c2 = chunk_at(c, lead);
         set_head(c, lead, head_get(c) & PINUSE);
         set_foot(c, lead);

@@ -31,11 +31,15 @@
 
 #define REGION_SHIFT 26
 #define REGION_SIZE  ((size_t)1 << REGION_SHIFT) /* 64 MiB */
-#define REGION_HDR   64
-#define NSMALLBINS   64
-#define NBINS        192
-#define BITMAP_WORDS (NBINS / 64)
-#define ADDRESS_BITS 47
+#define REGION_HDR   1088                        /* struct region, rounded up to a cache line */
+/* Pages of size classes (tcache.h) are made of whole windows. */
+#define PAGE_SHIFT     16
+#define PAGE_WINDOW    ((size_t)1 << PAGE_SHIFT) /* 64 KiB */
+#define REGION_WINDOWS (REGION_SIZE >> PAGE_SHIFT)
+#define NSMALLBINS     64
+#define NBINS          192
+#define BITMAP_WORDS   (NBINS / 64)
+#define ADDRESS_BITS   47
 
 struct arena;
 
@@ -43,7 +47,11 @@ struct region {
     struct region *next, *prev; /* the arena's list */
     struct arena *arena;
     char *fresh; /* every byte in [fresh, end - 16) is zero: never dirtied, or purged */
+    /* per window: 0, or 1 + its index in the page that covers it (tcache.h);
+     * written under the arena lock, read by free() without it */
+    uint8_t win[REGION_WINDOWS];
 };
+_Static_assert(sizeof(struct region) <= REGION_HDR, "region header larger than REGION_HDR");
 
 struct arena {
     pthread_mutex_t lock;
@@ -52,12 +60,9 @@ struct arena {
     struct region *regions;
     struct region *spare; /* an empty region kept to avoid map/unmap churn */
     size_t nregions;
-    size_t heap_in_use; /* sum of the sizes of in-use chunks */
-    size_t span_dirty;  /* bytes freed into large free chunks since they were purged */
-    uint64_t purge_due; /* os_now_ms() time of the next purge pass; 0: none due */
-    /* Blocks other threads gave back while the lock was busy: a lock-free
-     * stack of chains (tcache.c), emptied by the next lock holder. */
-    void *remote;
+    size_t heap_in_use;  /* sum of the sizes of in-use chunks */
+    size_t span_dirty;   /* bytes freed into large free chunks since they were purged */
+    uint64_t purge_due;  /* os_now_ms() time of the next purge pass; 0: none due */
     struct region *gone; /* regions the emptying left empty: unmap after unlocking */
 };
 
@@ -123,11 +128,6 @@ int region_is_empty(const struct region *r);
  * that may be dirty (calloc must clear them; the rest is fresh zero). */
 void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len);
 void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align);
-/* Carve up to want (<= HEAP_RUN_MAX) in-use chunks of size cs into out;
- * returns how many. All but out[0] are exactly cs bytes; out[0] may be up
- * to MIN_CHUNK - 16 bytes larger (a remainder too small to split). */
-#define HEAP_RUN_MAX 64
-size_t heap_alloc_run(struct arena *a, size_t cs, size_t want, struct chunk **out);
 /* Free in-use chunk c; returns a region the caller must unmap, or NULL. */
 struct region *heap_free(struct arena *a, struct chunk *c);
 /* Resize in-use chunk c to nb in place (growing, up to want >= nb if the

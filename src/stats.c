@@ -13,18 +13,17 @@
 void memalloc_get_stats(struct memalloc_stats *out) {
     struct large_stats ls;
     struct memalloc_stats s = {0};
-    uint64_t tc_allocs, tc_frees;
-    size_t cached;
+    struct tc_sums ts;
     unsigned mcached;
 
-    size_t stashed = 0;
-    tc_sum(&tc_allocs, &tc_frees, &cached);
+    size_t orphan_free = 0;
+    tc_sum(&ts);
     pthread_mutex_lock(&large_lock);
     large_get_stats(&ls);
     s.mmap_cached_bytes = large_cache_bytes(&mcached);
     s.mmap_cached_blocks = mcached;
-    s.allocs = __atomic_load_n(&ma_counters.allocs, __ATOMIC_RELAXED) + tc_allocs;
-    s.frees = __atomic_load_n(&ma_counters.frees, __ATOMIC_RELAXED) + tc_frees;
+    s.allocs = __atomic_load_n(&ma_counters.allocs, __ATOMIC_RELAXED) + ts.allocs;
+    s.frees = __atomic_load_n(&ma_counters.frees, __ATOMIC_RELAXED) + ts.frees;
     size_t out_of_engine = __atomic_load_n(&ma_counters.in_use, __ATOMIC_RELAXED);
     s.peak_in_use = __atomic_load_n(&ma_counters.peak, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&large_lock);
@@ -47,12 +46,16 @@ void memalloc_get_stats(struct memalloc_stats *out) {
         s.regions += a->nregions;
         s.heap_mapped += a->nregions * REGION_SIZE;
         s.heap_in_use += a->heap_in_use;
-        stashed += tc_stash_bytes(a);
+        orphan_free += tc_orphan_free(a);
         pthread_mutex_unlock(&a->lock);
     }
-    s.in_use = out_of_engine > cached + stashed ? out_of_engine - cached - stashed : 0;
-    s.thread_cached = cached;
-    s.arena_cached = stashed;
+    /* out of the engine: chunks in use, and whole pages; in the pages,
+     * ts.live bytes are the program's, the rest is free */
+    size_t chunks = out_of_engine > ts.pages ? out_of_engine - ts.pages : 0;
+    size_t page_free = ts.pages > ts.live ? ts.pages - ts.live : 0;
+    s.in_use = chunks + ts.live;
+    s.arena_cached = orphan_free < page_free ? orphan_free : page_free;
+    s.thread_cached = page_free - s.arena_cached;
     s.arenas = ma_narenas;
     s.mmapped_blocks = ls.blocks;
     s.mmapped_bytes = ls.bytes;

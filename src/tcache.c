@@ -1,8 +1,10 @@
 /*
  * tcache.c: thread caches, the slow side (see tcache.h): the class table,
- * setting a thread's cache up, refilling and flushing lists in batches,
- * the registry of live caches, thread exit and fork. Cache structures come
- * from pages mapped here and are reused, never from the heap itself.
+ * setting a thread's cache up, getting pages from the engine and giving
+ * them back, taking in other threads' frees, orphaning pages at thread exit
+ * and adopting them, the registry of live caches, and fork. Cache
+ * structures come from pages mapped here and are reused, never from the
+ * heap itself.
  */
 #include "tcache.h"
 
@@ -15,25 +17,23 @@
 
 enum { TC_NONE, TC_SETUP, TC_LIVE, TC_GONE };
 
-static struct tcache tc_empty = {.arena = &ma_arenas[0]};
+struct spage tc_nopage; /* empty, owned by no one: every fast path declines it */
+static struct tcache tc_empty = {.cur = {[0 ... TC_CLASSES - 1] = &tc_nopage},
+                                 .arena = &ma_arenas[0]};
 __thread struct tcache *tc_current __attribute__((tls_model("initial-exec"))) = &tc_empty;
 static __thread unsigned char tc_state __attribute__((tls_model("initial-exec")));
 
 uint32_t tc_class_size[TC_CLASSES];
-uint16_t tc_capacity[TC_CLASSES];
+static uint32_t page_bytes[TC_CLASSES]; /* whole windows */
+static uint32_t page_first[TC_CLASSES]; /* offset of object 0 */
+static uint32_t page_cap[TC_CLASSES];   /* objects a page holds */
 
-/* Blocks a list holds at most: 8 KiB worth, between 2 and 64 blocks; an
- * arena's stash up to twice as many (TC_STASH_CAP, TC_STASH_BYTES). Larger caches buy little
- * speed on the benchmarks and cost resident memory (bench/, docs). */
-#define CACHE_BYTES (8u << 10)
-#define CAP_MIN     2u
-#define CAP_MAX     64u
-#define FILL_FIRST  4u /* the first refill of a list; each next one doubles */
-/* A list that overflows (twice) doubles its capacity, up to CAP_MAX blocks, while
- * the thread's lists have grown by less than TC_BUDGET bytes in all: a
- * thread that frees and allocates many blocks of a class keeps more of
- * them, without every thread paying for it. */
-#define TC_BUDGET ((size_t)256 << 10)
+/* Pages of the queue looked at for free objects before a new page is
+ * taken: the slow path stays O(1) however many pages a class has. */
+#define QUEUE_SCAN 8
+/* A page's free list grows, when it runs dry and the page has never-used
+ * room, by the objects that start before the next system page boundary
+ * (at least one): memory is touched one system page at a time. */
 
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER; /* the registry */
 static struct tcache *tc_live;                              /* live caches, linked by next/prev */
@@ -42,33 +42,389 @@ static char *slab_next, *slab_end;
 static unsigned arena_turn;
 static pthread_key_t exit_key;
 
+/* Pages of exited threads, per arena and class: rings, under the arena's
+ * lock; and the bytes the idle ones among them have touched. */
+static struct spage *orphans[MAX_ARENAS][TC_CLASSES];
+static size_t orphan_kept[MAX_ARENAS];
+
+/* Statistics (relaxed atomics): usable bytes of every page's chunk; the
+ * counters of retired caches and of frees by threads without a cache. */
+static size_t page_total;
+static uint64_t gone_allocs, gone_frees, gone_alloc_bytes, gone_free_bytes;
+
 static void tc_exit(void *arg);
 
 void tc_init(void) {
     for (unsigned k = 0; k < TC_CLASSES; k++) {
         size_t size;
         if (k <= 64) {
-            size = (size_t)k * 16;
+            size = k ? (size_t)k * 16 : 16;
         } else {
             unsigned e = 10 + (k - 65) / 8, j = (k - 65) % 8 + 1;
             size = ((size_t)1 << e) + ((size_t)j << (e - 3));
         }
-        unsigned cap = size ? CACHE_BYTES / (unsigned)size : 0;
-        if (cap < CAP_MIN) cap = CAP_MIN;
-        if (cap > CAP_MAX) cap = CAP_MAX;
-        tc_class_size[k] = k < 2 ? 0 : (uint32_t)size;
-        tc_capacity[k] = k < 2 ? 0 : (uint16_t)cap;
+        size_t pf = size & (~size + 1); /* the largest power of two dividing size */
+        size_t first = align_up(PAGE_HDR, pf < 4096 ? pf : 4096), bytes = PAGE_WINDOW;
+        /* the page ends 16 bytes short of its windows: the next chunk's head */
+        while ((bytes - CHUNK_HDR - first) / size < PAGE_MIN_OBJS) bytes += PAGE_WINDOW;
+        tc_class_size[k] = (uint32_t)size;
+        page_bytes[k] = (uint32_t)bytes;
+        page_first[k] = (uint32_t)first;
+        page_cap[k] = (uint32_t)((bytes - CHUNK_HDR - first) / size);
     }
     pthread_key_create(&exit_key, tc_exit);
 }
 
-static size_t capacity(unsigned k) {
-    return tc_capacity[k];
+unsigned tc_aligned_class(size_t n, size_t align) {
+    if (n > TC_MAX_REQUEST || align > 4096) return TC_CLASSES;
+    for (unsigned k = tc_class(n ? n : 1); k < TC_CLASSES; k++)
+        if (tc_class_size[k] % align == 0) return k;
+    return TC_CLASSES;
 }
 
-/* A zeroed cache structure: a spare one, or carved from a mapped slab
- * (tc_lock held). The slab is mapped under the lock: once per fifty or so
- * caches, and only threads setting up or retiring a cache wait for it. */
+/* ---- rings: the queues of a cache and the orphan lists ---- */
+
+static void ring_add(struct spage **ring, struct spage *g) {
+    struct spage *h = *ring;
+    if (!h) {
+        g->next = g->prev = g;
+        *ring = g;
+    } else { /* at the tail */
+        g->next = h;
+        g->prev = h->prev;
+        h->prev->next = g;
+        h->prev = g;
+    }
+    g->queued = 1;
+}
+
+static void ring_push_head(struct spage **ring, struct spage *g) {
+    ring_add(ring, g);
+    *ring = g;
+}
+
+static void ring_del(struct spage **ring, struct spage *g) {
+    if (g->next == g) {
+        *ring = NULL;
+    } else {
+        g->prev->next = g->next;
+        g->next->prev = g->prev;
+        if (*ring == g) *ring = g->next;
+    }
+    g->next = g->prev = NULL;
+    g->queued = 0;
+}
+
+/* ---- pages ---- */
+
+static size_t page_index(const struct spage *g) {
+    return ((uintptr_t)g >> PAGE_SHIFT) & (REGION_WINDOWS - 1);
+}
+
+/* Take in the objects other threads freed into g (by its owner, or under
+ * its arena's lock for an orphan). 1 if there were any. */
+static int page_collect(struct spage *g) {
+    if (!__atomic_load_n(&g->thread_free, __ATOMIC_RELAXED)) return 0;
+    struct tblock *b = __atomic_exchange_n(&g->thread_free, NULL, __ATOMIC_ACQUIRE);
+    struct tblock *last = b;
+    uint32_t n = 1;
+    while (last->next && n <= g->used) {
+        last = last->next;
+        n++;
+    }
+    if (n > g->used) ma_fatal("free", "heap corruption (a freed block was written to) near", last);
+    last->next = g->free;
+    g->free = b;
+    g->used -= n;
+    return 1;
+}
+
+/* Grow g's free list from its never-used room; 0 if it has none. */
+static int page_extend(struct spage *g) {
+    char *bump = g->bump;
+    if (bump >= g->end) return 0;
+    size_t size = g->size, left = (size_t)(g->end - bump) / size;
+    char *edge = (char *)align_up((uintptr_t)bump + 1, os_page_size());
+    size_t n = (size_t)(edge - bump + size - 1) / size;
+    if (n > left) n = left;
+    struct tblock *head = g->free;
+    for (size_t i = n; i-- > 0;) { /* handed out in address order */
+        struct tblock *b = (struct tblock *)(void *)(bump + i * size);
+        b->next = head;
+        b->key = tc_key(b);
+        head = b;
+    }
+    /* bump first: a fork that catches us between the two stores leaves
+     * objects that look handed out (tc_fork_child recounts), never free
+     * objects above bump */
+    __atomic_store_n(&g->bump, bump + n * size, __ATOMIC_RELAXED);
+    g->free = head;
+    return 1;
+}
+
+/* A new page of class k for t, carved from arena a (lock held). */
+static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
+    char *p = heap_alloc_aligned(a, page_bytes[k], PAGE_WINDOW);
+    if (!p) return NULL;
+    struct spage *g = (struct spage *)(void *)p;
+    memset(g, 0, sizeof *g);
+    g->start = g->bump = p + page_first[k];
+    g->size = tc_class_size[k];
+    g->end = g->start + (size_t)page_cap[k] * g->size;
+    g->div = (((uint64_t)1 << 40) + g->size - 1) / g->size;
+    g->k = (uint16_t)k;
+    g->nwin = (uint8_t)(page_bytes[k] >> PAGE_SHIFT);
+    g->tag = tc_key(g);
+    __atomic_store_n(&g->owner, t, __ATOMIC_RELAXED);
+    struct region *r = region_of(p);
+    for (size_t i = 0; i < g->nwin; i++)
+        __atomic_store_n(&r->win[page_index(g) + i], (uint8_t)(i + 1), __ATOMIC_RELAXED);
+    size_t usable = usable_size(payload_chunk(p));
+    stats_move_out(usable);
+    __atomic_add_fetch(&page_total, usable, __ATOMIC_RELAXED);
+    return g;
+}
+
+/* Give idle page g (no object in use, on no ring) back to its arena (lock held). */
+static void page_release_locked(struct arena *a, struct spage *g) {
+    struct chunk *c = payload_chunk(g);
+    if (g->tag != tc_key(g) || !tag_ok(c) || !cinuse(c) || !pinuse(chunk_next(c))) {
+        pthread_mutex_unlock(&a->lock);
+        ma_fatal("free", "heap corruption near", g);
+    }
+    struct region *r = region_of(g);
+    for (size_t i = 0; i < g->nwin; i++)
+        __atomic_store_n(&r->win[page_index(g) + i], 0, __ATOMIC_RELAXED);
+    g->tag = 0;
+    size_t usable = usable_size(c);
+    stats_move_in(usable);
+    __atomic_sub_fetch(&page_total, usable, __ATOMIC_RELAXED);
+    struct region *gone = heap_free(a, c);
+    if (gone) {
+        gone->next = a->gone;
+        a->gone = gone;
+    }
+}
+
+static void page_release(struct spage *g) {
+    struct arena *a = region_of(g)->arena;
+    arena_lock(a);
+    page_release_locked(a, g);
+    arena_unlock(a);
+}
+
+/* A page of class k with a free object for t: an orphan of t's arena
+ * (adopted), else a new one. NULL if out of memory. */
+static struct spage *page_new(struct tcache *t, unsigned k) {
+    struct arena *a = t->arena;
+    struct spage **ring = &orphans[a - ma_arenas][k];
+    arena_lock(a);
+    struct spage *g;
+    while ((g = *ring) != NULL) {
+        ring_del(ring, g);
+        orphan_kept[a - ma_arenas] -= g->kept;
+        g->kept = 0;
+        __atomic_store_n(&g->owner, t, __ATOMIC_RELAXED);
+        page_collect(g);
+        if (g->free || page_extend(g)) break;
+        ring_add(&t->queue[k], g); /* full: ours now, for later */
+    }
+    if (!g) g = page_carve(a, t, k);
+    arena_unlock(a);
+    return g;
+}
+
+void *tc_alloc_slow(struct tcache *t, unsigned k) {
+    struct spage *old = t->cur[k], *g;
+    if (old != &tc_nopage && (page_collect(old) || page_extend(old))) return tc_pop(t, k);
+    /* the current page is full: the queue, from the page that waited longest */
+    for (unsigned i = 0; i < QUEUE_SCAN && (g = t->queue[k]) != NULL; i++) {
+        ring_del(&t->queue[k], g);
+        page_collect(g);
+        if (g->free || page_extend(g)) goto found;
+        ring_add(&t->queue[k], g);
+    }
+    g = page_new(t, k);
+    if (!g) return NULL;
+    if (!g->free) page_extend(g); /* a new page: touched out of the lock */
+found:
+    if (old != &tc_nopage) ring_add(&t->queue[k], old);
+    t->cur[k] = g;
+    return tc_pop(t, k);
+}
+
+/* Page g of t, not its class's current page, has no object in use: it
+ * goes to the head of the queue, to be used next, unless an idle page is
+ * there already, or g spans several windows (its objects are large: what
+ * they touched is worth more than a page's set-up); then it goes back to
+ * the engine. */
+void tc_page_idle(struct tcache *t, struct spage *g) {
+    unsigned k = g->k;
+    if (g == t->cur[k]) return;
+    ring_del(&t->queue[k], g);
+    struct spage *h = t->queue[k];
+    if ((h && h->used == 0) || g->nwin > 1) {
+        page_release(g);
+        return;
+    }
+    ring_push_head(&t->queue[k], g);
+}
+
+void tc_validate(const struct spage *g, const void *p, const char *who) {
+    const struct tblock *b = p;
+    if (g->tag != tc_key(g)) ma_fatal(who, "heap corruption near", p);
+    if (!page_holds(g, p)) ma_fatal(who, "invalid pointer", p);
+    if (b->key == tc_key(b)) ma_fatal(who, freed_twice_what(who), p);
+}
+
+void tc_free_remote(struct tcache *t, struct spage *g, void *p) {
+    struct tblock *b = p;
+    uint32_t size = g->size; /* g may be gone once b is pushed */
+    b->key = tc_key(b);
+    struct tblock *top = __atomic_load_n(&g->thread_free, __ATOMIC_RELAXED);
+    do {
+        b->next = top;
+    } while (!__atomic_compare_exchange_n(&g->thread_free, &top, b, 1, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    if (t) {
+        TC_SET(t->frees, t->frees + 1);
+        TC_SET(t->free_bytes, t->free_bytes + size);
+    } else {
+        __atomic_add_fetch(&gone_frees, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&gone_free_bytes, size, __ATOMIC_RELAXED);
+    }
+}
+
+/* Page g leaves t (exit, fork, MEMALLOC_TCACHE=0): onto its arena's
+ * orphan ring of its class if it has objects in use, or if it is idle and
+ * the arena's budget for idle orphans has room for what it touched; else
+ * back to the engine. */
+static void page_abandon(struct spage *g) {
+    page_collect(g);
+    struct arena *a = region_of(g)->arena;
+    size_t i = (size_t)(a - ma_arenas), touched = (size_t)(g->bump - (char *)g);
+    arena_lock(a);
+    if (g->used == 0 && orphan_kept[i] + touched > TC_ORPHAN_KEEP) {
+        page_release_locked(a, g);
+    } else {
+        if (g->used == 0) {
+            g->kept = (uint32_t)touched;
+            orphan_kept[i] += touched;
+        }
+        __atomic_store_n(&g->owner, NULL, __ATOMIC_RELAXED);
+        ring_add(&orphans[i][g->k], g);
+    }
+    arena_unlock(a);
+}
+
+void tc_abandon(struct tcache *t) {
+    for (unsigned k = 0; k < TC_CLASSES; k++) {
+        struct spage *g = t->cur[k];
+        t->cur[k] = &tc_nopage;
+        if (g != &tc_nopage) page_abandon(g);
+        while ((g = t->queue[k]) != NULL) {
+            ring_del(&t->queue[k], g);
+            page_abandon(g);
+        }
+    }
+}
+
+void tc_trim(struct tcache *t) {
+    if (t) {
+        for (unsigned k = 0; k < TC_CLASSES; k++) {
+            struct spage *g = t->cur[k];
+            if (g != &tc_nopage) {
+                page_collect(g);
+                if (g->used == 0) {
+                    t->cur[k] = &tc_nopage;
+                    page_release(g);
+                }
+            }
+            struct spage *ring = t->queue[k];
+            size_t n = 0;
+            for (g = ring; g && (n == 0 || g != ring); n++) g = g->next;
+            for (; n > 0; n--) {
+                g = t->queue[k];
+                ring_del(&t->queue[k], g);
+                page_collect(g);
+                if (g->used == 0)
+                    page_release(g);
+                else
+                    ring_add(&t->queue[k], g);
+            }
+        }
+    }
+    for (unsigned i = 0; i < ma_narenas; i++) {
+        struct arena *a = &ma_arenas[i];
+        arena_lock(a);
+        for (unsigned k = 0; k < TC_CLASSES; k++) {
+            struct spage **ring = &orphans[i][k], *keep = NULL, *g;
+            while ((g = *ring) != NULL) {
+                ring_del(ring, g);
+                orphan_kept[i] -= g->kept;
+                g->kept = 0;
+                page_collect(g);
+                if (g->used == 0)
+                    page_release_locked(a, g);
+                else
+                    ring_add(&keep, g);
+            }
+            *ring = keep;
+        }
+        arena_unlock(a);
+    }
+}
+
+size_t tc_orphan_kept(const struct arena *a) {
+    return orphan_kept[a - ma_arenas];
+}
+
+struct spage *tc_orphans(const struct arena *a, unsigned k) {
+    return orphans[a - ma_arenas][k];
+}
+
+/* ---- checker ---- */
+
+const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache *owner) {
+    if (g->tag != tc_key(g)) return "page header overwritten";
+    const struct chunk *c = payload_chunk(g);
+    if (!tag_ok(c) || !cinuse(c) || chunk_size(c) < page_bytes[k])
+        return "page is not an in-use chunk of its size";
+    if (g->k != k || g->size != tc_class_size[k]) return "page of the wrong class";
+    if (g->start != (const char *)g + page_first[k] ||
+        g->end != g->start + (size_t)page_cap[k] * g->size || g->div == 0)
+        return "page grid broken";
+    const char *bump = __atomic_load_n(&g->bump, __ATOMIC_RELAXED);
+    if (bump < g->start || bump > g->end || (size_t)(bump - g->start) % g->size)
+        return "page bump out of the grid";
+    if (g->nwin != page_bytes[k] >> PAGE_SHIFT) return "page window count wrong";
+    const struct region *r = region_of(g);
+    for (size_t i = 0; i < g->nwin; i++)
+        if (r->win[page_index(g) + i] != i + 1) return "page windows not marked";
+    if (__atomic_load_n(&g->owner, __ATOMIC_RELAXED) != owner) return "page of another owner";
+    if (owner && owner != tc_self()) return NULL; /* its lists are another thread's */
+    size_t handed = (size_t)(bump - g->start) / g->size, nf = 0, nt = 0;
+    for (const struct tblock *b = g->free; b; b = b->next) {
+        if (!page_holds(g, b)) return "free object off the page's grid";
+        if (b->key != tc_key(b)) return "free object without its key";
+        if (++nf > handed) return "free list longer than the page: a cycle?";
+    }
+    for (const struct tblock *b = __atomic_load_n(&g->thread_free, __ATOMIC_ACQUIRE); b;
+         b = b->next) {
+        if (!page_holds(g, b)) return "remote-freed object off the page's grid";
+        if (b->key != tc_key(b)) return "remote-freed object without its key";
+        if (++nt > handed) return "remote-free list longer than the page: a cycle?";
+    }
+    if (g->used + nf != handed) return "page used count disagrees with its free list";
+    if (nt > g->used) return "more remote frees than objects in use";
+    return NULL;
+}
+
+/* ---- caches: set-up, registry, exit ---- */
+
+/* A cache structure: a spare one, or carved from a mapped slab (tc_lock
+ * held). The slab is mapped under the lock: once per dozen or so caches,
+ * and only threads setting up or retiring a cache wait for it. */
 static struct tcache *tc_new(void) {
     struct tcache *t = tc_spare;
     if (t) {
@@ -86,6 +442,7 @@ static struct tcache *tc_new(void) {
         slab_next += sz;
     }
     memset(t, 0, sizeof *t);
+    for (unsigned k = 0; k < TC_CLASSES; k++) t->cur[k] = &tc_nopage;
     return t;
 }
 
@@ -96,10 +453,6 @@ struct tcache *tc_get(void) {
     pthread_mutex_lock(&tc_lock);
     struct tcache *t = tc_new();
     if (t) {
-        for (unsigned k = 2; k < TC_CLASSES; k++) {
-            t->room[k] = t->cap[k] = (uint16_t)capacity(k);
-            t->fill[k] = FILL_FIRST;
-        }
         t->arena = &ma_arenas[arena_turn++ % ma_narenas];
         t->next = tc_live;
         if (tc_live) tc_live->prev = t;
@@ -126,146 +479,8 @@ struct arena *tc_arena(void) {
     return tc_current->arena;
 }
 
-struct stash tc_stashes[MAX_ARENAS];
-
-static struct stash *stash_of(const struct arena *a) {
-    return &tc_stashes[a - ma_arenas];
-}
-
-/* Check cached chunk c as free() would (its head may have been
- * overwritten while it sat in a cache); abort if it is broken. Lock held. */
-static void check_cached(struct arena *a, struct chunk *c) {
-    if (!tag_ok(c) || !cinuse(c) || !pinuse(chunk_next(c))) {
-        pthread_mutex_unlock(&a->lock);
-        ma_fatal("free", "heap corruption near", chunk_payload(c));
-    }
-}
-
-/* Free cached chunk c into the heap of a (lock held); its usable size. */
-static size_t free_cached(struct arena *a, struct chunk *c) {
-    ((struct tblock *)chunk_payload(c))->key = 0;
-    size_t usable = usable_size(c);
-    struct region *r = heap_free(a, c);
-    if (r) {
-        r->next = a->gone;
-        a->gone = r;
-    }
-    return usable;
-}
-
-/* A cached chunk comes back to arena a (lock held): onto the stash of its
- * class while that has room (it stays in use and keeps its key), else into
- * the heap. Returns the usable bytes that went into the heap. */
-static size_t take_back(struct arena *a, struct chunk *c) {
-    check_cached(a, c);
-    size_t size = chunk_size(c);
-    unsigned k = tc_class(size);
-    struct stash *st = stash_of(a);
-    if (st->n[k] < TC_STASH_CAP(k) && st->bytes + size - HEAP_EXTRA <= TC_STASH_BYTES) {
-        struct tblock *b = chunk_payload(c);
-        b->next = st->head[k];
-        st->head[k] = b;
-        st->n[k]++;
-        st->bytes += size - HEAP_EXTRA;
-        return 0;
-    }
-    return free_cached(a, c);
-}
-
-/* Empty a's stashes into its heap (lock held). */
-static void stash_release(struct arena *a) {
-    struct stash *st = stash_of(a);
-    size_t bytes = 0;
-    for (unsigned k = 2; k < TC_CLASSES; k++) {
-        for (struct tblock *b = st->head[k], *next; b; b = next) {
-            next = b->next;
-            bytes += free_cached(a, payload_chunk(b));
-        }
-        st->head[k] = NULL;
-        st->n[k] = 0;
-    }
-    st->bytes = 0;
-    stats_move_in(bytes);
-}
-
-/* Take up to want blocks of class k from a's stash (lock held), as a
- * NULL-terminated list, or NULL if the stash is empty. */
-static struct tblock *stash_take(struct arena *a, unsigned k, size_t want) {
-    struct stash *st = stash_of(a);
-    struct tblock *first = st->head[k];
-    if (!first) return NULL;
-    struct tblock *last = first;
-    size_t n = 1;
-    while (n < want && last->next) {
-        last = last->next;
-        n++;
-    }
-    st->head[k] = last->next;
-    last->next = NULL;
-    st->n[k] = (uint16_t)(st->n[k] - n);
-    st->bytes -= n * (tc_class_size[k] - HEAP_EXTRA);
-    return first;
-}
-
-/* Blocks from a stash (keys set) become list k of t, but the first, which
- * is handed out. The list was empty and they are at most room + 1. */
-static void *refill_from_stash(struct tcache *t, unsigned k, struct tblock *b) {
-    size_t n = 0;
-    for (struct tblock *x = b->next; x; x = x->next) n++;
-    t->head[k] = b->next;
-    TC_SET(t->room[k], (uint16_t)(t->room[k] - n));
-    TC_SET(t->allocs, t->allocs + 1);
-    b->key = 0;
-    return b;
-}
-
-void *tc_refill(struct tcache *t, unsigned k) {
-    size_t cs = tc_class_size[k];
-    struct chunk *out[HEAP_RUN_MAX];
-    struct arena *a = t->arena;
-    size_t want = t->fill[k] <= t->room[k] + 1u ? t->fill[k] : t->room[k] + 1u;
-    arena_lock(a);
-    struct tblock *b = stash_take(a, k, want);
-    if (b) {
-        arena_unlock(a);
-        return refill_from_stash(t, k, b);
-    }
-    size_t got = heap_alloc_run(a, cs, want, out);
-    if (got) stats_move_out(usable_size(out[0]) + (got - 1) * (cs - HEAP_EXTRA));
-    arena_unlock(a);
-    if (!got) return NULL;
-    /* runs double, up to half the list's capacity (at least FILL_FIRST) */
-    size_t fill = (size_t)t->fill[k] * 2, most = t->cap[k] / 2u;
-    if (most < FILL_FIRST) most = FILL_FIRST;
-    if (most > HEAP_RUN_MAX) most = HEAP_RUN_MAX;
-    t->fill[k] = (uint8_t)(fill < most ? fill : most);
-    /* the list was empty (that is why we are here), and want <= room + 1 */
-    for (size_t i = got - 1; i >= 1; i--) {
-        struct tblock *x = chunk_payload(out[i]);
-        x->next = t->head[k];
-        x->key = tc_key(x);
-        t->head[k] = x;
-    }
-    TC_SET(t->room[k], (uint16_t)(t->room[k] - (got - 1)));
-    TC_SET(t->allocs, t->allocs + 1);
-    return chunk_payload(out[0]);
-}
-
-/* Free the chains other threads pushed onto a's remote stack. */
-static void drain_remote(struct arena *a) {
-    struct tblock *b = __atomic_exchange_n((struct tblock **)&a->remote, NULL, __ATOMIC_ACQUIRE);
-    size_t bytes = 0;
-    while (b) {
-        struct tblock *next = b->next;
-        bytes += take_back(a, payload_chunk(b));
-        b = next;
-    }
-    if (bytes) stats_move_in(bytes);
-}
-
 void arena_lock(struct arena *a) {
     pthread_mutex_lock(&a->lock);
-    if (__atomic_load_n(&a->remote, __ATOMIC_RELAXED)) drain_remote(a);
 }
 
 void arena_unlock(struct arena *a) {
@@ -279,129 +494,16 @@ void arena_unlock(struct arena *a) {
     }
 }
 
-/* Give n chunks of arena a back: under its lock if it is free now; else,
- * rather than wait, push them as one chain onto its remote stack (their
- * keys stay set, so a double free meanwhile is still seen). */
-static void give_back_to(struct arena *a, struct chunk **v, size_t n) {
-    if (pthread_mutex_trylock(&a->lock) == 0) {
-        if (__atomic_load_n(&a->remote, __ATOMIC_RELAXED)) drain_remote(a);
-        size_t bytes = 0;
-        for (size_t i = 0; i < n; i++) bytes += take_back(a, v[i]);
-        if (bytes) stats_move_in(bytes);
-        arena_unlock(a);
-        return;
-    }
-    for (size_t i = 0; i + 1 < n; i++)
-        ((struct tblock *)chunk_payload(v[i]))->next = chunk_payload(v[i + 1]);
-    struct tblock *first = chunk_payload(v[0]), *last = chunk_payload(v[n - 1]);
-    struct tblock *top = __atomic_load_n((struct tblock **)&a->remote, __ATOMIC_RELAXED);
-    do {
-        last->next = top;
-    } while (!__atomic_compare_exchange_n((struct tblock **)&a->remote, &top, first, 1,
-                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-}
-
-/* Give n cached chunks back to the engine, each to the arena of its
- * region, a run of chunks of the same arena at a time. */
-static void give_back(struct chunk **v, size_t n) {
-    size_t start = 0;
-    for (size_t i = 1; i <= n; i++) {
-        if (i < n && region_of(v[i])->arena == region_of(v[start])->arena) continue;
-        give_back_to(region_of(v[start])->arena, v + start, i - start);
-        start = i;
-    }
-}
-
-/* Give the first n blocks of list k back (all of them if n is larger).
- * The newest go: they are the ones still in the processor's caches, and
- * the list's head is where they are, so nothing is walked twice. */
-static void drop_head(struct tcache *t, unsigned k, size_t n) {
-    struct chunk *batch[HEAP_RUN_MAX];
-    size_t got = 0, total = 0;
-    struct tblock *b = t->head[k];
-    while (b && total < n) {
-        struct tblock *next = b->next;
-        batch[got++] = payload_chunk(b);
-        total++;
-        if (got == HEAP_RUN_MAX) {
-            give_back(batch, got);
-            got = 0;
-        }
-        b = next;
-    }
-    t->head[k] = b;
-    give_back(batch, got);
-    TC_SET(t->room[k], (uint16_t)(t->room[k] + total));
-}
-
-void tc_flush_push(struct tcache *t, unsigned k, void *p) {
-    size_t cap = t->cap[k], grow = cap * (tc_class_size[k] - HEAP_EXTRA);
-    /* every second overflow: one may follow a refill that filled the list */
-    if ((t->overflows[k] ^= 1) == 0 && cap * 2 <= CAP_MAX && t->cap_bytes + grow <= TC_BUDGET) {
-        t->cap_bytes += grow;
-        TC_SET(t->cap[k], (uint16_t)(cap * 2));
-        TC_SET(t->room[k], (uint16_t)(t->room[k] + cap));
-    } else {
-        drop_head(t, k, (cap + 1) / 2);
-    }
-    if (!tc_push(t, p)) ma_fatal("free", "thread cache refused", p); /* cannot happen */
-}
-
-void tc_release_stashes(void) {
-    for (unsigned i = 0; i < ma_narenas; i++) {
-        struct arena *a = &ma_arenas[i];
-        arena_lock(a);
-        stash_release(a);
-        arena_unlock(a);
-    }
-}
-
-size_t tc_stash_bytes(const struct arena *a) {
-    return stash_of(a)->bytes;
-}
-
-/* Every list goes back, in batches that mix the classes: a lock per
- * HEAP_RUN_MAX blocks of an arena, not one per class (thread exit). */
-void tc_flush_all(struct tcache *t) {
-    struct chunk *batch[HEAP_RUN_MAX];
-    size_t got = 0;
-    for (unsigned k = 2; k < TC_CLASSES; k++) {
-        for (struct tblock *b = t->head[k], *next; b; b = next) {
-            next = b->next;
-            batch[got++] = payload_chunk(b);
-            if (got == HEAP_RUN_MAX) {
-                give_back(batch, got);
-                got = 0;
-            }
-        }
-        t->head[k] = NULL;
-        TC_SET(t->room[k], t->cap[k]);
-    }
-    if (got) give_back(batch, got);
-}
-
-void *tc_pop_aligned(struct tcache *t, unsigned k, size_t align) {
-    struct tblock **link = &t->head[k];
-    for (unsigned i = 0; i < 4 && *link; i++, link = &(*link)->next) {
-        struct tblock *b = *link;
-        if ((uintptr_t)b & (align - 1)) continue;
-        if (b->key != tc_key(b)) tc_corrupt(b);
-        *link = b->next;
-        b->key = 0;
-        TC_SET(t->room[k], (uint16_t)(t->room[k] + 1));
-        TC_SET(t->allocs, t->allocs + 1);
-        return b;
-    }
-    return NULL;
-}
-
 void tc_corrupt(const struct tblock *b) {
     ma_fatal("malloc", "heap corruption (a freed block was written to) near", b);
 }
 
-/* Fold t's counters into the process-wide ones and retire it (tc_lock held). */
+/* Fold t's counters into the retired ones and retire it (tc_lock held). */
 static void retire(struct tcache *t) {
-    stats_fold(t->allocs, t->frees);
+    __atomic_add_fetch(&gone_allocs, t->allocs, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&gone_frees, t->frees, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&gone_alloc_bytes, t->alloc_bytes, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&gone_free_bytes, t->free_bytes, __ATOMIC_RELAXED);
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -411,14 +513,14 @@ static void retire(struct tcache *t) {
     tc_spare = t;
 }
 
-/* Thread exit (a pthread key destructor): flush, then retire the cache.
- * Allocations the thread makes afterwards (later destructors) go to the
- * engine directly. */
+/* Thread exit (a pthread key destructor): give the pages up, then retire
+ * the cache. Allocations the thread makes afterwards (later destructors)
+ * go to the engine directly. */
 static void tc_exit(void *arg) {
     struct tcache *t = arg;
     tc_current = &tc_empty;
     tc_state = TC_GONE;
-    tc_flush_all(t);
+    tc_abandon(t);
     pthread_mutex_lock(&tc_lock);
     retire(t);
     pthread_mutex_unlock(&tc_lock);
@@ -430,35 +532,46 @@ void tc_disable_self(void) {
     tc_current = &tc_empty;
     tc_state = TC_NONE;
     pthread_setspecific(exit_key, NULL);
-    tc_flush_all(t);
+    tc_abandon(t);
     pthread_mutex_lock(&tc_lock);
     retire(t);
     pthread_mutex_unlock(&tc_lock);
 }
 
-size_t tc_cached_bytes(const struct tcache *t) {
-    size_t bytes = 0;
-    for (unsigned k = 2; k < TC_CLASSES; k++) {
-        size_t room = __atomic_load_n(&t->room[k], __ATOMIC_RELAXED);
-        size_t cap = __atomic_load_n(&t->cap[k], __ATOMIC_RELAXED);
-        bytes += (cap - room) * (tc_class_size[k] - HEAP_EXTRA);
-    }
-    return bytes;
-}
-
-void tc_sum(uint64_t *allocs, uint64_t *frees, size_t *cached) {
-    uint64_t al = 0, fr = 0;
-    size_t ca = 0;
+void tc_sum(struct tc_sums *s) {
+    uint64_t al = __atomic_load_n(&gone_allocs, __ATOMIC_RELAXED);
+    uint64_t fr = __atomic_load_n(&gone_frees, __ATOMIC_RELAXED);
+    uint64_t ab = __atomic_load_n(&gone_alloc_bytes, __ATOMIC_RELAXED);
+    uint64_t fb = __atomic_load_n(&gone_free_bytes, __ATOMIC_RELAXED);
     pthread_mutex_lock(&tc_lock);
     for (struct tcache *t = tc_live; t; t = t->next) {
         al += __atomic_load_n(&t->allocs, __ATOMIC_RELAXED);
         fr += __atomic_load_n(&t->frees, __ATOMIC_RELAXED);
-        ca += tc_cached_bytes(t);
+        ab += __atomic_load_n(&t->alloc_bytes, __ATOMIC_RELAXED);
+        fb += __atomic_load_n(&t->free_bytes, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&tc_lock);
-    *allocs = al;
-    *frees = fr;
-    *cached = ca;
+    s->allocs = al;
+    s->frees = fr;
+    s->live = ab > fb ? (size_t)(ab - fb) : 0; /* read while others run: may lag */
+    s->pages = __atomic_load_n(&page_total, __ATOMIC_RELAXED);
+}
+
+size_t tc_orphan_free(const struct arena *a) {
+    size_t bytes = 0;
+    for (unsigned k = 0; k < TC_CLASSES; k++) {
+        const struct spage *ring = orphans[a - ma_arenas][k], *g = ring;
+        if (!g) continue;
+        do {
+            size_t in_use = g->used; /* less what other threads freed since */
+            for (const struct tblock *b = __atomic_load_n(&g->thread_free, __ATOMIC_ACQUIRE);
+                 b && in_use; b = b->next)
+                in_use--;
+            bytes += usable_size(payload_chunk(g)) - in_use * g->size;
+            g = g->next;
+        } while (g != ring);
+    }
+    return bytes;
 }
 
 void tc_fork_prepare(void) {
@@ -468,16 +581,30 @@ void tc_fork_parent(void) {
     pthread_mutex_unlock(&tc_lock);
 }
 
-/* In the child only this thread exists: the other threads' caches are
- * flushed (their lists are whole: a push or pop is never half visible to
- * a list walk) and retired, so no block is lost. */
+/* A page of a thread that fork did not copy: that thread may have been
+ * between two stores of a push or a pop. Its free list is whole (the head
+ * is one store), but used may be off by one: count it again. */
+static void page_recount(struct spage *g) {
+    size_t handed = (size_t)(g->bump - g->start) / g->size, nf = 0;
+    for (const struct tblock *b = g->free; b && nf < handed; b = b->next) nf++;
+    g->used = (uint32_t)(handed - nf);
+}
+
+/* In the child only this thread exists: the other threads' pages become
+ * orphans (recounted first) and their caches are retired, so no object is
+ * lost. */
 void tc_fork_child(void) {
     pthread_mutex_init(&tc_lock, NULL);
     struct tcache *self = tc_state == TC_LIVE ? tc_current : NULL;
     for (struct tcache *t = tc_live, *next; t; t = next) {
         next = t->next;
         if (t == self) continue;
-        tc_flush_all(t);
+        for (unsigned k = 0; k < TC_CLASSES; k++) {
+            struct spage *g = t->cur[k];
+            if (g != &tc_nopage) page_recount(g);
+            for (g = t->queue[k]; g; g = g->next == t->queue[k] ? NULL : g->next) page_recount(g);
+        }
+        tc_abandon(t);
         retire(t);
     }
 }

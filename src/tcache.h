@@ -1,34 +1,49 @@
 /*
- * tcache.h: per-thread caches of small blocks, and the malloc and free fast
- * paths over them. Owns the size classes and the cached-block layout; the
- * engine (heap.c) never sees a cache, only in-use chunks coming and going.
+ * tcache.h: thread caches made of size-class pages, and the malloc and free
+ * fast paths over them. Owns the size classes and the page layout; the
+ * engine (heap.c) sees a page only as one in-use chunk.
  *
- * A cached block is, for the engine, an in-use chunk (CINUSE) that belongs
- * to a thread instead of the program. Per size class a thread keeps a
- * singly linked list of them: malloc pops, free pushes, with no lock and no
- * atomic read-modify-write. Lists are refilled from the engine and flushed
- * back to it in batches, under the lock of each block's own arena, so a
- * block freed by another thread simply joins that thread's cache and goes
- * home with its next flush.
+ * Requests up to TC_MAX_REQUEST are rounded up to a size class and served
+ * from a page of that class that the calling thread owns. A page is a chunk
+ * of the engine whose payload starts on a PAGE_WINDOW boundary and spans a
+ * whole number of windows; its objects have no header and sit on a grid:
  *
- * Size classes are chunk sizes: every multiple of 16 from 32 to 1024
- * (class k = size / 16), then eight classes per power of two up to 64 KiB:
- *   class 64 + 8 * (e - 10) + j, 1 <= j <= 8:  size 2^e + j * 2^(e - 3).
- * A list holds only chunks of exactly its class size.
+ *  page -> +-------------------------------+  PAGE_WINDOW-aligned
+ *          | read-mostly: owner, grid,     |  line 0 (owner writes it
+ *          |   bump, queue links, tag      |    rarely: extend, queue moves)
+ *          | free list, end, used count    |  line 1 (owner only)
+ *          | thread_free: remote frees     |  line 2 (atomic push/exchange)
+ *  start-> +-------------------------------+  multiple of the class's power-
+ *          | object 0 | object 1 | ...     |    of-two factor, up to 4 KiB
+ *  bump -> | never handed out yet ...      |
+ *  end  -> +-------------------------------+
  *
- *   cached block --> +----------------+
- *    (the payload)   | next           |  next block of the list, or NULL
- *                    | key            |  os_cookie_value ^ its address while
- *                    | ...            |  cached, 0 once handed out: a free of
- *                    +----------------+  a block whose key is set is a double free
+ * so an object of a class whose size is a multiple of 2^j (j <= 12) is
+ * aligned to 2^j: posix_memalign is served from the pages as well.
  *
- * Invariants (memalloc_check, for the calling thread's cache): every listed
- * block is an in-use chunk of a region, with a valid tag, of its list's
- * class size, with its key set; count(k) + room[k] == cap[k].
+ * Each region keeps one byte per window (region->win): 0 if no page covers
+ * it, else 1 + the window's index inside its page; free() finds the page of
+ * any pointer with a mask and that byte, without a lock.
  *
- * A thread starts on tc_empty, whose lists are empty and which has no room,
- * so the fast paths need no "is this thread set up?" test: they fail over
- * to the slow paths, which set the thread's own cache up.
+ *  - malloc pops the free list of the thread's current page of the class;
+ *  - free by the owner pushes onto the page's free list; free by any other
+ *    thread pushes onto thread_free with one compare-and-swap, and the
+ *    owner takes that list whole when its free list runs dry;
+ *  - a page none of whose objects is in use goes back to the engine unless
+ *    it is its class's current page (or the one idle page a class keeps);
+ *    a thread that exits hands its pages to the arena ("orphans": those in
+ *    use, and idle ones within TC_ORPHAN_KEEP), where the next thread
+ *    needing a page of that class adopts them.
+ *
+ * A free object keeps, in its first 16 bytes:
+ *    next  the next free object, or NULL;
+ *    key   os_cookie_value ^ its address; 0 once handed out. A free of an
+ *          object whose key is set is a double free; a pop that finds the
+ *          key changed means the program wrote to freed memory.
+ *
+ * A thread starts on tc_empty, whose current pages are all tc_nopage (an
+ * empty page that no one owns), so the fast paths need no "is this thread
+ * set up?" test: they fail over to the slow paths, which set it up.
  */
 #ifndef MEMALLOC_TCACHE_H
 #define MEMALLOC_TCACHE_H
@@ -40,38 +55,61 @@
 #include "heap.h"
 
 #define TC_CLASSES     113
-#define TC_MAX_CHUNK   ((size_t)65536)
-#define TC_MAX_REQUEST (TC_MAX_CHUNK - HEAP_EXTRA)
+#define TC_MAX_REQUEST ((size_t)65536) /* the largest class */
+#define PAGE_HDR       192             /* three cache lines */
+#define PAGE_MIN_OBJS  8               /* a page holds at least this many objects */
 
 struct tblock {
     struct tblock *next;
     uintptr_t key;
 };
 
+struct tcache;
+
+struct spage {
+    /* line 0: read by every free; written by the owner only rarely */
+    struct tcache *owner;      /* relaxed atomic; NULL while orphaned */
+    char *start;               /* object 0 */
+    char *bump;                /* objects at or above bump were never handed out */
+    uint64_t div;              /* ceil(2^40 / size): offset / size by a multiply */
+    uint32_t size;             /* object size */
+    uint16_t k;                /* class */
+    uint8_t nwin;              /* windows the page spans */
+    uint8_t queued;            /* on its owner's queue or an orphan list */
+    struct spage *next, *prev; /* the owner's queue of class k, or an orphan list */
+    uintptr_t tag;             /* os_cookie_value ^ address: a sane header */
+    /* line 1: the owner's */
+    _Alignas(64) struct tblock *free;
+    char *end;     /* past the last object */
+    uint32_t used; /* handed out, less what came back (thread_free not yet) */
+    uint32_t kept; /* an idle orphan: the bytes it counts against its arena's budget */
+    /* line 2: other threads' frees */
+    _Alignas(64) struct tblock *thread_free;
+};
+_Static_assert(sizeof(struct spage) <= PAGE_HDR, "page header larger than PAGE_HDR");
+
 struct tcache {
-    struct tblock *head[TC_CLASSES];
-    /* room and the counts are read by other threads (statistics), with
-     * relaxed atomics; the bytes a cache holds follow from its rooms */
-    uint16_t room[TC_CLASSES];     /* pushes left before the list is full */
-    uint64_t allocs, frees;        /* served by this cache */
-    uint8_t fill[TC_CLASSES];      /* blocks to take at the next refill (grows) */
-    uint16_t cap[TC_CLASSES];      /* blocks list k may hold: grows while it overflows */
-    size_t cap_bytes;              /* bytes the caps grew by, in all: at most TC_BUDGET */
-    uint8_t overflows[TC_CLASSES]; /* odd after an overflow that did not grow the list */
-    struct arena *arena;           /* where refills come from */
-    struct tcache *next, *prev;    /* the registry of live caches */
+    struct spage *cur[TC_CLASSES];   /* never NULL: tc_nopage when none */
+    struct spage *queue[TC_CLASSES]; /* the other pages of class k: a ring */
+    /* read by other threads (statistics), with relaxed atomics */
+    uint64_t allocs, frees;           /* calls served by this cache */
+    uint64_t alloc_bytes, free_bytes; /* object bytes handed out and freed */
+    struct arena *arena;              /* where pages come from */
+    struct tcache *next, *prev;       /* the registry of live caches */
 };
 
 extern __thread struct tcache *tc_current __attribute__((tls_model("initial-exec")));
+extern struct spage tc_nopage;
 extern uint32_t tc_class_size[TC_CLASSES];
-extern uint16_t tc_capacity[TC_CLASSES]; /* a list's capacity to start with */
 
-/* Class of chunk size nb, 32 <= nb <= TC_MAX_CHUNK: the smallest class
- * whose size is >= nb. */
-static inline unsigned tc_class(size_t nb) {
-    if (nb <= 1024) return (unsigned)(nb >> 4);
-    unsigned e = 63u - (unsigned)__builtin_clzll(nb - 1); /* 2^e < nb <= 2^(e+1) */
-    unsigned j = (unsigned)((nb - 1) >> (e - 3)) & 7u;
+/* Class of a request of n <= TC_MAX_REQUEST bytes: the smallest class whose
+ * size is >= n. Every multiple of 16 up to 1024 is a class (k = n / 16, and
+ * class 0 is 16 bytes like class 1), then eight per power of two:
+ *   class 64 + 8 * (e - 10) + j, 1 <= j <= 8:  size 2^e + j * 2^(e - 3). */
+static inline unsigned tc_class(size_t n) {
+    if (n <= 1024) return (unsigned)((n + 15) >> 4);
+    unsigned e = 63u - (unsigned)__builtin_clzll(n - 1); /* 2^e < n <= 2^(e+1) */
+    unsigned j = (unsigned)((n - 1) >> (e - 3)) & 7u;
     return 64u + (e - 10u) * 8u + j + 1u;
 }
 
@@ -82,119 +120,121 @@ static inline uintptr_t tc_key(const void *b) {
 /* Relaxed store of a field that only its thread writes but others read. */
 #define TC_SET(field, value) __atomic_store_n(&(field), (value), __ATOMIC_RELAXED)
 
-/* A cached block's key was overwritten (the program wrote to freed memory). */
+/* A free object's key was overwritten (the program wrote to freed memory). */
 __attribute__((noreturn, cold)) void tc_corrupt(const struct tblock *b);
 
-/* Pop a block of class k, or NULL. Budget: about a dozen instructions
- * (malloc() as a whole, class lookup included: about 35, callgrind). */
+/* The page whose windows cover p, in region r (p in r), or NULL. */
+static inline struct spage *page_of(const struct region *r, const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    unsigned v =
+        __atomic_load_n(&r->win[(a >> PAGE_SHIFT) & (REGION_WINDOWS - 1)], __ATOMIC_RELAXED);
+    if (!v) return NULL;
+    return (struct spage *)((a & ~(uintptr_t)(PAGE_WINDOW - 1)) -
+                            ((uintptr_t)(v - 1) << PAGE_SHIFT));
+}
+
+/* Is p an object of page g handed out at some time (on the grid, below
+ * bump)? Says nothing of whether it is in use now. */
+static inline int page_holds(const struct spage *g, const void *p) {
+    uint64_t off = (uint64_t)((const char *)p - g->start);
+    if ((const char *)p < g->start ||
+        (const char *)p >= __atomic_load_n(&g->bump, __ATOMIC_RELAXED))
+        return 0;
+    return ((off * g->div) >> 40) * g->size == off;
+}
+
+/* Pop an object of class k, or NULL. Budget: about a dozen instructions. */
 static inline void *tc_pop(struct tcache *t, unsigned k) {
-    struct tblock *b = t->head[k];
+    struct spage *g = t->cur[k];
+    struct tblock *b = g->free;
     if (__builtin_expect(b == NULL, 0)) return NULL;
     if (__builtin_expect(b->key != tc_key(b), 0)) tc_corrupt(b);
-    t->head[k] = b->next;
+    g->free = b->next;
+    g->used++;
     b->key = 0;
-    TC_SET(t->room[k], (uint16_t)(t->room[k] + 1));
     TC_SET(t->allocs, t->allocs + 1);
+    TC_SET(t->alloc_bytes, t->alloc_bytes + g->size);
     return b;
 }
 
+void tc_page_idle(struct tcache *t, struct spage *g);
+
 /*
- * Push p if it is an in-use heap chunk of a cached class and its list has
- * room; 0 sends the caller to the slow path, which validates p fully.
- * Checks: 16-aligned, inside one of our regions, a head with CINUSE and
- * not MMAPPED and the right tag, no cache key (else it is cached already:
- * a double free). Budget: about 60 instructions for free() as a whole
- * (callgrind), a quarter of them the tag.
+ * Push p onto its page's free list if the calling thread owns that page and
+ * p is an object of it in use; 0 sends the caller to the slow path, which
+ * validates p fully (and frees it into another thread's page, or a chunk).
  */
 static inline int tc_push(struct tcache *t, void *p) {
     uintptr_t a = (uintptr_t)p;
     if ((a & (ALIGNMENT - 1)) | (a >> ADDRESS_BITS)) return 0;
     if (!__atomic_load_n(&ma_region_map[a >> REGION_SHIFT], __ATOMIC_RELAXED)) return 0;
-    struct chunk *c = payload_chunk(p);
-    size_t h = head_get(c);
-    if ((h & (CINUSE | MMAPPED)) != CINUSE || !head_tag_ok(c, h)) return 0;
+    struct spage *g = page_of(region_of(p), p);
+    if (!g || __atomic_load_n(&g->owner, __ATOMIC_RELAXED) != t || !page_holds(g, p)) return 0;
     struct tblock *b = p;
-    if (b->key == tc_key(b)) return 0;
-    size_t size = h & SIZE_MASK;
-    unsigned k;
-    if (size <= 1024) {
-        k = (unsigned)(size >> 4); /* every size is a class here */
-    } else {
-        if (size > TC_MAX_CHUNK) return 0;
-        k = tc_class(size);
-        if (tc_class_size[k] != size) return 0;
-    }
-    unsigned room = t->room[k];
-    if (room == 0) return 0;
-    b->next = t->head[k];
+    if (b->key == tc_key(b)) return 0; /* free already: the slow path says so */
+    b->next = g->free;
     b->key = tc_key(b);
-    t->head[k] = b;
-    TC_SET(t->room[k], (uint16_t)(room - 1));
+    g->free = b;
     TC_SET(t->frees, t->frees + 1);
+    TC_SET(t->free_bytes, t->free_bytes + g->size);
+    if (__builtin_expect(--g->used == 0, 0)) tc_page_idle(t, g);
     return 1;
 }
 
-/*
- * Each arena keeps, per class, a stash of cached blocks given back to it:
- * at most TC_STASH_CAP(k), still in use for the heap and with their keys
- * set, so that the next refill of any thread takes them whole, without a
- * merge and a split. Under the arena's lock. Invariant (memalloc_check):
- * every stashed block is an in-use chunk of its arena, of its class's size,
- * with its key; n[k] is the length of list k; bytes their usable sum.
- */
-struct stash {
-    struct tblock *head[TC_CLASSES];
-    uint16_t n[TC_CLASSES];
-    size_t bytes;
-};
-extern struct stash tc_stashes[MAX_ARENAS];
-/* A stash holds up to two lists' worth (base capacity) of its class, and
- * an arena's stashes up to TC_STASH_BYTES in all: they take what two
- * threads' full lists give back, so blocks that flow from a freeing
- * thread to an allocating one skip the merge and split (bench: prodcons,
- * threads), while what sits there unused stays bounded. */
-#define TC_STASH_CAP(k) (2u * tc_capacity[k])
-#define TC_STASH_BYTES  ((size_t)256 << 10)
-
 /* ---- tcache.c: the slow side ---- */
 
-/* Take an arena's lock, then free the blocks other threads left on its
- * remote stack; unlock, then unmap the regions that freeing emptied. */
+/* Take an arena's lock; unlock, then unmap the regions that freeing emptied. */
 void arena_lock(struct arena *a);
 void arena_unlock(struct arena *a);
 
 /* Set up the class table, the registry and the thread-exit hook. */
 void tc_init(void);
 /* The calling thread's cache, set up on first use; NULL while the thread
- * cannot have one (during its own set-up, or after its exit began). */
+ * cannot have one (during its own set-up, or after its exit began, or with
+ * MEMALLOC_TCACHE=0). */
 struct tcache *tc_get(void);
 /* The calling thread's cache if it has one, without setting one up. */
 struct tcache *tc_self(void);
 /* The arena the calling thread allocates from. */
 struct arena *tc_arena(void);
-/* Refill class k of t and pop a block from it; NULL if out of memory. */
-void *tc_refill(struct tcache *t, unsigned k);
-/* p failed tc_push only because its list is full: push it anyway and send
- * the newest half of the list back to the engine. */
-void tc_flush_push(struct tcache *t, unsigned k, void *p);
-/* Usable bytes on arena a's stashes (lock held). */
-size_t tc_stash_bytes(const struct arena *a);
-/* Empty every arena's stashes into the heap (trim). */
-void tc_release_stashes(void);
-/* Send every block of t back to the engine (thread exit, trim). */
-void tc_flush_all(struct tcache *t);
-/* A block of class k aligned to align from the first few of list k, or
- * NULL (posix_memalign: blocks freed after an aligned allocation come back
- * to the list and often serve the next aligned request of their class). */
-void *tc_pop_aligned(struct tcache *t, unsigned k, size_t align);
+/* An object of class k for t, when the current page's free list is empty;
+ * NULL if out of memory. */
+void *tc_alloc_slow(struct tcache *t, unsigned k);
+/* A class for an aligned request: the smallest class >= n whose objects
+ * are aligned to align (<= 4096), or TC_CLASSES if there is none. */
+unsigned tc_aligned_class(size_t n, size_t align);
+/* Free p, an object of page g (validated), from a thread that does not own
+ * g, or from t == NULL (a thread without a cache). */
+void tc_free_remote(struct tcache *t, struct spage *g, void *p);
+/* Validate p as an object of page g in use; abort, naming who, if not. */
+void tc_validate(const struct spage *g, const void *p, const char *who);
+/* Give back every page of t: idle ones to the engine, the rest to their
+ * arenas as orphans (thread exit, MEMALLOC_TCACHE=0). */
+void tc_abandon(struct tcache *t);
+/* Trim: t's idle pages (t may be NULL) and every idle orphan go back. */
+void tc_trim(struct tcache *t);
 /* Give the calling thread's cache back and retire it (MEMALLOC_TCACHE=0). */
 void tc_disable_self(void);
-/* Bytes t holds: sum over k of (cap[k] - room[k]) * usable size. */
-size_t tc_cached_bytes(const struct tcache *t);
-/* Sum the counters of every live cache (statistics). */
-void tc_sum(uint64_t *allocs, uint64_t *frees, size_t *cached);
+/* Statistics: calls served by the caches, bytes of objects in use, and
+ * usable bytes of the pages' chunks in all. */
+struct tc_sums {
+    uint64_t allocs, frees;
+    size_t live, pages;
+};
+void tc_sum(struct tc_sums *s);
+/* Bytes of arena a's orphaned pages not in use (lock held). */
+size_t tc_orphan_free(const struct arena *a);
+/* Idle orphans: an arena keeps the pages of exited threads that have no
+ * object in use while the bytes they have touched stay within this budget,
+ * for the next threads to adopt (lock held: tc_orphan_kept). */
+#define TC_ORPHAN_KEEP ((size_t)1 << 20)
+size_t tc_orphan_kept(const struct arena *a);
+/* The checker's view of one page: 0 if fine, else a reason. */
+const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache *owner);
+/* The orphan ring of class k of arena a (lock held), or NULL. */
+struct spage *tc_orphans(const struct arena *a, unsigned k);
 /* Fork: the registry lock around fork; the child keeps only its thread's
- * cache and gives the others' blocks back to the engine. */
+ * cache and orphans the other threads' pages, so no object is lost. */
 void tc_fork_prepare(void);
 void tc_fork_parent(void);
 void tc_fork_child(void);

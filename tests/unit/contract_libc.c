@@ -668,10 +668,16 @@ TEST(test_mallinfo) {
     CHECK(b.arena >= (size_t)N * SZ);
     for (int i = 0; i < N; i++) free(v[i]);
     struct mallinfo2 c = mallinfo2();
-    /* all back but what the thread's list and its arena's stash keep for
-     * reuse: at most 64 + 128 blocks of this class (21 KiB) */
-    CHECKF(c.uordblks <= a.uordblks + 24 * KiB, "uordblks %zu -> %zu -> %zu", a.uordblks,
+    /* all back but the pages the thread keeps for reuse: its class's
+     * current page and at most one idle page (64 KiB each); a trim gives
+     * the idle ones back */
+    CHECKF(c.uordblks <= a.uordblks + 2 * 64 * KiB + 64, "uordblks %zu -> %zu -> %zu", a.uordblks,
            b.uordblks, c.uordblks);
+    malloc_trim(0);
+    struct mallinfo2 trimmed = mallinfo2();
+    CHECKF(trimmed.uordblks <= a.uordblks, "uordblks %zu -> %zu -> %zu -> %zu (trimmed)",
+           a.uordblks, b.uordblks, c.uordblks, trimmed.uordblks);
+    c = trimmed;
 
     /* a 4 MiB block has a mapping of its own */
     char *big = malloc(opaque(4 * MiB));

@@ -1,12 +1,14 @@
 /*
- * test_tcache.c: the thread cache and the size classes, and the cache of
- * freed mappings, seen from one thread: reuse from the cache, the class
- * table, full lists flushing half, double frees and writes to cached
- * blocks caught, the checker walking the cache, statistics that tell
- * cached bytes from bytes in use, turning the cache off, the dynamic mmap
- * threshold, freed large mappings reused, then given back (by age and
- * by trim), and huge pages asked for large malloc'd mappings. Links the engine
- * directly; includes its private headers.
+ * test_tcache.c: the size classes and their pages, and the cache of freed
+ * mappings, seen from one thread: the class table and the objects' grid
+ * and alignment, reuse from a page, pages taken and given back (and kept:
+ * the current one and one idle), double frees, interior pointers and
+ * writes to freed objects caught, the checker walking the pages and the
+ * window map, statistics that tell free bytes in pages from bytes in use,
+ * turning the cache off, the dynamic mmap threshold, freed large mappings
+ * reused, then given back (by age and by trim), and huge pages asked for
+ * large malloc'd mappings. Links the engine directly; includes its private
+ * headers.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -53,150 +55,129 @@ static int in_child(void (*fn)(void), char *buf, size_t len) {
 
 TEST(test_classes) {
     memalloc(1); /* initialise */
-    /* every request up to the largest cached one maps to the smallest
-     * class that holds it; class sizes grow, by at most 1/8 above 1 KiB */
+    /* every request up to the largest class maps to the smallest class
+     * that holds it; class sizes grow, by at most 1/8 above 1 KiB */
     unsigned prev = 0;
     for (size_t n = 0; n <= TC_MAX_REQUEST; n++) {
-        size_t nb = n + 8 < 32 ? 32 : (n + 8 + 15) & ~(size_t)15;
-        unsigned k = tc_class(nb);
-        if (!CHECK_(k >= 2 && k < TC_CLASSES && tc_class_size[k] >= nb &&
-                        tc_class_size[k - 1] < nb && k >= prev,
+        unsigned k = tc_class(n);
+        if (!CHECK_(k < TC_CLASSES && tc_class_size[k] >= n &&
+                        (k <= 1 || tc_class_size[k - 1] < n) && k >= prev,
                     "class of a request"))
             return;
         prev = k;
     }
-    CHECK(tc_class_size[2] == 32 && tc_class_size[64] == 1024 && tc_class_size[65] == 1152);
-    CHECK(tc_class_size[TC_CLASSES - 1] == TC_MAX_CHUNK);
+    CHECK(tc_class_size[0] == 16 && tc_class_size[1] == 16 && tc_class_size[64] == 1024 &&
+          tc_class_size[65] == 1152);
+    CHECK(tc_class_size[TC_CLASSES - 1] == TC_MAX_REQUEST);
     for (unsigned k = 65; k < TC_CLASSES; k++) {
         CHECK(tc_class_size[k] > tc_class_size[k - 1]);
         CHECK(tc_class_size[k] - tc_class_size[k - 1] <= tc_class_size[k - 1] / 8);
         CHECK(tc_class_size[k] % 16 == 0 &&
               tc_class_size[k] == tc_class_size[tc_class(tc_class_size[k])]);
     }
-    /* the usable size is the class's, and stays put */
-    for (size_t n = 1; n < 40000; n = n * 5 / 4 + 1) {
+    /* the usable size is the class's; objects have no header, and sit on
+     * the grid of their class: aligned to the largest power of two that
+     * divides the size (up to 4 KiB) */
+    for (size_t n = 1; n < 70000; n = n * 5 / 4 + 1) {
         char *p = memalloc(n);
         size_t u = memalloc_usable_size(p);
         CHECK(u >= n);
-        if (n <= TC_MAX_REQUEST) CHECK(u == tc_class_size[tc_class(u + 8)] - 8);
+        if (n <= TC_MAX_REQUEST) {
+            CHECK(u == tc_class_size[tc_class(n)]);
+            size_t pf = u & (~u + 1);
+            CHECK(((uintptr_t)p & ((pf < 4096 ? pf : 4096) - 1)) == 0);
+            struct spage *g = page_of(region_of(p), p);
+            CHECK(g != NULL && g->size == u && page_holds(g, p));
+        }
         memset(p, 0x5c, u);
         memfree(p);
     }
+    /* an aligned request takes the first class aligned enough */
+    CHECK(tc_aligned_class(300, 256) == tc_class(512));
+    CHECK(tc_aligned_class(5000, 4096) == tc_class(8192));
+    CHECK(tc_aligned_class(100, 8192) == TC_CLASSES);
+    CHECK(tc_aligned_class(TC_MAX_REQUEST + 1, 64) == TC_CLASSES);
     CHECK(memalloc_check() == 0);
 }
 
-TEST(test_reuse_from_cache) {
+TEST(test_reuse_from_the_page) {
     struct memalloc_stats s0 = stats();
     char *p = memalloc(200);
     memfree(p);
     struct memalloc_stats s1 = stats();
-    CHECK(s1.thread_cached >= 208 - 8); /* the block waits in the cache */
+    CHECK(s1.thread_cached >= 208); /* the object waits in its page */
     CHECK(s1.in_use == s0.in_use);
     CHECK(s1.frees == s0.frees + 1 && s1.allocs == s0.allocs + 1);
-    char *q = memalloc(190); /* same class: the same block comes back */
+    char *q = memalloc(193); /* same class (208): the same object comes back */
     CHECK(q == p);
     CHECK(stats().in_use == s0.in_use + memalloc_usable_size(q));
-    /* a block of a cached class but of another size is not mixed in */
+    /* an object of another class is not mixed in */
     char *r = memalloc(1000);
-    CHECK(r != p && memalloc_usable_size(r) >= 1000);
+    CHECK(r != p && memalloc_usable_size(r) == 1008);
     memfree(q);
     memfree(r);
     CHECK(memalloc_check() == 0);
-    /* an aligned block, once freed, serves the next aligned request of its
-     * class from the cache when its address has the alignment */
+    /* aligned requests come from the pages too, and go back to them */
     char *a = memalloc_aligned(256, 300);
-    CHECK(a && ((uintptr_t)a & 255) == 0);
+    CHECK(a && ((uintptr_t)a & 255) == 0 && page_of(region_of(a), a) != NULL);
     memfree(a);
-    struct memalloc_stats s2 = stats();
     char *b = memalloc_aligned(256, 300);
-    CHECK(b == a && stats().thread_cached < s2.thread_cached);
+    CHECK(b == a);
     memfree(b);
-    char *c = memalloc_aligned(4096, 300); /* not aligned enough: another block */
-    CHECK(c && ((uintptr_t)c & 4095) == 0);
-    if (((uintptr_t)a & 4095) != 0) CHECK(c != a);
+    char *c = memalloc_aligned(4096, 300);
+    CHECK(c && ((uintptr_t)c & 4095) == 0 && memalloc_usable_size(c) == 4096);
     memfree(c);
     CHECK(memalloc_check() == 0);
 }
 
-TEST(test_full_list_flushes_half) {
-    enum { N = 1000 };
+/* The pages of class k that t owns: its current page and its queue. */
+static size_t pages_of(const struct tcache *t, unsigned k) {
+    size_t n = t->cur[k] != &tc_nopage;
+    const struct spage *g = t->queue[k];
+    if (g) do {
+            n++;
+            g = g->next;
+        } while (g != t->queue[k]);
+    return n;
+}
+
+TEST(test_pages_come_and_go) {
+    enum { N = 10000 };
     static char *v[N];
-    unsigned k = tc_class(48);
-    size_t cap = tc_capacity[k];
-    CHECK(cap >= 4 && cap < N);
-    for (int i = 0; i < N; i++) v[i] = memalloc(40);
-    for (int i = 0; i < N; i++) memfree(v[i]);
-    /* the list never holds more than its capacity: the rest went back */
+    unsigned k = tc_class(40);
     struct tcache *t = tc_self();
     REQUIRE(t != NULL);
-    size_t listed = cap - t->room[k];
-    CHECKF(listed >= cap / 2 && listed <= cap, "listed %zu of %zu", listed, cap);
-    CHECK(stats().thread_cached >= listed * 40);
-    /* the arena keeps up to two lists' worth for the next refill, whole */
-    struct memalloc_stats st = stats();
-    CHECK(tc_stashes[0].n[k] == 2 * cap && st.arena_cached >= 2 * cap * 40);
-    CHECK(memalloc_check() == 0);
-    /* a stashed block whose key is overwritten is caught by the checker */
-    struct tblock *s0 = tc_stashes[0].head[k];
-    REQUIRE(s0 != NULL);
-    s0->key ^= 2;
-    CHECK(memalloc_check() >= 1);
-    s0->key ^= 2;
-    CHECK(memalloc_check() == 0);
-    /* empty the list, then the next refill takes stashed blocks */
-    for (size_t i = 0; i < cap; i++) v[i] = memalloc(40);
-    char *next = memalloc(40);
-    CHECK(stats().arena_cached < st.arena_cached);
-    memfree(next);
-    for (size_t i = 0; i < cap; i++) memfree(v[i]);
-    CHECK(memalloc_check() == 0);
-    /* and freed blocks that went back to the engine merged again */
     CHECK(memalloc_trim(0) >= 0);
-    CHECK(stats().thread_cached == 0 && stats().arena_cached == 0);
+    size_t heap0 = stats().heap_in_use;
+    for (int i = 0; i < N; i++) REQUIRE((v[i] = memalloc(40)) != NULL);
+    /* 10000 objects of 48 bytes: eight pages of 64 KiB, all ours */
+    size_t pages = pages_of(t, k);
+    CHECKF(pages == 8, "%zu pages", pages);
+    for (int i = 0; i < N; i++) {
+        struct spage *g = page_of(region_of(v[i]), v[i]);
+        if (!CHECK_(g && g->owner == t && g->k == k && ((uintptr_t)g & 0xffff) == 0,
+                    "an object's page"))
+            break;
+    }
+    CHECK(stats().heap_in_use >= heap0 + 8 * 64 * 1024);
     CHECK(memalloc_check() == 0);
-}
-
-TEST(test_stashes_keep_a_bounded_amount) {
-    CHECK(memalloc_trim(0) >= 0);
-    CHECK(stats().arena_cached == 0);
-    /* 32 classes of 512 B - 1 KiB, 100 blocks each: every stash would take
-     * two lists' worth (16 KiB), 512 KiB in all; the arena keeps 256 KiB */
-    enum { CLASSES = 32, N = 100 };
-    static char *v[CLASSES][N];
-    for (int c = 0; c < CLASSES; c++)
-        for (int i = 0; i < N; i++) REQUIRE((v[c][i] = memalloc(512 + 16 * (size_t)c)) != NULL);
-    for (int c = 0; c < CLASSES; c++)
-        for (int i = 0; i < N; i++) memfree(v[c][i]);
-    size_t kept = stats().arena_cached;
-    CHECKF(kept <= TC_STASH_BYTES && kept + 1024 > TC_STASH_BYTES, "arena_cached %zu", kept);
-    CHECK(tc_stashes[0].bytes == kept);
-    CHECK(memalloc_check() == 0);
-    CHECK(memalloc_trim(0) >= 0);
-    CHECK(stats().arena_cached == 0);
-}
-
-TEST(test_lists_grow_while_they_overflow) {
-    enum { N = 40 };
-    char *v[N];
-    unsigned k = tc_class(20 * 1024 + 16);
-    struct tcache *t = tc_self();
-    REQUIRE(t != NULL);
-    size_t base = tc_capacity[k];
-    CHECK(base == 2 && t->cap[k] == base);
-    for (int i = 0; i < N; i++) v[i] = memalloc(20 * 1024);
+    /* freed: each page that empties goes back, but the current one and
+     * one idle page kept for the next allocations */
     for (int i = 0; i < N; i++) memfree(v[i]);
-    /* the list doubled while it overflowed: 2, 4, 8 ... within the budget */
-    CHECKF(t->cap[k] > base && t->cap[k] <= 64, "cap %u, grown by %zu bytes, size %u",
-           (unsigned)t->cap[k], t->cap_bytes, tc_class_size[k]);
-    CHECK(t->cap_bytes <= (size_t)256 << 10);
-    CHECK(t->cap[k] - t->room[k] >= t->cap[k] / 2); /* and holds blocks */
+    pages = pages_of(t, k);
+    CHECKF(pages == 2, "%zu pages", pages);
+    CHECK(stats().heap_in_use <= heap0 + 2 * 64 * 1024 + 64);
     CHECK(memalloc_check() == 0);
-    /* the same sizes come back from the list: no lock, the same blocks */
-    char *again = memalloc(20 * 1024);
-    int found = 0;
-    for (int i = 0; i < N; i++) found |= again == v[i];
-    CHECK(found);
-    memfree(again);
+    /* and trim gives those back too */
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(pages_of(t, k) == 0 && stats().heap_in_use <= heap0);
+    CHECK(memalloc_check() == 0);
+    /* pages of the biggest classes span several windows */
+    char *big = memalloc(TC_MAX_REQUEST);
+    struct spage *g = page_of(region_of(big), big);
+    CHECK(g != NULL && g->nwin > 1 && (size_t)(g->end - g->start) / g->size >= PAGE_MIN_OBJS);
+    CHECK(page_of(region_of(big), big + TC_MAX_REQUEST - 1) == g);
+    memfree(big);
     CHECK(memalloc_check() == 0);
 }
 
@@ -219,6 +200,14 @@ static void write_then_malloc(void) {
     memalloc(100);
 }
 
+static void free_interior(void) {
+    memfree(victim + 16);
+}
+static void free_unused(void) {
+    struct spage *g = page_of(region_of(victim), victim);
+    memfree(g->end - g->size); /* on the grid, never handed out */
+}
+
 TEST(test_misuse_of_cached_blocks) {
     char line[512], want[128];
     victim = memalloc(100);
@@ -234,12 +223,17 @@ TEST(test_misuse_of_cached_blocks) {
     CHECKF(strcmp(line, want) == 0, "got: %s", line);
     CHECK(in_child(write_then_malloc, line, sizeof line) == SIGABRT);
     CHECKF(strstr(line, "heap corruption (a freed block was written to)") != NULL, "got: %s", line);
+    CHECK(in_child(free_interior, line, sizeof line) == SIGABRT);
+    snprintf(want, sizeof want, "memalloc: memfree(): invalid pointer %p", (void *)(victim + 16));
+    CHECKF(strcmp(line, want) == 0, "got: %s", line);
+    CHECK(in_child(free_unused, line, sizeof line) == SIGABRT);
+    CHECKF(strstr(line, "memfree(): invalid pointer") != NULL, "got: %s", line);
     memfree(victim);
     CHECK(memalloc_check() == 0);
 }
 
-TEST(test_checker_walks_the_cache) {
-    char *p = memalloc(64);
+TEST(test_checker_walks_the_pages) {
+    char *p = memalloc(64), *q = memalloc(64);
     memfree(p);
     CHECK(memalloc_check() == 0);
     struct tblock *b = (struct tblock *)p;
@@ -247,20 +241,29 @@ TEST(test_checker_walks_the_cache) {
     b->key ^= 1; /* as a stray write would */
     CHECK(memalloc_check() >= 1);
     b->key = key;
-    struct chunk *c = payload_chunk(p);
+    CHECK(memalloc_check() == 0);
+    struct spage *g = page_of(region_of(p), p);
+    REQUIRE(g != NULL);
+    g->used++; /* a count that lost track */
+    CHECK(memalloc_check() >= 1);
+    g->used--;
+    struct region *r = region_of(g);
+    size_t w = ((uintptr_t)g >> PAGE_SHIFT) & (REGION_WINDOWS - 1);
+    r->win[w] = 2; /* a window map that lost track */
+    CHECK(memalloc_check() >= 1);
+    r->win[w] = 1;
+    g->size += 16; /* a header overwritten */
+    CHECK(memalloc_check() >= 1);
+    g->size -= 16;
+    struct chunk *c = payload_chunk(g);
     size_t head = c->head;
-    c->head &= ~CINUSE; /* a cached block must stay an in-use chunk */
+    c->head &= ~CINUSE; /* a page must stay an in-use chunk */
     CHECK(memalloc_check() >= 1);
     c->head = head;
     CHECK(memalloc_check() == 0);
-    struct tcache *t = tc_self(); /* growth accounting that lost track */
-    REQUIRE(t != NULL);
-    t->cap_bytes += 16;
-    CHECK(memalloc_check() >= 1);
-    t->cap_bytes -= 16;
-    CHECK(memalloc_check() == 0);
     CHECK(memalloc(64) == p);
     memfree(p);
+    memfree(q);
 }
 
 TEST(test_cache_off) {
@@ -439,12 +442,10 @@ TEST(test_hugepage_advice) {
 
 int main(void) {
     RUN(test_classes);
-    RUN(test_reuse_from_cache);
-    RUN(test_full_list_flushes_half);
-    RUN(test_lists_grow_while_they_overflow);
-    RUN(test_stashes_keep_a_bounded_amount);
+    RUN(test_reuse_from_the_page);
+    RUN(test_pages_come_and_go);
     RUN(test_misuse_of_cached_blocks);
-    RUN(test_checker_walks_the_cache);
+    RUN(test_checker_walks_the_pages);
     RUN(test_cache_off);
     RUN(test_dynamic_mmap_threshold);
     RUN(test_mapping_cache);

@@ -1,13 +1,18 @@
 /*
  * thread_cache.c: thread caches and arenas under threads (built for
  * ThreadSanitizer too):
- *   1. a thread's cache goes back to the engine when the thread exits, and
+ *   1. a thread's pages go back to the engine when the thread exits, and
  *      its counts are kept;
- *   2. blocks freed by another thread join that thread's cache and go home
- *      to their own arena, in batches; nothing is lost;
+ *   2. objects freed by another thread go home to their page, in their own
+ *      arena, after their thread exited; nothing is lost;
  *   3. threads are spread over the arenas (one per CPU, at most 8);
- *   4. fork while another thread's cache holds blocks: the child gets them
- *      back, and its heap checks clean.
+ *   4. fork while another thread's pages hold objects: the child gets them
+ *      back, and its heap checks clean;
+ *   5. objects freed by another thread while their owner runs serve the
+ *      owner's next allocations, with no new page;
+ *   6. the idle pages of an exited thread wait in its arena, within a
+ *      budget, and the next thread adopts them instead of taking new ones;
+ *      a trim gives them back.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -20,6 +25,7 @@
 #include "harness.h"
 #include "heap.h"
 #include "memalloc.h"
+#include "tcache.h"
 
 static struct memalloc_stats stats(void) {
     struct memalloc_stats s;
@@ -100,6 +106,13 @@ static void *first_block_arena(void *arg) {
     return a;
 }
 
+/* A thread that takes its turn of an arena and allocates nothing. */
+static void *first_block_arena_alone(void *arg) {
+    (void)arg;
+    memfree(memalloc(16));
+    return NULL;
+}
+
 TEST(test_threads_spread_over_arenas) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     struct memalloc_stats s = stats();
@@ -164,11 +177,121 @@ TEST(test_fork_returns_other_caches) {
     CHECK(memalloc_check() == 0);
 }
 
+/* ---- 5. remote frees, owner alive ---- */
+enum { RN = 3000 };
+static char *owned[RN];
+static pthread_barrier_t steps;
+
+static void *own_then_reuse(void *arg) {
+    (void)arg;
+    for (int i = 0; i < RN; i++) owned[i] = memalloc(64);
+    struct memalloc_stats s0 = stats();
+    pthread_barrier_wait(&steps); /* handed over */
+    pthread_barrier_wait(&steps); /* all freed by the other thread */
+    int ok = memalloc_check() == 0;
+    /* they come back from the same pages, and no new page is taken; the
+     * pages' never-used room comes first (the current page's) */
+    struct spage *pages[8];
+    int npages = 0, same = 0, reused = 0;
+    for (int i = 0; i < RN; i++) {
+        struct spage *g = page_of(region_of(owned[i]), owned[i]);
+        int known = 0;
+        for (int j = 0; j < npages; j++) known |= pages[j] == g;
+        if (!known && npages < 8) pages[npages++] = g;
+    }
+    char *again[RN];
+    for (int i = 0; i < RN; i++) again[i] = memalloc(64);
+    for (int i = 0; i < RN; i++) {
+        struct spage *g = page_of(region_of(again[i]), again[i]);
+        for (int j = 0; j < npages; j++) same += pages[j] == g;
+        for (int j = 0; j < RN; j++)
+            if (again[i] == owned[j]) {
+                reused++;
+                break;
+            }
+    }
+    if (same != RN || reused < RN / 2 || stats().heap_in_use != s0.heap_in_use)
+        fprintf(stderr, "%d of %d on the same %d pages, %d reused, heap_in_use %zu -> %zu\n", same,
+                RN, npages, reused, s0.heap_in_use, stats().heap_in_use);
+    ok &= npages <= 4 && same == RN && reused >= RN / 2 && stats().heap_in_use == s0.heap_in_use;
+    for (int i = 0; i < RN; i++) memfree(again[i]);
+    ok &= memalloc_check() == 0;
+    return (void *)(uintptr_t)ok;
+}
+
+static void *free_theirs(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&steps);
+    for (int i = 0; i < RN; i++) memfree(owned[i]);
+    pthread_barrier_wait(&steps);
+    return NULL;
+}
+
+TEST(test_remote_frees_serve_the_owner) {
+    pthread_barrier_init(&steps, NULL, 2);
+    pthread_t o, f;
+    void *ok = NULL;
+    REQUIRE(pthread_create(&o, NULL, own_then_reuse, NULL) == 0);
+    REQUIRE(pthread_create(&f, NULL, free_theirs, NULL) == 0);
+    pthread_join(f, NULL);
+    pthread_join(o, &ok);
+    pthread_barrier_destroy(&steps);
+    CHECK(ok != NULL);
+    CHECK(memalloc_check() == 0);
+}
+
+/* ---- 6. idle orphans ---- */
+static void *touch_classes(void *arg) {
+    (void)arg;
+    char *v[8];
+    for (int i = 0; i < 8; i++) v[i] = memalloc(100 + 200 * (size_t)i);
+    for (int i = 0; i < 8; i++) memfree(v[i]);
+    return NULL;
+}
+
+/* Threads take the arenas in turn: let the others take theirs, so that
+ * touch_classes runs on the same arena each time. */
+static void touch_classes_in_turn(size_t arenas) {
+    pthread_t t;
+    for (size_t i = 0; i + 1 < arenas; i++) {
+        REQUIRE(pthread_create(&t, NULL, first_block_arena_alone, NULL) == 0);
+        pthread_join(t, NULL);
+    }
+    REQUIRE(pthread_create(&t, NULL, touch_classes, NULL) == 0);
+    pthread_join(t, NULL);
+}
+
+TEST(test_idle_pages_wait_for_the_next_thread) {
+    CHECK(memalloc_trim(0) >= 0);
+    struct memalloc_stats s0 = stats();
+    CHECK(s0.arena_cached == 0);
+    touch_classes_in_turn(s0.arenas);
+    struct memalloc_stats s1 = stats();
+    /* eight idle pages of 64 KiB (and the other threads' one each), kept
+     * whole by the arenas */
+    CHECKF(s1.arena_cached >= 8 * 60000 && s1.heap_in_use >= s0.heap_in_use + 8 * 64 * 1024,
+           "arena_cached %zu, heap_in_use %zu -> %zu", s1.arena_cached, s0.heap_in_use,
+           s1.heap_in_use);
+    CHECK(memalloc_check() == 0);
+    /* the next threads adopt them: no new page */
+    touch_classes_in_turn(s0.arenas);
+    struct memalloc_stats s2 = stats();
+    CHECKF(s2.heap_in_use == s1.heap_in_use && s2.arena_cached == s1.arena_cached,
+           "heap_in_use %zu -> %zu, arena_cached %zu -> %zu", s1.heap_in_use, s2.heap_in_use,
+           s1.arena_cached, s2.arena_cached);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(stats().arena_cached == 0 && stats().heap_in_use <= s0.heap_in_use);
+    CHECK(memalloc_check() == 0);
+}
+
 int main(void) {
     memfree(memalloc(1)); /* the main thread sets its cache up first */
     RUN(test_exit_flushes_the_cache);
     RUN(test_cross_thread_frees_go_home);
     RUN(test_threads_spread_over_arenas);
     RUN(test_fork_returns_other_caches);
+    RUN(test_remote_frees_serve_the_owner);
+    RUN(test_idle_pages_wait_for_the_next_thread);
     return harness_finish();
 }
