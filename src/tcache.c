@@ -234,15 +234,31 @@ static struct spage *page_new(struct tcache *t, unsigned k) {
     return g;
 }
 
+/*
+ * The current page of class k has no free object left:
+ *  1. take its remote frees;
+ *  2. else the queue, oldest page first (up to QUEUE_SCAN pages): a page
+ *     with freed objects becomes current (they are resident already);
+ *  3. else the never-used room of the current page, or of a queued page;
+ *  4. else a new page (an orphan, or carved).
+ * The old current page joins the queue's tail.
+ */
 void *tc_alloc_slow(struct tcache *t, unsigned k) {
-    struct spage *old = t->cur[k], *g;
-    if (old != &tc_nopage && (page_collect(old) || page_extend(old))) return tc_pop(t, k);
-    /* the current page is full: the queue, from the page that waited longest */
+    struct spage *old = t->cur[k], *g, *roomy = NULL;
+    if (old != &tc_nopage && page_collect(old)) return tc_pop(t, k);
     for (unsigned i = 0; i < QUEUE_SCAN && (g = t->queue[k]) != NULL; i++) {
         ring_del(&t->queue[k], g);
         page_collect(g);
-        if (g->free || page_extend(g)) goto found;
+        if (g->free) goto found;
         ring_add(&t->queue[k], g);
+        if (!roomy && g->bump < g->end) roomy = g;
+    }
+    if (old != &tc_nopage && page_extend(old)) return tc_pop(t, k);
+    if (roomy) {
+        g = roomy;
+        ring_del(&t->queue[k], g);
+        page_extend(g);
+        goto found;
     }
     g = page_new(t, k);
     if (!g) return NULL;
@@ -260,7 +276,20 @@ found:
  * the engine. */
 void tc_page_idle(struct tcache *t, struct spage *g) {
     unsigned k = g->k;
-    if (g == t->cur[k]) return;
+    if (g == t->cur[k]) {
+        /* a current page of large objects: a thread keeps one such page
+         * idle; the one it kept before goes back if still idle */
+        if (g->nwin == 1) return;
+        struct spage *before = t->idle_big;
+        unsigned bk = t->idle_big_k;
+        t->idle_big = g;
+        t->idle_big_k = k;
+        if (before && before != g && t->cur[bk] == before && before->used == 0) {
+            t->cur[bk] = &tc_nopage;
+            page_release(before);
+        }
+        return;
+    }
     ring_del(&t->queue[k], g);
     struct spage *h = t->queue[k];
     if ((h && h->used == 0) || g->nwin > 1) {
@@ -318,6 +347,7 @@ static void page_abandon(struct spage *g) {
 }
 
 void tc_abandon(struct tcache *t) {
+    t->idle_big = NULL;
     for (unsigned k = 0; k < TC_CLASSES; k++) {
         struct spage *g = t->cur[k];
         t->cur[k] = &tc_nopage;
@@ -331,6 +361,7 @@ void tc_abandon(struct tcache *t) {
 
 void tc_trim(struct tcache *t) {
     if (t) {
+        t->idle_big = NULL;
         for (unsigned k = 0; k < TC_CLASSES; k++) {
             struct spage *g = t->cur[k];
             if (g != &tc_nopage) {

@@ -30,7 +30,8 @@
  *    thread pushes onto thread_free with one compare-and-swap, and the
  *    owner takes that list whole when its free list runs dry;
  *  - a page none of whose objects is in use goes back to the engine unless
- *    it is its class's current page (or the one idle page a class keeps);
+ *    it is its class's current page (or the one idle page a class keeps;
+ *    of current pages several windows long, a thread keeps one idle);
  *    a thread that exits hands its pages to the arena ("orphans": those in
  *    use, and idle ones within TC_ORPHAN_KEEP), where the next thread
  *    needing a page of that class adopts them.
@@ -94,6 +95,8 @@ struct tcache {
     /* read by other threads (statistics), with relaxed atomics */
     uint64_t allocs, frees;           /* calls served by this cache */
     uint64_t alloc_bytes, free_bytes; /* object bytes handed out and freed */
+    struct spage *idle_big;           /* a current page of class idle_big_k, */
+    unsigned idle_big_k;              /* several windows long, idle when noted */
     struct arena *arena;              /* where pages come from */
     struct tcache *next, *prev;       /* the registry of live caches */
 };
@@ -123,24 +126,30 @@ static inline uintptr_t tc_key(const void *b) {
 /* A free object's key was overwritten (the program wrote to freed memory). */
 __attribute__((noreturn, cold)) void tc_corrupt(const struct tblock *b);
 
-/* The page whose windows cover p, in region r (p in r), or NULL. */
-static inline struct spage *page_of(const struct region *r, const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    unsigned v =
-        __atomic_load_n(&r->win[(a >> PAGE_SHIFT) & (REGION_WINDOWS - 1)], __ATOMIC_RELAXED);
-    if (!v) return NULL;
+/* The page of window byte v (non-zero) for address a. */
+static inline struct spage *page_at(uintptr_t a, unsigned v) {
     return (struct spage *)((a & ~(uintptr_t)(PAGE_WINDOW - 1)) -
                             ((uintptr_t)(v - 1) << PAGE_SHIFT));
 }
 
+/* The window byte of address a in region r: 0 if no page covers a. */
+static inline unsigned page_window(const struct region *r, uintptr_t a) {
+    return __atomic_load_n(&r->win[(a >> PAGE_SHIFT) & (REGION_WINDOWS - 1)], __ATOMIC_RELAXED);
+}
+
+/* The page whose windows cover p, in region r (p in r), or NULL. */
+static inline struct spage *page_of(const struct region *r, const void *p) {
+    unsigned v = page_window(r, (uintptr_t)p);
+    return v ? page_at((uintptr_t)p, v) : NULL;
+}
+
 /* Is p an object of page g handed out at some time (on the grid, below
- * bump)? Says nothing of whether it is in use now. */
+ * bump)? Says nothing of whether it is in use now. The offset from start
+ * is unsigned, so a p below start fails the first test. */
 static inline int page_holds(const struct spage *g, const void *p) {
-    uint64_t off = (uint64_t)((const char *)p - g->start);
-    if ((const char *)p < g->start ||
-        (const char *)p >= __atomic_load_n(&g->bump, __ATOMIC_RELAXED))
-        return 0;
-    return ((off * g->div) >> 40) * g->size == off;
+    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)g->start);
+    uint64_t handed = (uint64_t)(__atomic_load_n(&g->bump, __ATOMIC_RELAXED) - g->start);
+    return off < handed && ((off * g->div) >> 40) * g->size == off;
 }
 
 /* Pop an object of class k, or NULL. Budget: about a dozen instructions. */
@@ -157,6 +166,8 @@ static inline void *tc_pop(struct tcache *t, unsigned k) {
     return b;
 }
 
+/* Page g of t has no object in use, and is not its class's current page
+ * or spans several windows (tc_push): keep it, or give it back. */
 void tc_page_idle(struct tcache *t, struct spage *g);
 
 /*
@@ -168,8 +179,10 @@ static inline int tc_push(struct tcache *t, void *p) {
     uintptr_t a = (uintptr_t)p;
     if ((a & (ALIGNMENT - 1)) | (a >> ADDRESS_BITS)) return 0;
     if (!__atomic_load_n(&ma_region_map[a >> REGION_SHIFT], __ATOMIC_RELAXED)) return 0;
-    struct spage *g = page_of(region_of(p), p);
-    if (!g || __atomic_load_n(&g->owner, __ATOMIC_RELAXED) != t || !page_holds(g, p)) return 0;
+    unsigned v = page_window(region_of(p), a);
+    if (!v) return 0;
+    struct spage *g = page_at(a, v);
+    if (__atomic_load_n(&g->owner, __ATOMIC_RELAXED) != t || !page_holds(g, p)) return 0;
     struct tblock *b = p;
     if (b->key == tc_key(b)) return 0; /* free already: the slow path says so */
     b->next = g->free;
@@ -177,7 +190,8 @@ static inline int tc_push(struct tcache *t, void *p) {
     g->free = b;
     TC_SET(t->frees, t->frees + 1);
     TC_SET(t->free_bytes, t->free_bytes + g->size);
-    if (__builtin_expect(--g->used == 0, 0)) tc_page_idle(t, g);
+    if (__builtin_expect(--g->used == 0, 0) && (g != t->cur[g->k] || g->nwin > 1))
+        tc_page_idle(t, g);
     return 1;
 }
 
