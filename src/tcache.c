@@ -27,6 +27,9 @@ uint32_t tc_class_size[TC_CLASSES];
 static uint32_t page_bytes[TC_CLASSES]; /* whole windows */
 static uint32_t page_first[TC_CLASSES]; /* offset of object 0 */
 static uint32_t page_cap[TC_CLASSES];   /* objects a page holds */
+/* aligned_next[j][k]: the first class >= k whose objects are aligned to
+ * 2^(j + 5) (32 B to 4 KiB), or TC_CLASSES */
+static uint8_t aligned_next[8][TC_CLASSES];
 
 /* Pages of the queue looked at for free objects before a new page is
  * taken: the slow path stays O(1) however many pages a class has. */
@@ -72,14 +75,21 @@ void tc_init(void) {
         page_first[k] = (uint32_t)first;
         page_cap[k] = (uint32_t)((bytes - CHUNK_HDR - first) / size);
     }
+    for (unsigned j = 0; j < 8; j++) {
+        unsigned next = TC_CLASSES;
+        for (unsigned k = TC_CLASSES; k-- > 0;) {
+            if (tc_class_size[k] % (32u << j) == 0) next = k;
+            aligned_next[j][k] = (uint8_t)next;
+        }
+    }
     pthread_key_create(&exit_key, tc_exit);
 }
 
 unsigned tc_aligned_class(size_t n, size_t align) {
     if (n > TC_MAX_REQUEST || align > 4096) return TC_CLASSES;
-    for (unsigned k = tc_class(n ? n : 1); k < TC_CLASSES; k++)
-        if (tc_class_size[k] % align == 0) return k;
-    return TC_CLASSES;
+    if (align <= ALIGNMENT) return tc_class(n);
+    unsigned j = (unsigned)__builtin_ctzll(align) - 5;
+    return aligned_next[j][tc_class(n)];
 }
 
 /* ---- rings: the queues of a cache and the orphan lists ---- */

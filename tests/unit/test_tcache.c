@@ -97,6 +97,13 @@ TEST(test_classes) {
     CHECK(tc_aligned_class(5000, 4096) == tc_class(8192));
     CHECK(tc_aligned_class(100, 8192) == TC_CLASSES);
     CHECK(tc_aligned_class(TC_MAX_REQUEST + 1, 64) == TC_CLASSES);
+    for (size_t align = 32; align <= 4096; align *= 2) {
+        for (size_t n = 0; n <= TC_MAX_REQUEST; n += 7) {
+            unsigned k = tc_aligned_class(n, align), want = tc_class(n);
+            while (want < TC_CLASSES && tc_class_size[want] % align) want++;
+            if (!CHECK_(k == want, "aligned class")) break;
+        }
+    }
     CHECK(memalloc_check() == 0);
 }
 
