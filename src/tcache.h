@@ -9,9 +9,9 @@
  * whole number of windows; its objects have no header and sit on a grid:
  *
  *  page -> +-------------------------------+  PAGE_WINDOW-aligned
- *          | read-mostly: owner, grid,     |  line 0 (owner writes it
- *          |   bump, queue links, tag      |    rarely: extend, queue moves)
- *          | free list, end, used count    |  line 1 (owner only)
+ *          | owner, grid, bump, free list, |  line 0: all that malloc and
+ *          |   used count, class           |    free touch (one line)
+ *          | queue links, tag, end         |  line 1: slow paths only
  *          | thread_free: remote frees     |  line 2 (atomic push/exchange)
  *  start-> +-------------------------------+  multiple of the class's power-
  *          | object 0 | object 1 | ...     |    of-two factor, up to 4 KiB
@@ -68,21 +68,22 @@ struct tblock {
 struct tcache;
 
 struct spage {
-    /* line 0: read by every free; written by the owner only rarely */
-    struct tcache *owner;      /* relaxed atomic; NULL while orphaned */
-    char *start;               /* object 0 */
-    char *bump;                /* objects at or above bump were never handed out */
-    uint64_t div;              /* ceil(2^40 / size): offset / size by a multiply */
-    uint32_t size;             /* object size */
-    uint16_t k;                /* class */
-    uint8_t nwin;              /* windows the page spans */
-    uint8_t queued;            /* on its owner's queue or an orphan list */
-    struct spage *next, *prev; /* the owner's queue of class k, or an orphan list */
-    uintptr_t tag;             /* os_cookie_value ^ address: a sane header */
-    /* line 1: the owner's */
-    _Alignas(64) struct tblock *free;
+    /* line 0: what the owner's malloc and free use; read by other threads' frees */
+    struct tcache *owner; /* relaxed atomic; NULL while orphaned */
+    char *start;          /* object 0 */
+    char *bump;           /* objects at or above bump were never handed out */
+    uint64_t div;         /* ceil(2^40 / size): offset / size by a multiply */
+    struct tblock *free;  /* the owner's free list */
+    uint32_t size;        /* object size */
+    uint32_t used;        /* handed out, less what came back (thread_free not yet) */
+    uint16_t k;           /* class */
+    uint8_t nwin;         /* windows the page spans */
+    uint8_t queued;       /* on its owner's queue or an orphan list */
+    /* line 1: slow paths only */
+    _Alignas(64) struct spage *next; /* the owner's queue of class k, or an orphan list */
+    struct spage *prev;
+    uintptr_t tag; /* os_cookie_value ^ address: a sane header */
     char *end;     /* past the last object */
-    uint32_t used; /* handed out, less what came back (thread_free not yet) */
     uint32_t kept; /* an idle orphan: the bytes it counts against its arena's budget */
     /* line 2: other threads' frees */
     _Alignas(64) struct tblock *thread_free;
