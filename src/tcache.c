@@ -142,7 +142,8 @@ static int page_collect(struct spage *g) {
         last = last->next;
         n++;
     }
-    if (n > g->used) ma_fatal("free", "heap corruption (a freed block was written to) near", last);
+    if (n > g->used)
+        ma_fatal("malloc", "heap corruption (a freed block was written to) near", last);
     last->next = g->free;
     g->free = b;
     g->used -= n;
@@ -316,15 +317,8 @@ void tc_validate(const struct spage *g, const void *p, const char *who) {
     if (b->key == tc_key(b)) ma_fatal(who, freed_twice_what(who), p);
 }
 
-void tc_free_remote(struct tcache *t, struct spage *g, void *p) {
-    struct tblock *b = p;
-    uint32_t size = g->size; /* g may be gone once b is pushed */
-    b->key = tc_key(b);
-    struct tblock *top = __atomic_load_n(&g->thread_free, __ATOMIC_RELAXED);
-    do {
-        b->next = top;
-    } while (!__atomic_compare_exchange_n(&g->thread_free, &top, b, 1, __ATOMIC_RELEASE,
-                                          __ATOMIC_RELAXED));
+/* Count a free of size bytes by t (NULL: a thread without a cache). */
+static void count_free(struct tcache *t, uint32_t size) {
     if (t) {
         TC_SET(t->frees, t->frees + 1);
         TC_SET(t->free_bytes, t->free_bytes + size);
@@ -334,25 +328,64 @@ void tc_free_remote(struct tcache *t, struct spage *g, void *p) {
     }
 }
 
+/* An orphan g with no object in use (lock held): kept within the arena's
+ * budget for idle orphans, else given back. */
+static void orphan_idle(struct arena *a, struct spage *g) {
+    size_t i = (size_t)(a - ma_arenas), touched = (size_t)(g->bump - (char *)g);
+    if (orphan_kept[i] + touched > TC_ORPHAN_KEEP) {
+        ring_del(&orphans[i][g->k], g);
+        page_release_locked(a, g);
+        return;
+    }
+    g->kept = (uint32_t)touched;
+    orphan_kept[i] += touched;
+}
+
+/* Free p into orphan g, under its arena's lock, so that a page whose
+ * objects all come back goes back too. 0 if g was adopted meanwhile. */
+static int free_to_orphan(struct tcache *t, struct spage *g, struct tblock *b) {
+    struct arena *a = region_of(g)->arena;
+    arena_lock(a);
+    if (__atomic_load_n(&g->owner, __ATOMIC_RELAXED)) {
+        arena_unlock(a);
+        return 0;
+    }
+    uint32_t size = g->size;
+    page_collect(g);
+    b->next = g->free;
+    b->key = tc_key(b);
+    g->free = b;
+    if (--g->used == 0) orphan_idle(a, g);
+    arena_unlock(a);
+    count_free(t, size);
+    return 1;
+}
+
+void tc_free_remote(struct tcache *t, struct spage *g, void *p) {
+    struct tblock *b = p;
+    if (!__atomic_load_n(&g->owner, __ATOMIC_RELAXED) && free_to_orphan(t, g, b)) return;
+    uint32_t size = g->size; /* g may be gone once b is pushed */
+    b->key = tc_key(b);
+    struct tblock *top = __atomic_load_n(&g->thread_free, __ATOMIC_RELAXED);
+    do {
+        b->next = top;
+    } while (!__atomic_compare_exchange_n(&g->thread_free, &top, b, 1, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    count_free(t, size);
+}
+
 /* Page g leaves t (exit, fork, MEMALLOC_TCACHE=0): onto its arena's
  * orphan ring of its class if it has objects in use, or if it is idle and
  * the arena's budget for idle orphans has room for what it touched; else
- * back to the engine. */
+ * back to the engine. From now on, frees into it take the arena's lock
+ * (free_to_orphan), so it goes back once its last object does. */
 static void page_abandon(struct spage *g) {
-    page_collect(g);
     struct arena *a = region_of(g)->arena;
-    size_t i = (size_t)(a - ma_arenas), touched = (size_t)(g->bump - (char *)g);
     arena_lock(a);
-    if (g->used == 0 && orphan_kept[i] + touched > TC_ORPHAN_KEEP) {
-        page_release_locked(a, g);
-    } else {
-        if (g->used == 0) {
-            g->kept = (uint32_t)touched;
-            orphan_kept[i] += touched;
-        }
-        __atomic_store_n(&g->owner, NULL, __ATOMIC_RELAXED);
-        ring_add(&orphans[i][g->k], g);
-    }
+    __atomic_store_n(&g->owner, NULL, __ATOMIC_RELAXED);
+    page_collect(g); /* after the owner is gone: later remote frees lock */
+    ring_add(&orphans[a - ma_arenas][g->k], g);
+    if (g->used == 0) orphan_idle(a, g);
     arena_unlock(a);
 }
 

@@ -12,7 +12,9 @@
  *      owner's next allocations, with no new page;
  *   6. the idle pages of an exited thread wait in its arena, within a
  *      budget, and the next thread adopts them instead of taking new ones;
- *      a trim gives them back.
+ *      a trim gives them back;
+ *   7. the pages of an exited thread whose objects another thread frees
+ *      go back to the heap with their last object, without a trim.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -285,6 +287,38 @@ TEST(test_idle_pages_wait_for_the_next_thread) {
     CHECK(memalloc_check() == 0);
 }
 
+/* ---- 7. objects outliving their thread ---- */
+enum { ON = 20000 };
+static char *outlive[ON];
+static void *allocate_and_exit(void *arg) {
+    (void)arg;
+    for (int i = 0; i < ON; i++) outlive[i] = memalloc(200);
+    return NULL;
+}
+
+TEST(test_orphans_go_back_with_their_last_object) {
+    CHECK(memalloc_trim(0) >= 0);
+    struct memalloc_stats s0 = stats();
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, allocate_and_exit, NULL) == 0);
+    pthread_join(t, NULL);
+    struct memalloc_stats s1 = stats();
+    /* 20000 objects of 208 bytes: 64 pages or so, orphans now */
+    CHECKF(s1.heap_in_use >= s0.heap_in_use + (size_t)ON * 208, "heap_in_use %zu -> %zu",
+           s0.heap_in_use, s1.heap_in_use);
+    for (int i = 0; i < ON; i++) memfree(outlive[i]);
+    CHECK(memalloc_check() == 0);
+    /* back, but what the arena keeps of idle orphans (1 MiB touched) */
+    struct memalloc_stats s2 = stats();
+    CHECKF(s2.heap_in_use <= s0.heap_in_use + TC_ORPHAN_KEEP + 64 * 1024 &&
+               s2.in_use == s0.in_use && s2.arena_cached <= TC_ORPHAN_KEEP + 64 * 1024,
+           "heap_in_use %zu -> %zu -> %zu, arena_cached %zu", s0.heap_in_use, s1.heap_in_use,
+           s2.heap_in_use, s2.arena_cached);
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(stats().heap_in_use <= s0.heap_in_use);
+    CHECK(memalloc_check() == 0);
+}
+
 int main(void) {
     memfree(memalloc(1)); /* the main thread sets its cache up first */
     RUN(test_exit_flushes_the_cache);
@@ -293,5 +327,6 @@ int main(void) {
     RUN(test_fork_returns_other_caches);
     RUN(test_remote_frees_serve_the_owner);
     RUN(test_idle_pages_wait_for_the_next_thread);
+    RUN(test_orphans_go_back_with_their_last_object);
     return harness_finish();
 }
