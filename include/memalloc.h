@@ -67,8 +67,8 @@ struct memalloc_stats {
     size_t peak_mmapped_blocks;
     size_t peak_mmapped_bytes;
     uint64_t total_mmapped_blocks; /* large blocks mapped over the run */
-    size_t thread_cached;          /* bytes of free blocks in thread caches */
-    size_t arena_cached;           /* bytes of such blocks kept by the arenas for refills */
+    size_t thread_cached;          /* free bytes in the size-class pages threads own */
+    size_t arena_cached;           /* free bytes in pages of exited threads, for adoption */
     size_t mmap_cached_blocks;     /* freed mappings kept for reuse */
     size_t mmap_cached_bytes;
     size_t arenas; /* arenas in use (threads are spread over them) */
@@ -82,9 +82,10 @@ enum memalloc_option {
     MEMALLOC_OPT_MMAP_THRESHOLD = 1,     /* bytes: requests >= this get their own mapping */
     MEMALLOC_OPT_TRIM_THRESHOLD = 2,     /* bytes of free heap top kept before purging */
     MEMALLOC_OPT_STATS = 3,              /* 1: print the summary at exit */
-    MEMALLOC_OPT_TCACHE = 4,             /* 1: thread caches (default); 0: none. Setting 0
-                                            empties the calling thread's cache; other
-                                            threads keep theirs until they exit */
+    MEMALLOC_OPT_TCACHE = 4,             /* 1: thread-owned size-class pages (default);
+                                            0: none. Setting 0 gives the calling thread's
+                                            pages up; other threads keep theirs until they
+                                            exit */
     MEMALLOC_OPT_PURGE_DELAY = 5,        /* ms before freed pages go back to the OS (0: at once) */
     MEMALLOC_OPT_HUGEPAGE_THRESHOLD = 6, /* bytes: fresh mapped blocks (malloc, realloc) of
                                             at least this ask for transparent huge pages;

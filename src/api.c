@@ -2,7 +2,7 @@
  * api.c: the entry points' slow paths. Owns lazy initialisation, the
  * bootstrap buffer, the arenas, the request checks (size limits, overflow,
  * errno), the validation of every pointer handed back to us, locking, and
- * fork handling. The work itself is tcache.c's (thread caches), heap.c's
+ * fork handling. The work itself is tcache.c's (size-class pages), heap.c's
  * (regions) or large.c's (own mappings).
  */
 #define _GNU_SOURCE
@@ -181,7 +181,7 @@ bad:
 
 /* ---- entry points ---- */
 
-/* A chunk from the calling thread's arena, without the cache. */
+/* A chunk from the calling thread's arena, without the pages. */
 static void *heap_malloc(size_t n, size_t *zero_len) {
     struct arena *a = tc_arena();
     arena_lock(a);

@@ -67,8 +67,8 @@ struct arena {
 };
 
 /* Arenas: threads are spread over ma_narenas of them (at most one per CPU,
- * and MAX_ARENAS), so that refills and flushes of different threads do not
- * wait on one lock. A chunk goes back to the arena of its region. */
+ * and MAX_ARENAS), so that threads taking and giving back pages and chunks
+ * do not wait on one lock. A chunk goes back to the arena of its region. */
 #define MAX_ARENAS 8
 extern struct arena ma_arenas[MAX_ARENAS];
 extern unsigned ma_narenas;
