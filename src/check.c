@@ -148,7 +148,7 @@ static void check_windows(struct region *r, struct walk *w) {
             i++;
             continue;
         }
-        const struct spage *g = (const struct spage *)(const void *)((char *)r + (i << PAGE_SHIFT));
+        const struct spage *g = page_at((uintptr_t)r + (i << PAGE_SHIFT), 1);
         if (v != 1 || g->tag != tc_key(g) || g->k >= TC_CLASSES || g->nwin == 0) {
             report(w, "window marked without a page", g);
             i++;

@@ -25,8 +25,7 @@ static __thread unsigned char tc_state __attribute__((tls_model("initial-exec"))
 
 uint32_t tc_class_size[TC_CLASSES];
 static uint32_t page_bytes[TC_CLASSES]; /* whole windows */
-static uint32_t page_first[TC_CLASSES]; /* offset of object 0 */
-static uint32_t page_cap[TC_CLASSES];   /* objects a page holds */
+static uint32_t page_align[TC_CLASSES]; /* objects are aligned to this (from the base) */
 /* aligned_next[j][k]: the first class >= k whose objects are aligned to
  * 2^(j + 5) (32 B to 4 KiB), or TC_CLASSES */
 static uint8_t aligned_next[8][TC_CLASSES];
@@ -67,13 +66,14 @@ void tc_init(void) {
             size = ((size_t)1 << e) + ((size_t)j << (e - 3));
         }
         size_t pf = size & (~size + 1); /* the largest power of two dividing size */
-        size_t first = align_up(PAGE_HDR, pf < 4096 ? pf : 4096), bytes = PAGE_WINDOW;
-        /* the page ends 16 bytes short of its windows: the next chunk's head */
+        size_t align = pf < 4096 ? pf : 4096, bytes = PAGE_WINDOW;
+        /* object 0 comes after the header at its last colour, at worst; the
+         * page ends 16 bytes short of its windows: the next chunk's head */
+        size_t first = align_up((PAGE_COLORS - 1) * 64 + PAGE_HDR, align);
         while ((bytes - CHUNK_HDR - first) / size < PAGE_MIN_OBJS) bytes += PAGE_WINDOW;
         tc_class_size[k] = (uint32_t)size;
         page_bytes[k] = (uint32_t)bytes;
-        page_first[k] = (uint32_t)first;
-        page_cap[k] = (uint32_t)((bytes - CHUNK_HDR - first) / size);
+        page_align[k] = (uint32_t)align;
     }
     for (unsigned j = 0; j < 8; j++) {
         unsigned next = TC_CLASSES;
@@ -173,15 +173,26 @@ static int page_extend(struct spage *g) {
     return 1;
 }
 
+/* The object grid of a page of class k whose header is g: from the first
+ * aligned offset past the header to the last whole object. */
+static char *grid_start(const struct spage *g, unsigned k) {
+    char *base = page_base(g);
+    return base + align_up((uintptr_t)((const char *)g - base) + PAGE_HDR, page_align[k]);
+}
+static char *grid_end(const struct spage *g, unsigned k, const char *start) {
+    const char *limit = page_base(g) + page_bytes[k] - CHUNK_HDR;
+    return (char *)start + (size_t)(limit - start) / tc_class_size[k] * tc_class_size[k];
+}
+
 /* A new page of class k for t, carved from arena a (lock held). */
 static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
     char *p = heap_alloc_aligned(a, page_bytes[k], PAGE_WINDOW);
     if (!p) return NULL;
-    struct spage *g = (struct spage *)(void *)p;
+    struct spage *g = (struct spage *)(void *)(p + page_color((uintptr_t)p));
     memset(g, 0, sizeof *g);
-    g->start = g->bump = p + page_first[k];
+    g->start = g->bump = grid_start(g, k);
     g->size = tc_class_size[k];
-    g->end = g->start + (size_t)page_cap[k] * g->size;
+    g->end = grid_end(g, k, g->start);
     g->div = (((uint64_t)1 << 40) + g->size - 1) / g->size;
     g->k = (uint16_t)k;
     g->nwin = (uint8_t)(page_bytes[k] >> PAGE_SHIFT);
@@ -198,7 +209,7 @@ static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
 
 /* Give idle page g (no object in use, on no ring) back to its arena (lock held). */
 static void page_release_locked(struct arena *a, struct spage *g) {
-    struct chunk *c = payload_chunk(g);
+    struct chunk *c = payload_chunk(page_base(g));
     if (g->tag != tc_key(g) || !tag_ok(c) || !cinuse(c) || !pinuse(chunk_next(c))) {
         pthread_mutex_unlock(&a->lock);
         ma_fatal("free", "heap corruption near", g);
@@ -331,7 +342,7 @@ static void count_free(struct tcache *t, uint32_t size) {
 /* An orphan g with no object in use (lock held): kept within the arena's
  * budget for idle orphans, else given back. */
 static void orphan_idle(struct arena *a, struct spage *g) {
-    size_t i = (size_t)(a - ma_arenas), touched = (size_t)(g->bump - (char *)g);
+    size_t i = (size_t)(a - ma_arenas), touched = (size_t)(g->bump - page_base(g));
     if (orphan_kept[i] + touched > TC_ORPHAN_KEEP) {
         ring_del(&orphans[i][g->k], g);
         page_release_locked(a, g);
@@ -461,12 +472,12 @@ struct spage *tc_orphans(const struct arena *a, unsigned k) {
 
 const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache *owner) {
     if (g->tag != tc_key(g)) return "page header overwritten";
-    const struct chunk *c = payload_chunk(g);
+    if (g != page_at((uintptr_t)g, 1)) return "page header off its colour";
+    const struct chunk *c = payload_chunk(page_base(g));
     if (!tag_ok(c) || !cinuse(c) || chunk_size(c) < page_bytes[k])
         return "page is not an in-use chunk of its size";
     if (g->k != k || g->size != tc_class_size[k]) return "page of the wrong class";
-    if (g->start != (const char *)g + page_first[k] ||
-        g->end != g->start + (size_t)page_cap[k] * g->size || g->div == 0)
+    if (g->start != grid_start(g, k) || g->end != grid_end(g, k, g->start) || g->div == 0)
         return "page grid broken";
     const char *bump = __atomic_load_n(&g->bump, __ATOMIC_RELAXED);
     if (bump < g->start || bump > g->end || (size_t)(bump - g->start) % g->size)
@@ -641,7 +652,7 @@ size_t tc_orphan_free(const struct arena *a) {
             for (const struct tblock *b = __atomic_load_n(&g->thread_free, __ATOMIC_ACQUIRE);
                  b && in_use; b = b->next)
                 in_use--;
-            bytes += usable_size(payload_chunk(g)) - in_use * g->size;
+            bytes += usable_size(payload_chunk(page_base(g))) - in_use * g->size;
             g = g->next;
         } while (g != ring);
     }

@@ -8,13 +8,15 @@
  * of the engine whose payload starts on a PAGE_WINDOW boundary and spans a
  * whole number of windows; its objects have no header and sit on a grid:
  *
- *  page -> +-------------------------------+  PAGE_WINDOW-aligned
+ *  base -> +-------------------------------+  PAGE_WINDOW-aligned
+ *          | (colour: 0 to 31 lines)       |
+ *  page -> +-------------------------------+
  *          | owner, grid, bump, free list, |  line 0: all that malloc and
  *          |   used count, class           |    free touch (one line)
  *          | queue links, tag, end         |  line 1: slow paths only
  *          | thread_free: remote frees     |  line 2 (atomic push/exchange)
- *  start-> +-------------------------------+  multiple of the class's power-
- *          | object 0 | object 1 | ...     |    of-two factor, up to 4 KiB
+ *  start-> +-------------------------------+  base + a multiple of the class's
+ *          | object 0 | object 1 | ...     |    power-of-two factor, up to 4 KiB
  *  bump -> | never handed out yet ...      |
  *  end  -> +-------------------------------+
  *
@@ -127,10 +129,24 @@ static inline uintptr_t tc_key(const void *b) {
 /* A free object's key was overwritten (the program wrote to freed memory). */
 __attribute__((noreturn, cold)) void tc_corrupt(const struct tblock *b);
 
+/* A page's header is not at its first byte but "coloured": at one of
+ * PAGE_COLORS cache-line offsets that follow from the page's address, so
+ * that the headers of many pages (all 64 KiB apart) do not compete for
+ * the same set of the processor's cache. */
+#define PAGE_COLORS 32
+static inline uintptr_t page_color(uintptr_t base) {
+    return ((base >> PAGE_SHIFT) & (PAGE_COLORS - 1)) * 64;
+}
+
 /* The page of window byte v (non-zero) for address a. */
 static inline struct spage *page_at(uintptr_t a, unsigned v) {
-    return (struct spage *)((a & ~(uintptr_t)(PAGE_WINDOW - 1)) -
-                            ((uintptr_t)(v - 1) << PAGE_SHIFT));
+    uintptr_t base = (a & ~(uintptr_t)(PAGE_WINDOW - 1)) - ((uintptr_t)(v - 1) << PAGE_SHIFT);
+    return (struct spage *)(base + page_color(base));
+}
+
+/* The first byte of page g: the payload of its chunk. */
+static inline char *page_base(const struct spage *g) {
+    return (char *)((uintptr_t)g & ~(uintptr_t)(PAGE_WINDOW - 1));
 }
 
 /* The window byte of address a in region r: 0 if no page covers a. */

@@ -162,7 +162,8 @@ TEST(test_pages_come_and_go) {
     CHECKF(pages == 8, "%zu pages", pages);
     for (int i = 0; i < N; i++) {
         struct spage *g = page_of(region_of(v[i]), v[i]);
-        if (!CHECK_(g && g->owner == t && g->k == k && ((uintptr_t)g & 0xffff) == 0,
+        if (!CHECK_(g && g->owner == t && g->k == k && ((uintptr_t)page_base(g) & 0xffff) == 0 &&
+                        (char *)g - page_base(g) < 64 * PAGE_COLORS,
                     "an object's page"))
             break;
     }
@@ -262,7 +263,7 @@ TEST(test_checker_walks_the_pages) {
     g->size += 16; /* a header overwritten */
     CHECK(memalloc_check() >= 1);
     g->size -= 16;
-    struct chunk *c = payload_chunk(g);
+    struct chunk *c = payload_chunk(page_base(g));
     size_t head = c->head;
     c->head &= ~CINUSE; /* a page must stay an in-use chunk */
     CHECK(memalloc_check() >= 1);
