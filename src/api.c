@@ -27,11 +27,13 @@ struct arena ma_arenas[MAX_ARENAS];
 unsigned ma_narenas = 1;
 struct counters ma_counters;
 
+/* Only the arenas in use: the others are never touched (no page of them
+ * is resident). ma_narenas is fixed at initialisation. */
 void arenas_lock_all(void) {
-    for (unsigned i = 0; i < MAX_ARENAS; i++) pthread_mutex_lock(&ma_arenas[i].lock);
+    for (unsigned i = 0; i < ma_narenas; i++) pthread_mutex_lock(&ma_arenas[i].lock);
 }
 void arenas_unlock_all(void) {
-    for (unsigned i = MAX_ARENAS; i-- > 0;) pthread_mutex_unlock(&ma_arenas[i].lock);
+    for (unsigned i = ma_narenas; i-- > 0;) pthread_mutex_unlock(&ma_arenas[i].lock);
 }
 
 /* ---- initialisation and the bootstrap buffer ---- */
@@ -94,7 +96,7 @@ static void arena_lock_init(struct arena *a) {
 
 static void fork_child(void) {
     pthread_mutex_init(&large_lock, NULL);
-    for (unsigned i = 0; i < MAX_ARENAS; i++) arena_lock_init(&ma_arenas[i]);
+    for (unsigned i = 0; i < ma_narenas; i++) arena_lock_init(&ma_arenas[i]);
     tc_fork_child();
 }
 
@@ -128,9 +130,10 @@ static __attribute__((noinline, cold)) int init_slow(void) {
     }
     unsigned n = os_ncpu();
     ma_narenas = n < MAX_ARENAS ? n : MAX_ARENAS;
-    /* every lock (fork takes them all), but only the bins of arenas used */
-    for (unsigned i = 0; i < MAX_ARENAS; i++) arena_lock_init(&ma_arenas[i]);
-    for (unsigned i = 0; i < ma_narenas; i++) bins_init(&ma_arenas[i]);
+    for (unsigned i = 0; i < ma_narenas; i++) {
+        arena_lock_init(&ma_arenas[i]);
+        bins_init(&ma_arenas[i]);
+    }
     tc_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child); /* may call malloc: boot buffer */
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);

@@ -218,9 +218,11 @@ int memalloc_check(void) {
     ma_init();
     arenas_lock_all();
     pthread_mutex_lock(&large_lock);
-    for (unsigned i = 0; i < MAX_ARENAS; i++) {
+    for (unsigned i = ma_narenas; i < MAX_ARENAS; i++)
+        EXPECT(&w, !ma_arenas[i].regions && !ma_arenas[i].nregions,
+               "regions in an arena beyond the arena count", &ma_arenas[i]);
+    for (unsigned i = 0; i < ma_narenas; i++) {
         struct arena *a = &ma_arenas[i];
-        if (!a->bins[0].next) continue; /* not initialised: beyond ma_narenas */
         size_t n = 0, before = w.in_use_bytes;
         w.free_chunks = 0;
         for (unsigned b = 0; b < NBINS; b++) w.per_bin[b] = 0;
@@ -229,7 +231,6 @@ int memalloc_check(void) {
             check_region(a, r, &w);
         }
         EXPECT(&w, n == a->nregions, "region count disagrees with the list", a);
-        EXPECT(&w, i < ma_narenas || n == 0, "regions in an arena beyond the arena count", a);
         check_bins(a, &w);
         check_orphans(a, &w);
         EXPECT(&w, w.in_use_bytes - before == a->heap_in_use, "heap_in_use disagrees with the walk",

@@ -28,7 +28,7 @@ void memalloc_get_stats(struct memalloc_stats *out) {
     s.peak_in_use = __atomic_load_n(&ma_counters.peak, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&large_lock);
 
-    for (unsigned i = 0; i < MAX_ARENAS; i++) {
+    for (unsigned i = 0; i < ma_narenas; i++) {
         struct arena *a = &ma_arenas[i];
         pthread_mutex_lock(&a->lock);
         if (a->bins[0].next) { /* bins are set up at initialisation */

@@ -248,8 +248,8 @@ static struct spage *page_new(struct tcache *t, unsigned k) {
         g->kept = 0;
         __atomic_store_n(&g->owner, t, __ATOMIC_RELAXED);
         page_collect(g);
-        if (g->free || page_extend(g)) break;
-        ring_add(&t->queue[k], g); /* full: ours now, for later */
+        if (g->free || g->bump < g->end) break; /* extended after the unlock */
+        ring_add(&t->queue[k], g);              /* full: ours now, for later */
     }
     if (!g) g = page_carve(a, t, k);
     arena_unlock(a);
@@ -268,12 +268,16 @@ static struct spage *page_new(struct tcache *t, unsigned k) {
 void *tc_alloc_slow(struct tcache *t, unsigned k) {
     struct spage *old = t->cur[k], *g, *roomy = NULL;
     if (old != &tc_nopage && page_collect(old)) return tc_pop(t, k);
+    struct spage *first = t->queue[k];
     for (unsigned i = 0; i < QUEUE_SCAN && (g = t->queue[k]) != NULL; i++) {
-        ring_del(&t->queue[k], g);
+        if (i && g == first) break; /* round the whole ring */
         page_collect(g);
-        if (g->free) goto found;
-        ring_add(&t->queue[k], g);
+        if (g->free) {
+            ring_del(&t->queue[k], g);
+            goto found;
+        }
         if (!roomy && g->bump < g->end) roomy = g;
+        t->queue[k] = g->next; /* g becomes the tail: nothing is relinked */
     }
     if (old != &tc_nopage && page_extend(old)) return tc_pop(t, k);
     if (roomy) {
@@ -284,7 +288,7 @@ void *tc_alloc_slow(struct tcache *t, unsigned k) {
     }
     g = page_new(t, k);
     if (!g) return NULL;
-    if (!g->free) page_extend(g); /* a new page: touched out of the lock */
+    if (!g->free) page_extend(g); /* touched out of the lock */
 found:
     if (old != &tc_nopage) ring_add(&t->queue[k], old);
     t->cur[k] = g;
