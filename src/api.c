@@ -288,7 +288,8 @@ void ma_free_slow(void *p, const char *who) {
     struct spage *g = page_of(r, p);
     if (g) {
         tc_validate(g, p, who);
-        struct tcache *t = tc_self();
+        /* set up: a thread that only frees then frees without this path */
+        struct tcache *t = tc_get();
         if (t && __atomic_load_n(&g->owner, __ATOMIC_RELAXED) == t) {
             if (!tc_push(t, p)) ma_fatal(who, "invalid pointer", p); /* cannot happen */
         } else {

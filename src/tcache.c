@@ -376,9 +376,8 @@ static int free_to_orphan(struct tcache *t, struct spage *g, struct tblock *b) {
     return 1;
 }
 
-void tc_free_remote(struct tcache *t, struct spage *g, void *p) {
-    struct tblock *b = p;
-    if (!__atomic_load_n(&g->owner, __ATOMIC_RELAXED) && free_to_orphan(t, g, b)) return;
+/* Push b onto g's list of remote frees (g has an owner, not t). */
+static void push_remote(struct tcache *t, struct spage *g, struct tblock *b) {
     uint32_t size = g->size; /* g may be gone once b is pushed */
     b->key = tc_key(b);
     struct tblock *top = __atomic_load_n(&g->thread_free, __ATOMIC_RELAXED);
@@ -387,6 +386,18 @@ void tc_free_remote(struct tcache *t, struct spage *g, void *p) {
     } while (!__atomic_compare_exchange_n(&g->thread_free, &top, b, 1, __ATOMIC_RELEASE,
                                           __ATOMIC_RELAXED));
     count_free(t, size);
+}
+
+int tc_push_remote(struct tcache *t, struct tcache *owner, struct spage *g, struct tblock *b) {
+    if (!owner || t == &tc_empty) return 0;
+    push_remote(t, g, b);
+    return 1;
+}
+
+void tc_free_remote(struct tcache *t, struct spage *g, void *p) {
+    struct tblock *b = p;
+    if (!__atomic_load_n(&g->owner, __ATOMIC_RELAXED) && free_to_orphan(t, g, b)) return;
+    push_remote(t, g, b);
 }
 
 /* Page g leaves t (exit, fork, MEMALLOC_TCACHE=0): onto its arena's

@@ -187,10 +187,16 @@ static inline void *tc_pop(struct tcache *t, unsigned k) {
  * or spans several windows (tc_push): keep it, or give it back. */
 void tc_page_idle(struct tcache *t, struct spage *g);
 
+/* Free b, an object in use of page g, owned by another thread (owner):
+ * onto g's list of remote frees. 0 if the slow path must do it: g is an
+ * orphan (owner NULL), or the calling thread has no cache. */
+int tc_push_remote(struct tcache *t, struct tcache *owner, struct spage *g, struct tblock *b);
+
 /*
- * Push p onto its page's free list if the calling thread owns that page and
- * p is an object of it in use; 0 sends the caller to the slow path, which
- * validates p fully (and frees it into another thread's page, or a chunk).
+ * Free p if it is an object in use of a page: onto the page's free list if
+ * the calling thread owns the page, else onto its list of remote frees;
+ * 0 sends the caller to the slow path, which validates p fully (and frees
+ * it into an orphan, or frees a chunk).
  */
 static inline int tc_push(struct tcache *t, void *p) {
     uintptr_t a = (uintptr_t)p;
@@ -199,9 +205,11 @@ static inline int tc_push(struct tcache *t, void *p) {
     unsigned v = page_window(region_of(p), a);
     if (!v) return 0;
     struct spage *g = page_at(a, v);
-    if (__atomic_load_n(&g->owner, __ATOMIC_RELAXED) != t || !page_holds(g, p)) return 0;
+    struct tcache *owner = __atomic_load_n(&g->owner, __ATOMIC_RELAXED);
+    if (!page_holds(g, p)) return 0;
     struct tblock *b = p;
     if (b->key == tc_key(b)) return 0; /* free already: the slow path says so */
+    if (__builtin_expect(owner != t, 0)) return tc_push_remote(t, owner, g, b);
     b->next = g->free;
     b->key = tc_key(b);
     g->free = b;
