@@ -12,6 +12,25 @@
 #include "error.h"
 #include "options.h"
 
+/* Free chunks this large give their inner pages back once SPAN_DIRTY_MAX
+ * bytes have been freed into such chunks, and once they have been free for
+ * the purge delay: what is reused sooner is never purged and faulted in
+ * again. */
+#define PURGE_SPAN     ((size_t)32 << 10)
+#define SPAN_DIRTY_MAX ((size_t)128 << 10)
+#define SPAN_YOUNG_MAX ((size_t)2 << 20)
+
+/* A free chunk of PURGE_SPAN or more that is not its region's top keeps
+ * the os_now_ms() time it was freed at in its payload, past its links (the
+ * top is purged by its own rule; and its bytes past the links may lie
+ * above the fresh mark, which must stay zero). */
+static int is_span(const struct chunk *c, size_t size) {
+    return size >= PURGE_SPAN && chunk_at(c, size) != region_fence(region_of(c));
+}
+static uint64_t *span_stamp(const struct chunk *c) {
+    return (uint64_t *)(void *)((char *)c + MIN_CHUNK);
+}
+
 /*
  * Carve an in-use chunk of nb bytes from free, unbinned chunk c:
  *  1. if the rest can hold a minimum chunk, split it off as a free chunk,
@@ -24,6 +43,8 @@ static void carve(struct arena *a, struct chunk *c, size_t nb) {
     size_t pflag = head_get(c) & PINUSE;
     if (size - nb >= MIN_CHUNK) {
         struct chunk *rest = chunk_at(c, nb);
+        /* the rest was freed when c was (a top's stamp is never read) */
+        if (is_span(rest, size - nb)) *span_stamp(rest) = *span_stamp(c);
         set_head(c, nb, CINUSE | pflag);
         set_head(rest, size - nb, PINUSE);
         set_foot(rest, size - nb);
@@ -90,6 +111,7 @@ void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align) {
     if (lead) {
         size_t size = chunk_size(c);
         struct chunk *c2 = chunk_at(c, lead);
+        if (is_span(c2, size - lead)) *span_stamp(c2) = *span_stamp(c);
         set_head(c, lead, head_get(c) & PINUSE);
         set_foot(c, lead);
         bin_insert(a, c);
@@ -105,11 +127,6 @@ static _Noreturn void corrupt(struct arena *a, const struct chunk *near) {
     ma_fatal("free", "heap corruption near", chunk_payload(near));
 }
 
-/* Free chunks this large give their inner pages back once SPAN_DIRTY_MAX
- * bytes have been freed into such chunks (after the purge delay). */
-#define PURGE_SPAN     ((size_t)32 << 10)
-#define SPAN_DIRTY_MAX ((size_t)128 << 10)
-
 /* Purge the whole pages of free chunk c past its header and links; its
  * footer, in the next chunk, stays. Marks c PURGED (a merge or a split
  * writes a new head without the mark). 1 if anything was purged. */
@@ -124,17 +141,29 @@ static int purge_inside(struct chunk *c) {
 }
 
 /* Purge every free chunk of PURGE_SPAN or more but the regions' tops
- * (those purged already and not merged since are skipped). */
-static void purge_spans(struct arena *a) {
+ * that has been free for the purge delay (those purged already and not
+ * merged since are skipped); 1 if a younger one was left for later. A
+ * stamp in the future cannot be a real one: such a chunk is purged. */
+static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
+    int left = 0;
+    size_t young = 0; /* bytes of young spans left: at most SPAN_YOUNG_MAX */
     for (unsigned i = bin_index(PURGE_SPAN); i < NBINS; i++) {
         struct freelink *bin = &a->bins[i];
         for (struct freelink *l = bin->next; l != bin; l = l->next) {
             struct chunk *c = link_chunk(l);
-            if (chunk_size(c) >= PURGE_SPAN && chunk_next(c) != region_fence(region_of(c)))
-                purge_inside(c);
+            size_t size = chunk_size(c);
+            if (!is_span(c, size) || (head_get(c) & PURGED)) continue;
+            uint64_t t = *span_stamp(c);
+            if (t <= now && now - t < delay && young + size <= SPAN_YOUNG_MAX) {
+                young += size;
+                left = 1;
+                continue;
+            }
+            purge_inside(c);
         }
     }
     a->span_dirty = 0;
+    return left;
 }
 
 /* Purge region r's top chunk, if it has one, down to half the trim
@@ -148,11 +177,12 @@ static void purge_top(struct region *r) {
         region_purge_top(r, c, trim / 2);
 }
 
-/* A purge pass over the arena: every dirty top, then every large span. */
+/* A purge pass over the arena: every dirty top, then every large span
+ * free for the purge delay; another pass is due for the younger ones. */
 static void purge_now(struct arena *a) {
+    uint64_t delay = opt_get(OPT_PURGE_DELAY), now = delay ? os_now_ms() : 0;
     for (struct region *r = a->regions; r; r = r->next) purge_top(r);
-    purge_spans(a);
-    a->purge_due = 0;
+    a->purge_due = purge_spans(a, now, delay) ? now + delay : 0;
 }
 
 /* Purging is due: now, or after the purge delay (a pass then serves all
@@ -212,6 +242,7 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     set_foot(c, size);
     next = chunk_at(c, size);
     head_clear(next, PINUSE);
+    if (is_span(c, size)) *span_stamp(c) = os_now_ms();
 
     if (size == REGION_CAPACITY) { /* the region is empty */
         if (a->spare && a->spare != r && region_is_empty(a->spare)) {

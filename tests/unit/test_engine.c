@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -231,6 +232,88 @@ TEST(test_purge_and_unmap) {
     memfree(again);
 }
 
+/* A span of SPAN 4000-byte blocks between two live blocks, touched: freed,
+ * it is one free chunk of about SPAN * 4 KiB. */
+enum { SPAN = 400 };
+static char *make_span(char **v) {
+    memalloc(100); /* left and right neighbours, kept */
+    for (int i = 0; i < SPAN; i++) memset(v[i] = memalloc(4000), 3, 4000);
+    memalloc(100);
+    return v[0];
+}
+static void free_span(char **v) {
+    for (int i = 0; i < SPAN; i++) memfree(v[i]);
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Blocks of a span whose pages (the first and the last) are resident. */
+static int resident_blocks(char **v) {
+    int n = 0;
+    for (int i = 0; i < SPAN; i++)
+        n += resident_pages(v[i], 1) + resident_pages(v[i] + 3999, 1) == 2;
+    return n;
+}
+
+/* A purge pass gives back only the spans free for the purge delay: a span
+ * freed shortly before the pass stays resident until the next one; and
+ * such young spans are kept up to 2 MiB per arena. */
+TEST(test_purge_waits_for_the_delay) {
+    enum { DELAY = 300 };
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, DELAY) == 0);
+    static char *va[SPAN], *vb[SPAN];
+    make_span(va);
+    make_span(vb);
+    free_span(va);
+    double t_a = now_ms();
+    usleep(150 * 1000);
+    free_span(vb);
+    double t_b = now_ms();
+    CHECK(resident_blocks(va) == SPAN && resident_blocks(vb) == SPAN);
+    usleep(200 * 1000);
+    memfree(memalloc(4000)); /* a call that takes the lock runs the due pass */
+    double t_pass = now_ms();
+    CHECKF(resident_blocks(va) < SPAN / 10, "span freed %.0f ms before the pass", t_pass - t_a);
+    if (t_pass - t_b < DELAY - 50) /* (a loaded machine may sleep longer) */
+        CHECKF(resident_blocks(vb) == SPAN, "span freed %.0f ms before the pass", t_pass - t_b);
+    usleep((DELAY + 50) * 1000);
+    memfree(memalloc(4000));
+    CHECK(resident_blocks(vb) < SPAN / 10);
+    CHECK(memalloc_check() == 0);
+
+    /* young spans are kept up to 2 MiB per arena: of 2.4 MB freed just
+     * before a pass, at most 2 MiB stays resident (blocks of 1.2 MB, in
+     * the heap: the mmap threshold is raised; the last one stays live, so
+     * that the others are not the region's top) */
+    enum { BIG = 1200 << 10 };
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 8 << 20) == 0);
+    char *c = memalloc(BIG), *d = memalloc(BIG), *e = memalloc(BIG), *f = memalloc(BIG);
+    REQUIRE(c && d && e && f && region_lookup(d) && region_lookup(e));
+    memset(c, 1, BIG), memset(d, 1, BIG), memset(e, 1, BIG), memset(f, 1, BIG);
+    memfree(c); /* makes a pass due in DELAY ms */
+    double t_c = now_ms();
+    usleep((DELAY - 100) * 1000);
+    double t_de = now_ms();
+    memfree(d);
+    memfree(e);
+    usleep(150 * 1000);
+    memfree(memalloc(4000)); /* runs the pass that c's free made due */
+    t_pass = now_ms();
+    CHECK(resident_pages(c, BIG) < 8);
+    if (t_de - t_c < DELAY - 20 && t_pass - t_de < DELAY - 50) { /* (see above) */
+        size_t kept = resident_pages(d, BIG) + resident_pages(e, BIG);
+        CHECKF(kept <= (2 << 20) / 4096 + 8, "%zu pages of 2 x %d KiB young kept", kept, BIG >> 10);
+    }
+    memfree(f);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
+}
+
 TEST(test_alignment) {
     for (size_t a = 1; a <= ((size_t)32 << 20); a <<= 1) {
         size_t sizes[] = {0, 1, 100, 5000, 200000};
@@ -345,6 +428,7 @@ int main(void) {
     RUN(test_large_blocks);
     RUN(test_fresh_pages);
     RUN(test_purge_and_unmap);
+    RUN(test_purge_waits_for_the_delay);
     RUN(test_alignment);
     RUN(test_checker_sees_corruption);
     RUN(test_misuse_reports);
