@@ -25,7 +25,7 @@
  *
  * Each region keeps one byte per window (region->win): 0 if no page covers
  * it, else 1 + the window's index inside its page; free() finds the page of
- * any pointer with a mask and that byte, without a lock.
+ * any pointer with a mask, that byte and the colour, without a lock.
  *
  *  - malloc pops the free list of the thread's current page of the class;
  *  - free by the owner pushes onto the page's free list; free by any other
@@ -36,7 +36,9 @@
  *    of current pages several windows long, a thread keeps one idle);
  *    a thread that exits hands its pages to the arena ("orphans": those in
  *    use, and idle ones within TC_ORPHAN_KEEP), where the next thread
- *    needing a page of that class adopts them.
+ *    needing a page of that class adopts them; meanwhile frees into an
+ *    orphan take the arena's lock, so that it goes back with its last
+ *    object.
  *
  * A free object keeps, in its first 16 bytes:
  *    next  the next free object, or NULL;
