@@ -172,14 +172,14 @@ static void check_cache(const struct tcache *t, struct walk *w) {
         const struct spage *g = t->cur[k];
         if (g != &tc_nopage) {
             expect_page(w, g, k, t);
-            EXPECT(w, !g->queued, "current page also queued", g);
+            EXPECT(w, !g->next, "current page also queued", g);
             w->pages_walked++;
         }
         const struct spage *ring = t->queue[k];
         size_t n = 0;
         for (g = ring; g && (n == 0 || g != ring); g = g->next) {
             expect_page(w, g, k, t);
-            EXPECT(w, g->queued && g->next->prev == g, "broken page queue", g);
+            EXPECT(w, g->next && g->next->prev == g, "broken page queue", g);
             w->pages_walked++;
             if (++n > 1u << 20) {
                 report(w, "page queue without end: a cycle?", g);
@@ -198,7 +198,7 @@ static void check_orphans(struct arena *a, struct walk *w) {
         for (g = ring; g && (n == 0 || g != ring); g = g->next) {
             expect_page(w, g, k, NULL);
             EXPECT(w, region_of(g)->arena == a, "orphaned page of another arena", g);
-            EXPECT(w, g->queued && g->next->prev == g, "broken orphan ring", g);
+            EXPECT(w, g->next && g->next->prev == g, "broken orphan ring", g);
             EXPECT(w, (g->used == 0) == (g->kept != 0), "idle orphan not counted, or counted busy",
                    g);
             kept += g->kept;

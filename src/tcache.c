@@ -105,7 +105,6 @@ static void ring_add(struct spage **ring, struct spage *g) {
         h->prev->next = g;
         h->prev = g;
     }
-    g->queued = 1;
 }
 
 static void ring_push_head(struct spage **ring, struct spage *g) {
@@ -121,8 +120,7 @@ static void ring_del(struct spage **ring, struct spage *g) {
         g->next->prev = g->prev;
         if (*ring == g) *ring = g->next;
     }
-    g->next = g->prev = NULL;
-    g->queued = 0;
+    g->next = g->prev = NULL; /* on no ring */
 }
 
 /* ---- pages ---- */

@@ -82,9 +82,9 @@ struct spage {
     uint32_t used;        /* handed out, less what came back (thread_free not yet) */
     uint16_t k;           /* class */
     uint8_t nwin;         /* windows the page spans */
-    uint8_t queued;       /* on its owner's queue or an orphan list */
     /* line 1: slow paths only */
-    _Alignas(64) struct spage *next; /* the owner's queue of class k, or an orphan list */
+    _Alignas(64) struct spage *next; /* the owner's queue of class k, or an orphan ring; */
+    /* NULL while on no ring */
     struct spage *prev;
     uintptr_t tag; /* os_cookie_value ^ address: a sane header */
     char *end;     /* past the last object */
