@@ -438,17 +438,18 @@ void tc_trim(struct tcache *t) {
                     page_release(g);
                 }
             }
-            struct spage *ring = t->queue[k];
+            /* once round the queue: idle pages go, the head moves past the rest */
             size_t n = 0;
-            for (g = ring; g && (n == 0 || g != ring); n++) g = g->next;
+            for (g = t->queue[k]; g && (n == 0 || g != t->queue[k]); n++) g = g->next;
             for (; n > 0; n--) {
                 g = t->queue[k];
-                ring_del(&t->queue[k], g);
                 page_collect(g);
-                if (g->used == 0)
+                if (g->used == 0) {
+                    ring_del(&t->queue[k], g);
                     page_release(g);
-                else
-                    ring_add(&t->queue[k], g);
+                } else {
+                    t->queue[k] = g->next;
+                }
             }
         }
     }
