@@ -261,7 +261,7 @@ void *ma_aligned(size_t align, size_t n) {
     } else {
         struct arena *a = tc_arena();
         arena_lock(a);
-        p = heap_alloc_aligned(a, nb, align);
+        p = heap_alloc_aligned(a, nb, align, CHUNK_HDR);
         if (p) stats_on_alloc(usable_size(payload_chunk(p)));
         arena_unlock(a);
     }

@@ -83,31 +83,31 @@ void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len) {
 }
 
 /*
- * Aligned carve:
- *  1. a chunk that fits nb may have an aligned payload already, or room
- *     for a gap of at least MIN_CHUNK before one (a page freed between
+ * Aligned carve (the byte at offset off from the chunk aligned):
+ *  1. a chunk that fits nb may be aligned already, or have room for a gap
+ *     of at least MIN_CHUNK before an aligned place (a page freed between
  *     two others, the top of a region the last page ended at): use it;
  *  2. else take a chunk big enough for nb plus align plus a minimum chunk,
- *     so that an aligned payload exists with either no gap or a gap of at
+ *     so that an aligned place exists with either no gap or a gap of at
  *     least MIN_CHUNK before it.
  * The gap becomes a free chunk of its own (its previous neighbour is in
  * use, so it does not coalesce); the rest is carved as usual.
  */
-static size_t aligned_gap(const struct chunk *c, size_t align) {
-    uintptr_t p = (uintptr_t)chunk_payload(c), q = align_up(p, align);
+static size_t aligned_gap(const struct chunk *c, size_t align, size_t off) {
+    uintptr_t p = (uintptr_t)c + off, q = align_up(p, align);
     while (q != p && q - p < MIN_CHUNK) q += align;
     return q - p;
 }
 
-void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align) {
+void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align, size_t off) {
     struct chunk *c = bin_take(a, nb);
-    if (c && aligned_gap(c, align) + nb > chunk_size(c)) {
+    if (c && aligned_gap(c, align, off) + nb > chunk_size(c)) {
         bin_insert(a, c);
         c = NULL;
     }
     if (!c) c = find_chunk(a, nb + align + MIN_CHUNK);
     if (!c) return NULL;
-    size_t lead = aligned_gap(c, align);
+    size_t lead = aligned_gap(c, align, off);
     if (lead) {
         size_t size = chunk_size(c);
         struct chunk *c2 = chunk_at(c, lead);

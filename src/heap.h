@@ -127,7 +127,9 @@ int region_is_empty(const struct region *r);
 /* Allocate a chunk of size nb; *zero_len is the number of payload bytes
  * that may be dirty (calloc must clear them; the rest is fresh zero). */
 void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len);
-void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align);
+/* Allocate a chunk of size nb whose byte at offset off (CHUNK_HDR: the
+ * payload; 0: the chunk itself) is a multiple of align; its payload. */
+void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align, size_t off);
 /* Free in-use chunk c; returns a region the caller must unmap, or NULL. */
 struct region *heap_free(struct arena *a, struct chunk *c);
 /* Resize in-use chunk c to nb in place (growing, up to want >= nb if the

@@ -59,18 +59,18 @@ static void tc_exit(void *arg);
 void tc_init(void) {
     for (unsigned k = 0; k < TC_CLASSES; k++) {
         size_t size;
-        if (k <= 64) {
+        if (k <= TC_FINE / 16) {
             size = k ? (size_t)k * 16 : 16;
         } else {
-            unsigned e = 10 + (k - 65) / 8, j = (k - 65) % 8 + 1;
-            size = ((size_t)1 << e) + ((size_t)j << (e - 3));
+            unsigned i = k - TC_FINE / 16 - 1;
+            unsigned e = TC_FINE_LOG + (i >> TC_SPLIT), j = (i & ((1u << TC_SPLIT) - 1)) + 1;
+            size = ((size_t)1 << e) + ((size_t)j << (e - TC_SPLIT));
         }
         size_t pf = size & (~size + 1); /* the largest power of two dividing size */
         size_t align = pf < 4096 ? pf : 4096, bytes = PAGE_WINDOW;
-        /* object 0 comes after the header at its last colour, at worst; the
-         * page ends 16 bytes short of its windows: the next chunk's head */
-        size_t first = align_up((PAGE_COLORS - 1) * 64 + PAGE_HDR, align);
-        while ((bytes - CHUNK_HDR - first) / size < PAGE_MIN_OBJS) bytes += PAGE_WINDOW;
+        /* object 0 comes after the header at its last colour, at worst */
+        size_t first = align_up(page_color_offset(PAGE_COLORS - 1) + PAGE_HDR, align);
+        while ((bytes - first) / size < PAGE_MIN_OBJS) bytes += PAGE_WINDOW;
         tc_class_size[k] = (uint32_t)size;
         page_bytes[k] = (uint32_t)bytes;
         page_align[k] = (uint32_t)align;
@@ -178,15 +178,16 @@ static char *grid_start(const struct spage *g, unsigned k) {
     return base + align_up((uintptr_t)((const char *)g - base) + PAGE_HDR, page_align[k]);
 }
 static char *grid_end(const struct spage *g, unsigned k, const char *start) {
-    const char *limit = page_base(g) + page_bytes[k] - CHUNK_HDR;
+    const char *limit = page_base(g) + page_bytes[k];
     return (char *)start + (size_t)(limit - start) / tc_class_size[k] * tc_class_size[k];
 }
 
 /* A new page of class k for t, carved from arena a (lock held). */
 static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
-    char *p = heap_alloc_aligned(a, page_bytes[k], PAGE_WINDOW);
+    char *p = heap_alloc_aligned(a, page_bytes[k], PAGE_WINDOW, 0);
     if (!p) return NULL;
-    struct spage *g = (struct spage *)(void *)(p + page_color((uintptr_t)p));
+    char *base = (char *)payload_chunk(p);
+    struct spage *g = (struct spage *)(void *)(base + page_color((uintptr_t)base));
     memset(g, 0, sizeof *g);
     g->start = g->bump = grid_start(g, k);
     g->size = tc_class_size[k];
@@ -207,7 +208,7 @@ static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
 
 /* Give idle page g (no object in use, on no ring) back to its arena (lock held). */
 static void page_release_locked(struct arena *a, struct spage *g) {
-    struct chunk *c = payload_chunk(page_base(g));
+    struct chunk *c = page_chunk(g);
     if (g->tag != tc_key(g) || !tag_ok(c) || !cinuse(c) || !pinuse(chunk_next(c))) {
         pthread_mutex_unlock(&a->lock);
         ma_fatal("free", "heap corruption near", g);
@@ -487,7 +488,7 @@ struct spage *tc_orphans(const struct arena *a, unsigned k) {
 const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache *owner) {
     if (g->tag != tc_key(g)) return "page header overwritten";
     if (g != page_at((uintptr_t)g, 1)) return "page header off its colour";
-    const struct chunk *c = payload_chunk(page_base(g));
+    const struct chunk *c = page_chunk(g);
     if (!tag_ok(c) || !cinuse(c) || chunk_size(c) < page_bytes[k])
         return "page is not an in-use chunk of its size";
     if (g->k != k || g->size != tc_class_size[k]) return "page of the wrong class";
@@ -666,7 +667,7 @@ size_t tc_orphan_free(const struct arena *a) {
             for (const struct tblock *b = __atomic_load_n(&g->thread_free, __ATOMIC_ACQUIRE);
                  b && in_use; b = b->next)
                 in_use--;
-            bytes += usable_size(payload_chunk(page_base(g))) - in_use * g->size;
+            bytes += usable_size(page_chunk(g)) - in_use * g->size;
             g = g->next;
         } while (g != ring);
     }

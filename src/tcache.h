@@ -5,10 +5,11 @@
  *
  * Requests up to TC_MAX_REQUEST are rounded up to a size class and served
  * from a page of that class that the calling thread owns. A page is a chunk
- * of the engine whose payload starts on a PAGE_WINDOW boundary and spans a
- * whole number of windows; its objects have no header and sit on a grid:
+ * of the engine that starts on a PAGE_WINDOW boundary and spans a whole
+ * number of windows; its objects have no header and sit on a grid:
  *
  *  base -> +-------------------------------+  PAGE_WINDOW-aligned
+ *          | the chunk's head              |  line 0
  *          | (colour: 0 to 31 lines)       |
  *  page -> +-------------------------------+
  *          | owner, grid, bump, free list, |  line 0: all that malloc and
@@ -18,7 +19,13 @@
  *  start-> +-------------------------------+  base + a multiple of the class's
  *          | object 0 | object 1 | ...     |    power-of-two factor, up to 4 KiB
  *  bump -> | never handed out yet ...      |
- *  end  -> +-------------------------------+
+ *  end  -> +-------------------------------+  at most base + the windows:
+ *                                               the next chunk's head
+ *
+ * A lightly used page thus touches one system page of memory: its chunk's
+ * head, its header and its first objects share it, and the next chunk's
+ * head is on the first system page of the next window (often the next
+ * page's own first).
  *
  * so an object of a class whose size is a multiple of 2^j (j <= 12) is
  * aligned to 2^j: posix_memalign is served from the pages as well.
@@ -59,10 +66,17 @@
 #include "chunk.h"
 #include "heap.h"
 
-#define TC_CLASSES     113
+#ifndef TC_FINE_LOG
+#define TC_FINE_LOG 10 /* classes 16 bytes apart up to 2^TC_FINE_LOG */
+#endif
+#ifndef TC_SPLIT
+#define TC_SPLIT 3 /* then 2^TC_SPLIT classes per power of two */
+#endif
+#define TC_FINE        (1u << TC_FINE_LOG)
 #define TC_MAX_REQUEST ((size_t)65536) /* the largest class */
-#define PAGE_HDR       192             /* three cache lines */
-#define PAGE_MIN_OBJS  8               /* a page holds at least this many objects */
+#define TC_CLASSES     (TC_FINE / 16 + 1 + ((16 - TC_FINE_LOG) << TC_SPLIT))
+#define PAGE_HDR       192 /* three cache lines */
+#define PAGE_MIN_OBJS  8   /* a page holds at least this many objects */
 
 struct tblock {
     struct tblock *next;
@@ -111,14 +125,15 @@ extern struct spage tc_nopage;
 extern uint32_t tc_class_size[TC_CLASSES];
 
 /* Class of a request of n <= TC_MAX_REQUEST bytes: the smallest class whose
- * size is >= n. Every multiple of 16 up to 1024 is a class (k = n / 16, and
- * class 0 is 16 bytes like class 1), then eight per power of two:
- *   class 64 + 8 * (e - 10) + j, 1 <= j <= 8:  size 2^e + j * 2^(e - 3). */
+ * size is >= n. Every multiple of 16 up to TC_FINE is a class (k = n / 16,
+ * and class 0 is 16 bytes like class 1), then 2^TC_SPLIT per power of two:
+ *   class TC_FINE / 16 + 2^TC_SPLIT * (e - log2 TC_FINE) + j, 1 <= j <= 2^TC_SPLIT:
+ *   size 2^e + j * 2^(e - TC_SPLIT). */
 static inline unsigned tc_class(size_t n) {
-    if (n <= 1024) return (unsigned)((n + 15) >> 4);
+    if (n <= TC_FINE) return (unsigned)((n + 15) >> 4);
     unsigned e = 63u - (unsigned)__builtin_clzll(n - 1); /* 2^e < n <= 2^(e+1) */
-    unsigned j = (unsigned)((n - 1) >> (e - 3)) & 7u;
-    return 64u + (e - 10u) * 8u + j + 1u;
+    unsigned j = (unsigned)((n - 1) >> (e - TC_SPLIT)) & ((1u << TC_SPLIT) - 1);
+    return TC_FINE / 16 + ((e - TC_FINE_LOG) << TC_SPLIT) + j + 1u;
 }
 
 static inline uintptr_t tc_key(const void *b) {
@@ -131,13 +146,17 @@ static inline uintptr_t tc_key(const void *b) {
 /* A free object's key was overwritten (the program wrote to freed memory). */
 __attribute__((noreturn, cold)) void tc_corrupt(const struct tblock *b);
 
-/* A page's header is not at its first byte but "coloured": at one of
- * PAGE_COLORS cache-line offsets that follow from the page's address, so
- * that the headers of many pages (all 64 KiB apart) do not compete for
- * the same set of the processor's cache. */
+/* A page's header is not right after its chunk's head but "coloured": at
+ * one of PAGE_COLORS cache-line offsets that follow from the page's
+ * address, so that the headers of many pages (all 64 KiB apart) do not
+ * compete for the same set of the processor's cache. Line 0 of the page
+ * is its chunk's head (and the previous chunk's last bytes). */
 #define PAGE_COLORS 32
+static inline size_t page_color_offset(unsigned color) {
+    return 64 + (size_t)color * 64;
+}
 static inline uintptr_t page_color(uintptr_t base) {
-    return ((base >> PAGE_SHIFT) & (PAGE_COLORS - 1)) * 64;
+    return page_color_offset((unsigned)(base >> PAGE_SHIFT) & (PAGE_COLORS - 1));
 }
 
 /* The page of window byte v (non-zero) for address a. */
@@ -146,9 +165,12 @@ static inline struct spage *page_at(uintptr_t a, unsigned v) {
     return (struct spage *)(base + page_color(base));
 }
 
-/* The first byte of page g: the payload of its chunk. */
+/* The first byte of page g: its chunk, on a window boundary. */
 static inline char *page_base(const struct spage *g) {
     return (char *)((uintptr_t)g & ~(uintptr_t)(PAGE_WINDOW - 1));
+}
+static inline struct chunk *page_chunk(const struct spage *g) {
+    return (struct chunk *)(void *)page_base(g);
 }
 
 /* The window byte of address a in region r: 0 if no page covers a. */

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -163,7 +164,8 @@ TEST(test_pages_come_and_go) {
     for (int i = 0; i < N; i++) {
         struct spage *g = page_of(region_of(v[i]), v[i]);
         if (!CHECK_(g && g->owner == t && g->k == k && ((uintptr_t)page_base(g) & 0xffff) == 0 &&
-                        (char *)g - page_base(g) < 64 * PAGE_COLORS,
+                        (char *)g - page_base(g) >= 64 &&
+                        (char *)g - page_base(g) <= (ptrdiff_t)page_color_offset(PAGE_COLORS - 1),
                     "an object's page"))
             break;
     }
@@ -186,6 +188,48 @@ TEST(test_pages_come_and_go) {
     CHECK(g != NULL && g->nwin > 1 && (size_t)(g->end - g->start) / g->size >= PAGE_MIN_OBJS);
     CHECK(page_of(region_of(big), big + TC_MAX_REQUEST - 1) == g);
     memfree(big);
+    CHECK(memalloc_check() == 0);
+}
+
+/* Resident system pages of [p, p + len) (whole pages), or -1. */
+static long resident(const void *p, size_t len) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char vec[64];
+    if (len / page > sizeof vec || mincore((void *)p, len, vec) != 0) return -1;
+    long n = 0;
+    for (size_t i = 0; i < len / page; i++) n += vec[i] & 1;
+    return n;
+}
+
+static int thp_always(void) {
+    char buf[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+        fclose(f);
+    }
+    return strstr(buf, "[always]") != NULL;
+}
+
+TEST(test_light_page_touches_one_system_page) {
+    /* a page holding one object has touched only its first system page:
+     * chunk head, page header and object share it, and the next chunk's
+     * head is in the next window */
+    if (thp_always()) {
+        printf("  (skipped: transparent huge pages are 'always' here)\n");
+        return;
+    }
+    CHECK(memalloc_trim(0) >= 0); /* idle pages back, free spans purged */
+    char *p = memalloc(3000);
+    REQUIRE(p != NULL);
+    struct spage *g = page_of(region_of(p), p);
+    REQUIRE(g != NULL && g->nwin == 1);
+    size_t sys = (size_t)sysconf(_SC_PAGESIZE);
+    CHECK((char *)page_chunk(g) == page_base(g) && cinuse(page_chunk(g)));
+    CHECK(p + 3000 <= page_base(g) + sys);
+    long n = resident(page_base(g) + sys, PAGE_WINDOW - sys);
+    CHECKF(n == 0, "%ld system pages of the window past the first resident", n);
+    memfree(p);
     CHECK(memalloc_check() == 0);
 }
 
@@ -263,7 +307,7 @@ TEST(test_checker_walks_the_pages) {
     g->size += 16; /* a header overwritten */
     CHECK(memalloc_check() >= 1);
     g->size -= 16;
-    struct chunk *c = payload_chunk(page_base(g));
+    struct chunk *c = page_chunk(g);
     size_t head = c->head;
     c->head &= ~CINUSE; /* a page must stay an in-use chunk */
     CHECK(memalloc_check() >= 1);
@@ -452,6 +496,7 @@ int main(void) {
     RUN(test_classes);
     RUN(test_reuse_from_the_page);
     RUN(test_pages_come_and_go);
+    RUN(test_light_page_touches_one_system_page);
     RUN(test_misuse_of_cached_blocks);
     RUN(test_checker_walks_the_pages);
     RUN(test_cache_off);
