@@ -24,6 +24,18 @@ __thread struct tcache *tc_current __attribute__((tls_model("initial-exec"))) = 
 static __thread unsigned char tc_state __attribute__((tls_model("initial-exec")));
 
 uint32_t tc_class_size[TC_CLASSES];
+/* tc_class() of every n <= 1024, by (n + 15) / 16 */
+/* clang-format off */
+const uint8_t tc_small_class[65] = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8,          /* 16-byte steps to 128 */
+    [9 ... 10] = 9,   [11 ... 12] = 10, /* 160, 192 */
+    [13 ... 14] = 11, [15 ... 16] = 12, /* 224, 256 */
+    [17 ... 20] = 13, [21 ... 24] = 14, /* 320, 384 */
+    [25 ... 28] = 15, [29 ... 32] = 16, /* 448, 512 */
+    [33 ... 40] = 17, [41 ... 48] = 18, /* 640, 768 */
+    [49 ... 56] = 19, [57 ... 64] = 20, /* 896, 1024 */
+};
+/* clang-format on */
 static uint32_t page_bytes[TC_CLASSES]; /* whole windows */
 static uint32_t page_align[TC_CLASSES]; /* objects are aligned to this (from the base) */
 /* aligned_next[j][k]: the first class >= k whose objects are aligned to
@@ -59,12 +71,11 @@ static void tc_exit(void *arg);
 void tc_init(void) {
     for (unsigned k = 0; k < TC_CLASSES; k++) {
         size_t size;
-        if (k <= TC_FINE / 16) {
+        if (k <= 8) {
             size = k ? (size_t)k * 16 : 16;
         } else {
-            unsigned i = k - TC_FINE / 16 - 1;
-            unsigned e = TC_FINE_LOG + (i >> TC_SPLIT), j = (i & ((1u << TC_SPLIT) - 1)) + 1;
-            size = ((size_t)1 << e) + ((size_t)j << (e - TC_SPLIT));
+            unsigned e = 7 + (k - 9) / 4, j = (k - 9) % 4 + 1;
+            size = ((size_t)1 << e) + ((size_t)j << (e - 2));
         }
         size_t pf = size & (~size + 1); /* the largest power of two dividing size */
         size_t align = pf < 4096 ? pf : 4096, bytes = PAGE_WINDOW;

@@ -66,17 +66,10 @@
 #include "chunk.h"
 #include "heap.h"
 
-#ifndef TC_FINE_LOG
-#define TC_FINE_LOG 10 /* classes 16 bytes apart up to 2^TC_FINE_LOG */
-#endif
-#ifndef TC_SPLIT
-#define TC_SPLIT 3 /* then 2^TC_SPLIT classes per power of two */
-#endif
-#define TC_FINE        (1u << TC_FINE_LOG)
+#define TC_CLASSES     45
 #define TC_MAX_REQUEST ((size_t)65536) /* the largest class */
-#define TC_CLASSES     (TC_FINE / 16 + 1 + ((16 - TC_FINE_LOG) << TC_SPLIT))
-#define PAGE_HDR       192 /* three cache lines */
-#define PAGE_MIN_OBJS  8   /* a page holds at least this many objects */
+#define PAGE_HDR       192             /* three cache lines */
+#define PAGE_MIN_OBJS  8               /* a page holds at least this many objects */
 
 struct tblock {
     struct tblock *next;
@@ -124,16 +117,23 @@ extern __thread struct tcache *tc_current __attribute__((tls_model("initial-exec
 extern struct spage tc_nopage;
 extern uint32_t tc_class_size[TC_CLASSES];
 
-/* Class of a request of n <= TC_MAX_REQUEST bytes: the smallest class whose
- * size is >= n. Every multiple of 16 up to TC_FINE is a class (k = n / 16,
- * and class 0 is 16 bytes like class 1), then 2^TC_SPLIT per power of two:
- *   class TC_FINE / 16 + 2^TC_SPLIT * (e - log2 TC_FINE) + j, 1 <= j <= 2^TC_SPLIT:
- *   size 2^e + j * 2^(e - TC_SPLIT). */
+/*
+ * Class of a request of n <= TC_MAX_REQUEST bytes: the smallest class whose
+ * size is >= n. Every multiple of 16 up to 128 is a class (class 0 is 16
+ * bytes like class 1), then four per power of two:
+ *   class 8 + 4 * (e - 7) + j, 1 <= j <= 4:  size 2^e + j * 2^(e - 2),
+ * so a request wastes at most 1/5 of its object above 128 bytes. Fewer
+ * classes than a finer scheme: a thread that uses a size class owns at
+ * least one page of it, and few objects of many classes cost memory.
+ * Up to 1 KiB the class comes from a table (tc_small_class, indexed by
+ * n / 16 rounded up), above it from the leading zeros.
+ */
+extern const uint8_t tc_small_class[65];
 static inline unsigned tc_class(size_t n) {
-    if (n <= TC_FINE) return (unsigned)((n + 15) >> 4);
+    if (n <= 1024) return tc_small_class[(n + 15) >> 4];
     unsigned e = 63u - (unsigned)__builtin_clzll(n - 1); /* 2^e < n <= 2^(e+1) */
-    unsigned j = (unsigned)((n - 1) >> (e - TC_SPLIT)) & ((1u << TC_SPLIT) - 1);
-    return TC_FINE / 16 + ((e - TC_FINE_LOG) << TC_SPLIT) + j + 1u;
+    unsigned j = (unsigned)((n - 1) >> (e - 2)) & 3u;
+    return 8u + (e - 7u) * 4u + j + 1u;
 }
 
 static inline uintptr_t tc_key(const void *b) {

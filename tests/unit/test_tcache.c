@@ -57,7 +57,8 @@ static int in_child(void (*fn)(void), char *buf, size_t len) {
 TEST(test_classes) {
     memalloc(1); /* initialise */
     /* every request up to the largest class maps to the smallest class
-     * that holds it; class sizes grow, by at most 1/8 above 1 KiB */
+     * that holds it; class sizes grow by 16 bytes to 128, then by at
+     * most a quarter */
     unsigned prev = 0;
     for (size_t n = 0; n <= TC_MAX_REQUEST; n++) {
         unsigned k = tc_class(n);
@@ -67,12 +68,12 @@ TEST(test_classes) {
             return;
         prev = k;
     }
-    CHECK(tc_class_size[0] == 16 && tc_class_size[1] == 16 && tc_class_size[64] == 1024 &&
-          tc_class_size[65] == 1152);
+    CHECK(tc_class_size[0] == 16 && tc_class_size[1] == 16 && tc_class_size[8] == 128 &&
+          tc_class_size[9] == 160 && tc_class_size[20] == 1024 && tc_class_size[21] == 1280);
     CHECK(tc_class_size[TC_CLASSES - 1] == TC_MAX_REQUEST);
-    for (unsigned k = 65; k < TC_CLASSES; k++) {
+    for (unsigned k = 2; k < TC_CLASSES; k++) {
         CHECK(tc_class_size[k] > tc_class_size[k - 1]);
-        CHECK(tc_class_size[k] - tc_class_size[k - 1] <= tc_class_size[k - 1] / 8);
+        CHECK(tc_class_size[k] - tc_class_size[k - 1] <= (k <= 8 ? 16 : tc_class_size[k - 1] / 4));
         CHECK(tc_class_size[k] % 16 == 0 &&
               tc_class_size[k] == tc_class_size[tc_class(tc_class_size[k])]);
     }
@@ -113,15 +114,15 @@ TEST(test_reuse_from_the_page) {
     char *p = memalloc(200);
     memfree(p);
     struct memalloc_stats s1 = stats();
-    CHECK(s1.thread_cached >= 208); /* the object waits in its page */
+    CHECK(s1.thread_cached >= 224); /* the object waits in its page */
     CHECK(s1.in_use == s0.in_use);
     CHECK(s1.frees == s0.frees + 1 && s1.allocs == s0.allocs + 1);
-    char *q = memalloc(193); /* same class (208): the same object comes back */
+    char *q = memalloc(193); /* same class (224): the same object comes back */
     CHECK(q == p);
     CHECK(stats().in_use == s0.in_use + memalloc_usable_size(q));
     /* an object of another class is not mixed in */
     char *r = memalloc(1000);
-    CHECK(r != p && memalloc_usable_size(r) == 1008);
+    CHECK(r != p && memalloc_usable_size(r) == 1024);
     memfree(q);
     memfree(r);
     CHECK(memalloc_check() == 0);
