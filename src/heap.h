@@ -98,13 +98,18 @@ static inline struct chunk *region_fence(const struct region *r) {
     return (struct chunk *)(region_end(r) - CHUNK_HDR);
 }
 #define REGION_CAPACITY (REGION_SIZE - REGION_HDR - CHUNK_HDR)
-/* One byte per REGION_SIZE of address space: 1 where a region of ours is. */
-extern uint8_t ma_region_map[(size_t)1 << (ADDRESS_BITS - REGION_SHIFT)];
+/* One bit per REGION_SIZE of address space: set where a region of ours is
+ * (region.c says why bits). Holds for addresses below 2^ADDRESS_BITS. */
+#define REGION_MAP_WORDS ((size_t)1 << (ADDRESS_BITS - REGION_SHIFT - 6))
+extern uint64_t ma_region_map[REGION_MAP_WORDS];
+static inline int region_mapped(uintptr_t a, int order) {
+    size_t slot = a >> REGION_SHIFT;
+    return (int)(__atomic_load_n(&ma_region_map[slot >> 6], order) >> (slot & 63)) & 1;
+}
 /* The region holding p, or NULL if p is not in one of ours. Lock-free. */
 static inline struct region *region_lookup_fast(const void *p) {
     if ((uintptr_t)p >> ADDRESS_BITS) return NULL;
-    if (!__atomic_load_n(&ma_region_map[(uintptr_t)p >> REGION_SHIFT], __ATOMIC_ACQUIRE))
-        return NULL;
+    if (!region_mapped((uintptr_t)p, __ATOMIC_ACQUIRE)) return NULL;
     return region_of(p);
 }
 struct region *region_lookup(const void *p);

@@ -225,7 +225,7 @@ int tc_push_remote(struct tcache *t, struct tcache *owner, struct spage *g, stru
 static inline int tc_push(struct tcache *t, void *p) {
     uintptr_t a = (uintptr_t)p;
     if ((a & (ALIGNMENT - 1)) | (a >> ADDRESS_BITS)) return 0;
-    if (!__atomic_load_n(&ma_region_map[a >> REGION_SHIFT], __ATOMIC_RELAXED)) return 0;
+    if (!region_mapped(a, __ATOMIC_RELAXED)) return 0;
     unsigned v = page_window(region_of(p), a);
     if (!v) return 0;
     struct spage *g = page_at(a, v);
