@@ -139,17 +139,19 @@ static void expect_page(struct walk *w, const struct spage *g, unsigned k,
 }
 
 /* The pages of a region: every run of marked windows starts at a page
- * that passes tc_check_page (its lists only if the calling thread owns
- * it, or nobody does); no window is marked that no page covers. */
+ * that passes tc_check_page (which checks that each of its windows names
+ * it; its lists only if the calling thread owns it, or nobody does); no
+ * window is marked that no page covers. */
 static void check_windows(struct region *r, struct walk *w) {
     for (size_t i = 1; i < REGION_WINDOWS;) {
-        unsigned v = r->win[i];
+        uint32_t v = r->win[i];
         if (v == 0) {
             i++;
             continue;
         }
-        const struct spage *g = page_at((uintptr_t)r + (i << PAGE_SHIFT), 1);
-        if (v != 1 || g->tag != tc_key(g) || g->k >= TC_CLASSES || g->nwin == 0) {
+        const struct spage *g = page_header((uintptr_t)r + (i << PAGE_SHIFT));
+        if (v != (uint32_t)((const char *)g - (const char *)r) || g->tag != tc_key(g) ||
+            g->k >= TC_CLASSES || g->nwin == 0) {
             report(w, "window marked without a page", g);
             i++;
             continue;

@@ -31,7 +31,7 @@
 
 #define REGION_SHIFT 26
 #define REGION_SIZE  ((size_t)1 << REGION_SHIFT) /* 64 MiB */
-#define REGION_HDR   1088                        /* struct region, rounded up to a cache line */
+#define REGION_HDR   4160                        /* struct region, rounded up to a cache line */
 /* Pages of size classes (tcache.h) are made of whole windows. */
 #define PAGE_SHIFT     16
 #define PAGE_WINDOW    ((size_t)1 << PAGE_SHIFT) /* 64 KiB */
@@ -47,9 +47,10 @@ struct region {
     struct region *next, *prev; /* the arena's list */
     struct arena *arena;
     char *fresh; /* every byte in [fresh, end - 16) is zero: never dirtied, or purged */
-    /* per window: 0, or 1 + its index in the page that covers it (tcache.h);
-     * written under the arena lock, read by free() without it */
-    uint8_t win[REGION_WINDOWS];
+    /* per window: 0, or the offset from the region of the header of the
+     * page that covers it (tcache.h); written under the arena lock, read
+     * by free() without it */
+    uint32_t win[REGION_WINDOWS];
 };
 _Static_assert(sizeof(struct region) <= REGION_HDR, "region header larger than REGION_HDR");
 

@@ -136,6 +136,10 @@ static void ring_del(struct spage **ring, struct spage *g) {
 
 /* ---- pages ---- */
 
+static uint32_t page_offset(const struct region *r, const struct spage *g) {
+    return (uint32_t)((const char *)g - (const char *)r);
+}
+
 static size_t page_index(const struct spage *g) {
     return ((uintptr_t)g >> PAGE_SHIFT) & (REGION_WINDOWS - 1);
 }
@@ -198,7 +202,7 @@ static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
     char *p = heap_alloc_aligned(a, page_bytes[k], PAGE_WINDOW, 0);
     if (!p) return NULL;
     char *base = (char *)payload_chunk(p);
-    struct spage *g = (struct spage *)(void *)(base + page_color((uintptr_t)base));
+    struct spage *g = page_header((uintptr_t)base);
     memset(g, 0, sizeof *g);
     g->start = g->bump = grid_start(g, k);
     g->size = tc_class_size[k];
@@ -210,7 +214,7 @@ static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
     __atomic_store_n(&g->owner, t, __ATOMIC_RELAXED);
     struct region *r = region_of(p);
     for (size_t i = 0; i < g->nwin; i++)
-        __atomic_store_n(&r->win[page_index(g) + i], (uint8_t)(i + 1), __ATOMIC_RELAXED);
+        __atomic_store_n(&r->win[page_index(g) + i], page_offset(r, g), __ATOMIC_RELAXED);
     size_t usable = usable_size(payload_chunk(p));
     stats_move_out(usable);
     __atomic_add_fetch(&page_total, usable, __ATOMIC_RELAXED);
@@ -498,7 +502,7 @@ struct spage *tc_orphans(const struct arena *a, unsigned k) {
 
 const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache *owner) {
     if (g->tag != tc_key(g)) return "page header overwritten";
-    if (g != page_at((uintptr_t)g, 1)) return "page header off its colour";
+    if (g != page_header((uintptr_t)page_base(g))) return "page header off its colour";
     const struct chunk *c = page_chunk(g);
     if (!tag_ok(c) || !cinuse(c) || chunk_size(c) < page_bytes[k])
         return "page is not an in-use chunk of its size";
@@ -511,7 +515,7 @@ const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache
     if (g->nwin != page_bytes[k] >> PAGE_SHIFT) return "page window count wrong";
     const struct region *r = region_of(g);
     for (size_t i = 0; i < g->nwin; i++)
-        if (r->win[page_index(g) + i] != i + 1) return "page windows not marked";
+        if (r->win[page_index(g) + i] != page_offset(r, g)) return "page windows not marked";
     if (__atomic_load_n(&g->owner, __ATOMIC_RELAXED) != owner) return "page of another owner";
     if (owner && owner != tc_self()) return NULL; /* its lists are another thread's */
     size_t handed = (size_t)(bump - g->start) / g->size, nf = 0, nt = 0;

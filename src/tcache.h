@@ -30,9 +30,9 @@
  * so an object of a class whose size is a multiple of 2^j (j <= 12) is
  * aligned to 2^j: posix_memalign is served from the pages as well.
  *
- * Each region keeps one byte per window (region->win): 0 if no page covers
- * it, else 1 + the window's index inside its page; free() finds the page of
- * any pointer with a mask, that byte and the colour, without a lock.
+ * Each region keeps 32 bits per window (region->win): 0 if no page covers
+ * it, else the offset of that page's header from the region; free() finds
+ * the page of any pointer with a mask and one load, without a lock.
  *
  *  - malloc pops the free list of the thread's current page of the class;
  *  - free by the owner pushes onto the page's free list; free by any other
@@ -159,9 +159,8 @@ static inline uintptr_t page_color(uintptr_t base) {
     return page_color_offset((unsigned)(base >> PAGE_SHIFT) & (PAGE_COLORS - 1));
 }
 
-/* The page of window byte v (non-zero) for address a. */
-static inline struct spage *page_at(uintptr_t a, unsigned v) {
-    uintptr_t base = (a & ~(uintptr_t)(PAGE_WINDOW - 1)) - ((uintptr_t)(v - 1) << PAGE_SHIFT);
+/* Where the header of a page whose first window is base goes. */
+static inline struct spage *page_header(uintptr_t base) {
     return (struct spage *)(base + page_color(base));
 }
 
@@ -173,23 +172,25 @@ static inline struct chunk *page_chunk(const struct spage *g) {
     return (struct chunk *)(void *)page_base(g);
 }
 
-/* The window byte of address a in region r: 0 if no page covers a. */
-static inline unsigned page_window(const struct region *r, uintptr_t a) {
+/* The window entry of address a in region r: 0 if no page covers a, else
+ * the offset of that page's header from r. */
+static inline uint32_t page_window(const struct region *r, uintptr_t a) {
     return __atomic_load_n(&r->win[(a >> PAGE_SHIFT) & (REGION_WINDOWS - 1)], __ATOMIC_RELAXED);
 }
 
 /* The page whose windows cover p, in region r (p in r), or NULL. */
 static inline struct spage *page_of(const struct region *r, const void *p) {
-    unsigned v = page_window(r, (uintptr_t)p);
-    return v ? page_at((uintptr_t)p, v) : NULL;
+    uint32_t v = page_window(r, (uintptr_t)p);
+    return v ? (struct spage *)(void *)((char *)r + v) : NULL;
 }
 
 /* Is p an object of page g handed out at some time (on the grid, below
  * bump)? Says nothing of whether it is in use now. The offset from start
  * is unsigned, so a p below start fails the first test. */
 static inline int page_holds(const struct spage *g, const void *p) {
-    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)g->start);
-    uint64_t handed = (uint64_t)(__atomic_load_n(&g->bump, __ATOMIC_RELAXED) - g->start);
+    const char *start = g->start; /* once: the atomic load below keeps the compiler from merging */
+    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)start);
+    uint64_t handed = (uint64_t)(__atomic_load_n(&g->bump, __ATOMIC_RELAXED) - start);
     return off < handed && ((off * g->div) >> 40) * g->size == off;
 }
 
@@ -226,9 +227,8 @@ static inline int tc_push(struct tcache *t, void *p) {
     uintptr_t a = (uintptr_t)p;
     if ((a & (ALIGNMENT - 1)) | (a >> ADDRESS_BITS)) return 0;
     if (!region_mapped(a, __ATOMIC_RELAXED)) return 0;
-    unsigned v = page_window(region_of(p), a);
-    if (!v) return 0;
-    struct spage *g = page_at(a, v);
+    struct spage *g = page_of(region_of(p), p);
+    if (!g) return 0;
     struct tcache *owner = __atomic_load_n(&g->owner, __ATOMIC_RELAXED);
     if (!page_holds(g, p)) return 0;
     struct tblock *b = p;
