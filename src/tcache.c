@@ -346,11 +346,11 @@ void tc_validate(const struct spage *g, const void *p, const char *who) {
     if (b->key == tc_key(b)) ma_fatal(who, freed_twice_what(who), p);
 }
 
-/* Count a free of size bytes by t (NULL: a thread without a cache). */
-static void count_free(struct tcache *t, uint32_t size) {
+/* Count a free of an object of class k by t (NULL: a thread without a cache). */
+static void count_free(struct tcache *t, unsigned k) {
+    uint32_t size = tc_class_size[k];
     if (t) {
-        TC_SET(t->frees, t->frees + 1);
-        TC_SET(t->free_bytes, t->free_bytes + size);
+        TC_SET(t->frees[k], t->frees[k] + 1);
     } else {
         __atomic_add_fetch(&gone_frees, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&gone_free_bytes, size, __ATOMIC_RELAXED);
@@ -379,27 +379,27 @@ static int free_to_orphan(struct tcache *t, struct spage *g, struct tblock *b) {
         arena_unlock(a);
         return 0;
     }
-    uint32_t size = g->size;
+    unsigned k = g->k;
     page_collect(g);
     b->next = g->free;
     b->key = tc_key(b);
     g->free = b;
     if (--g->used == 0) orphan_idle(a, g);
     arena_unlock(a);
-    count_free(t, size);
+    count_free(t, k);
     return 1;
 }
 
 /* Push b onto g's list of remote frees (g has an owner, not t). */
 static void push_remote(struct tcache *t, struct spage *g, struct tblock *b) {
-    uint32_t size = g->size; /* g may be gone once b is pushed */
+    unsigned k = g->k; /* g may be gone once b is pushed */
     b->key = tc_key(b);
     struct tblock *top = __atomic_load_n(&g->thread_free, __ATOMIC_RELAXED);
     do {
         b->next = top;
     } while (!__atomic_compare_exchange_n(&g->thread_free, &top, b, 1, __ATOMIC_RELEASE,
                                           __ATOMIC_RELAXED));
-    count_free(t, size);
+    count_free(t, k);
 }
 
 int tc_push_remote(struct tcache *t, struct tcache *owner, struct spage *g, struct tblock *b) {
@@ -613,12 +613,30 @@ void tc_corrupt(const struct tblock *b) {
     ma_fatal("malloc", "heap corruption (a freed block was written to) near", b);
 }
 
+/* The counters of cache t, summed over its classes. */
+struct tc_count {
+    uint64_t allocs, frees, alloc_bytes, free_bytes;
+};
+static struct tc_count count_cache(const struct tcache *t) {
+    struct tc_count c = {0, 0, 0, 0};
+    for (unsigned k = 0; k < TC_CLASSES; k++) {
+        uint64_t a = __atomic_load_n(&t->allocs[k], __ATOMIC_RELAXED);
+        uint64_t f = __atomic_load_n(&t->frees[k], __ATOMIC_RELAXED);
+        c.allocs += a;
+        c.frees += f;
+        c.alloc_bytes += a * tc_class_size[k];
+        c.free_bytes += f * tc_class_size[k];
+    }
+    return c;
+}
+
 /* Fold t's counters into the retired ones and retire it (tc_lock held). */
 static void retire(struct tcache *t) {
-    __atomic_add_fetch(&gone_allocs, t->allocs, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&gone_frees, t->frees, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&gone_alloc_bytes, t->alloc_bytes, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&gone_free_bytes, t->free_bytes, __ATOMIC_RELAXED);
+    struct tc_count c = count_cache(t);
+    __atomic_add_fetch(&gone_allocs, c.allocs, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&gone_frees, c.frees, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&gone_alloc_bytes, c.alloc_bytes, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&gone_free_bytes, c.free_bytes, __ATOMIC_RELAXED);
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -660,10 +678,11 @@ void tc_sum(struct tc_sums *s) {
     uint64_t fb = __atomic_load_n(&gone_free_bytes, __ATOMIC_RELAXED);
     pthread_mutex_lock(&tc_lock);
     for (struct tcache *t = tc_live; t; t = t->next) {
-        al += __atomic_load_n(&t->allocs, __ATOMIC_RELAXED);
-        fr += __atomic_load_n(&t->frees, __ATOMIC_RELAXED);
-        ab += __atomic_load_n(&t->alloc_bytes, __ATOMIC_RELAXED);
-        fb += __atomic_load_n(&t->free_bytes, __ATOMIC_RELAXED);
+        struct tc_count c = count_cache(t);
+        al += c.allocs;
+        fr += c.frees;
+        ab += c.alloc_bytes;
+        fb += c.free_bytes;
     }
     pthread_mutex_unlock(&tc_lock);
     s->allocs = al;

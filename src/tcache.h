@@ -104,13 +104,13 @@ _Static_assert(sizeof(struct spage) <= PAGE_HDR, "page header larger than PAGE_H
 struct tcache {
     struct spage *cur[TC_CLASSES];   /* never NULL: tc_nopage when none */
     struct spage *queue[TC_CLASSES]; /* the other pages of class k: a ring */
-    /* read by other threads (statistics), with relaxed atomics */
-    uint64_t allocs, frees;           /* calls served by this cache */
-    uint64_t alloc_bytes, free_bytes; /* object bytes handed out and freed */
-    struct spage *idle_big;           /* a current page of class idle_big_k, */
-    unsigned idle_big_k;              /* several windows long, idle when noted */
-    struct arena *arena;              /* where pages come from */
-    struct tcache *next, *prev;       /* the registry of live caches */
+    /* calls served by this cache, per class (so one add counts a call and
+     * its bytes); read by other threads (statistics), with relaxed atomics */
+    uint64_t allocs[TC_CLASSES], frees[TC_CLASSES];
+    struct spage *idle_big;     /* a current page of class idle_big_k, */
+    unsigned idle_big_k;        /* several windows long, idle when noted */
+    struct arena *arena;        /* where pages come from */
+    struct tcache *next, *prev; /* the registry of live caches */
 };
 
 extern __thread struct tcache *tc_current __attribute__((tls_model("initial-exec")));
@@ -203,8 +203,7 @@ static inline void *tc_pop(struct tcache *t, unsigned k) {
     g->free = b->next;
     g->used++;
     b->key = 0;
-    TC_SET(t->allocs, t->allocs + 1);
-    TC_SET(t->alloc_bytes, t->alloc_bytes + g->size);
+    TC_SET(t->allocs[k], t->allocs[k] + 1);
     return b;
 }
 
@@ -237,10 +236,9 @@ static inline int tc_push(struct tcache *t, void *p) {
     b->next = g->free;
     b->key = tc_key(b);
     g->free = b;
-    TC_SET(t->frees, t->frees + 1);
-    TC_SET(t->free_bytes, t->free_bytes + g->size);
-    if (__builtin_expect(--g->used == 0, 0) && (g != t->cur[g->k] || g->nwin > 1))
-        tc_page_idle(t, g);
+    unsigned k = g->k;
+    TC_SET(t->frees[k], t->frees[k] + 1);
+    if (__builtin_expect(--g->used == 0, 0) && (g != t->cur[k] || g->nwin > 1)) tc_page_idle(t, g);
     return 1;
 }
 
