@@ -53,7 +53,7 @@ static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER; /* the registry */
 static struct tcache *tc_live;                              /* live caches, linked by next/prev */
 static struct tcache *tc_spare; /* caches of exited threads, for reuse */
 static char *slab_next, *slab_end;
-static unsigned arena_turn;
+static unsigned arena_caches[MAX_ARENAS]; /* live caches per arena (tc_lock) */
 static pthread_key_t exit_key;
 
 /* Pages of exited threads, per arena and class: rings, under the arena's
@@ -561,6 +561,17 @@ static struct tcache *tc_new(void) {
     return t;
 }
 
+/* The arena for a new cache (tc_lock held): the one with the fewest live
+ * caches, the first of those. Not a turn: threads that come and go one
+ * after another then use the same arena, and adopt the pages their
+ * predecessors left there. */
+static struct arena *pick_arena(void) {
+    unsigned best = 0;
+    for (unsigned i = 1; i < ma_narenas; i++)
+        if (arena_caches[i] < arena_caches[best]) best = i;
+    return &ma_arenas[best];
+}
+
 struct tcache *tc_get(void) {
     if (tc_state == TC_LIVE) return tc_current;
     if (tc_state != TC_NONE || !opt_get(OPT_TCACHE)) return NULL;
@@ -568,7 +579,8 @@ struct tcache *tc_get(void) {
     pthread_mutex_lock(&tc_lock);
     struct tcache *t = tc_new();
     if (t) {
-        t->arena = &ma_arenas[arena_turn++ % ma_narenas];
+        t->arena = pick_arena();
+        arena_caches[t->arena - ma_arenas]++;
         t->next = tc_live;
         if (tc_live) tc_live->prev = t;
         tc_live = t;
@@ -632,6 +644,7 @@ static struct tc_count count_cache(const struct tcache *t) {
 
 /* Fold t's counters into the retired ones and retire it (tc_lock held). */
 static void retire(struct tcache *t) {
+    arena_caches[t->arena - ma_arenas]--;
     struct tc_count c = count_cache(t);
     __atomic_add_fetch(&gone_allocs, c.allocs, __ATOMIC_RELAXED);
     __atomic_add_fetch(&gone_frees, c.frees, __ATOMIC_RELAXED);

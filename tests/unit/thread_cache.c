@@ -5,7 +5,8 @@
  *      its counts are kept;
  *   2. objects freed by another thread go home to their page, in their own
  *      arena, after their thread exited; nothing is lost;
- *   3. threads are spread over the arenas (one per CPU, at most 8);
+ *   3. threads running at once are spread over the arenas (one per CPU,
+ *      at most 8); threads one after another use the same one;
  *   4. fork while another thread's pages hold objects: the child gets them
  *      back, and its heap checks clean;
  *   5. objects freed by another thread while their owner runs serve the
@@ -108,11 +109,13 @@ static void *first_block_arena(void *arg) {
     return a;
 }
 
-/* A thread that takes its turn of an arena and allocates nothing. */
+/* The arena of a thread's first block, with no other thread about. */
 static void *first_block_arena_alone(void *arg) {
     (void)arg;
-    memfree(memalloc(16));
-    return NULL;
+    char *p = memalloc(16);
+    struct arena *a = region_of(p)->arena;
+    memfree(p);
+    return a;
 }
 
 TEST(test_threads_spread_over_arenas) {
@@ -128,7 +131,14 @@ TEST(test_threads_spread_over_arenas) {
     pthread_join(t1, &a1);
     pthread_join(t2, &a2);
     pthread_barrier_destroy(&both);
-    if (s.arenas >= 2) CHECK(a1 != a2); /* consecutive threads, different arenas */
+    if (s.arenas >= 2) CHECK(a1 != a2); /* threads at the same time, different arenas */
+    /* threads one after another: the same arena (the least used), where
+     * each finds the pages the one before left */
+    REQUIRE(pthread_create(&t1, NULL, first_block_arena_alone, NULL) == 0);
+    pthread_join(t1, &a1);
+    REQUIRE(pthread_create(&t2, NULL, first_block_arena_alone, NULL) == 0);
+    pthread_join(t2, &a2);
+    CHECK(a1 == a2);
     CHECK(memalloc_check() == 0);
 }
 
@@ -245,20 +255,15 @@ TEST(test_remote_frees_serve_the_owner) {
 /* ---- 6. idle orphans ---- */
 static void *touch_classes(void *arg) {
     (void)arg;
+    static const size_t size[8] = {100, 300, 600, 1000, 1500, 2500, 3500, 5000}; /* 8 classes */
     char *v[8];
-    for (int i = 0; i < 8; i++) v[i] = memalloc(100 + 200 * (size_t)i);
+    for (int i = 0; i < 8; i++) v[i] = memalloc(size[i]);
     for (int i = 0; i < 8; i++) memfree(v[i]);
     return NULL;
 }
 
-/* Threads take the arenas in turn: let the others take theirs, so that
- * touch_classes runs on the same arena each time. */
-static void touch_classes_in_turn(size_t arenas) {
+static void touch_classes_in_a_thread(void) {
     pthread_t t;
-    for (size_t i = 0; i + 1 < arenas; i++) {
-        REQUIRE(pthread_create(&t, NULL, first_block_arena_alone, NULL) == 0);
-        pthread_join(t, NULL);
-    }
     REQUIRE(pthread_create(&t, NULL, touch_classes, NULL) == 0);
     pthread_join(t, NULL);
 }
@@ -267,16 +272,15 @@ TEST(test_idle_pages_wait_for_the_next_thread) {
     CHECK(memalloc_trim(0) >= 0);
     struct memalloc_stats s0 = stats();
     CHECK(s0.arena_cached == 0);
-    touch_classes_in_turn(s0.arenas);
+    touch_classes_in_a_thread();
     struct memalloc_stats s1 = stats();
-    /* eight idle pages of 64 KiB (and the other threads' one each), kept
-     * whole by the arenas */
+    /* eight idle pages of 64 KiB, kept whole by the arena */
     CHECKF(s1.arena_cached >= 8 * 60000 && s1.heap_in_use >= s0.heap_in_use + 8 * 64 * 1024,
            "arena_cached %zu, heap_in_use %zu -> %zu", s1.arena_cached, s0.heap_in_use,
            s1.heap_in_use);
     CHECK(memalloc_check() == 0);
-    /* the next threads adopt them: no new page */
-    touch_classes_in_turn(s0.arenas);
+    /* the next thread (on the same arena) adopts them: no new page */
+    touch_classes_in_a_thread();
     struct memalloc_stats s2 = stats();
     CHECKF(s2.heap_in_use == s1.heap_in_use && s2.arena_cached == s1.arena_cached,
            "heap_in_use %zu -> %zu, arena_cached %zu -> %zu", s1.heap_in_use, s2.heap_in_use,
