@@ -331,10 +331,15 @@ size_t ma_usable_size(const void *p, const char *who) {
  *     a chunk: kept if it fits without waste to split off; else resized
  *     in place (shrink, or grow into a free successor) if it can be;
  *  3. own mapping: keep it, or mremap it;
- *  4. else allocate (growing: at least a quarter more than the old size,
- *     if that is not much more than asked), copy the old usable bytes,
- *     free. On failure the old block is untouched.
+ *  4. else allocate, copy the old usable bytes, free. Growing to
+ *     REALLOC_CHUNK or more: a chunk of the engine, not an object (a block
+ *     that grew once is likely to grow again, and a chunk can grow in
+ *     place); else at least a quarter more than the old size, if that is
+ *     not much more than asked. On failure the old block is untouched.
  */
+/* A block that realloc grows to this size or more leaves the pages. */
+#define REALLOC_CHUNK 1024
+
 void *ma_realloc(void *p, size_t n, const char *who) {
     if (!p) return ma_malloc(n);
     if (n == 0) {
@@ -371,6 +376,16 @@ void *ma_realloc(void *p, size_t n, const char *who) {
             old = large_usable(p, who);
             void *q = large_resize(p, n);
             if (q) return q;
+        }
+    }
+    /* growing past REALLOC_CHUNK: into a chunk of the engine, which can
+     * grow in place next time, where an object of a page must move */
+    if (n > old && n >= REALLOC_CHUNK && n <= TC_MAX_REQUEST) {
+        void *q = heap_malloc(n, NULL);
+        if (q) {
+            memcpy(q, p, old);
+            ma_free(p, who);
+            return q;
         }
     }
     /* growing: a quarter more than asked, so that a block grown a little

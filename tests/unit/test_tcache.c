@@ -234,6 +234,26 @@ TEST(test_light_page_touches_one_system_page) {
     CHECK(memalloc_check() == 0);
 }
 
+TEST(test_realloc_growth_leaves_the_pages) {
+    /* an object grown past 1 KiB moves to a chunk of the engine, which
+     * can grow in place from then on; smaller growth stays in the pages */
+    char *p = memalloc(600);
+    REQUIRE(p != NULL && page_of(region_of(p), p) != NULL);
+    for (int i = 0; i < 600; i++) p[i] = (char)i;
+    char *q = memresize(p, 900);
+    REQUIRE(q != NULL && page_of(region_of(q), q) != NULL);
+    q = memresize(q, 1500);
+    REQUIRE(q != NULL);
+    CHECK(region_of(q) && page_of(region_of(q), q) == NULL && memalloc_usable_size(q) >= 1500);
+    int same = 1;
+    for (int i = 0; i < 600; i++) same &= q[i] == (char)i;
+    CHECK(same);
+    char *r = memresize(q, 1700);
+    CHECK(r != NULL && page_of(region_of(r), r) == NULL);
+    memfree(r);
+    CHECK(memalloc_check() == 0);
+}
+
 static char *victim;
 static void free_twice(void) {
     memfree(victim);
@@ -498,6 +518,7 @@ int main(void) {
     RUN(test_reuse_from_the_page);
     RUN(test_pages_come_and_go);
     RUN(test_light_page_touches_one_system_page);
+    RUN(test_realloc_growth_leaves_the_pages);
     RUN(test_misuse_of_cached_blocks);
     RUN(test_checker_walks_the_pages);
     RUN(test_cache_off);
