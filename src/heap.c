@@ -19,6 +19,14 @@
 #define PURGE_SPAN     ((size_t)32 << 10)
 #define SPAN_DIRTY_MAX ((size_t)128 << 10)
 #define SPAN_YOUNG_MAX ((size_t)2 << 20)
+/* Free chunks of BIG_SPAN or more, mostly what large blocks left, stay
+ * BIG_SPAN_DELAY purge delays, up to BIG_SPAN_YOUNG bytes per arena: a
+ * program that frees and allocates large blocks in turn reuses them
+ * resident, where purging costs a page fault per 4 KiB page each time
+ * (the mapping cache keeps freed mappings for the same reason). */
+#define BIG_SPAN       ((size_t)1 << 20)
+#define BIG_SPAN_DELAY 10
+#define BIG_SPAN_YOUNG ((size_t)64 << 20)
 
 /* A free chunk of PURGE_SPAN or more that is not its region's top keeps
  * the os_now_ms() time it was freed at in its payload, past its links (the
@@ -147,6 +155,7 @@ static int purge_inside(struct chunk *c) {
 static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
     int left = 0;
     size_t young = 0; /* bytes of young spans left: at most SPAN_YOUNG_MAX */
+    size_t big = 0;
     for (unsigned i = bin_index(PURGE_SPAN); i < NBINS; i++) {
         struct freelink *bin = &a->bins[i];
         for (struct freelink *l = bin->next; l != bin; l = l->next) {
@@ -154,7 +163,13 @@ static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
             size_t size = chunk_size(c);
             if (!is_span(c, size) || (head_get(c) & PURGED)) continue;
             uint64_t t = *span_stamp(c);
-            if (t <= now && now - t < delay && young + size <= SPAN_YOUNG_MAX) {
+            if (size >= BIG_SPAN) {
+                if (t <= now && now - t < BIG_SPAN_DELAY * delay && big + size <= BIG_SPAN_YOUNG) {
+                    big += size;
+                    left = 1;
+                    continue;
+                }
+            } else if (t <= now && now - t < delay && young + size <= SPAN_YOUNG_MAX) {
                 young += size;
                 left = 1;
                 continue;
@@ -218,7 +233,7 @@ void heap_purge_if_due(struct arena *a) {
 struct region *heap_free(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
     struct region *r = region_of(c);
-    size_t largest = size; /* the largest of the merged pieces */
+    size_t largest = 0; /* the largest free neighbour merged */
     a->heap_in_use -= size;
     head_clear(c, CINUSE); /* if c merges into its predecessor, its stale head says "freed" */
     if (!pinuse(c)) {

@@ -234,7 +234,7 @@ TEST(test_purge_and_unmap) {
 
 /* A span of SPAN 4000-byte blocks between two live blocks, touched: freed,
  * it is one free chunk of about SPAN * 4 KiB. */
-enum { SPAN = 400 };
+enum { SPAN = 200 }; /* 800 KB: less than a big span (1 MiB) */
 static char *make_span(char **v) {
     memalloc(100); /* left and right neighbours, kept */
     for (int i = 0; i < SPAN; i++) memset(v[i] = memalloc(4000), 3, 4000);
@@ -285,30 +285,67 @@ TEST(test_purge_waits_for_the_delay) {
     CHECK(resident_blocks(vb) < SPAN / 10);
     CHECK(memalloc_check() == 0);
 
-    /* young spans are kept up to 2 MiB per arena: of 2.4 MB freed just
-     * before a pass, at most 2 MiB stays resident (blocks of 1.2 MB, in
-     * the heap: the mmap threshold is raised; the last one stays live, so
-     * that the others are not the region's top) */
-    enum { BIG = 1200 << 10 };
+    /* young spans are kept up to 2 MiB per arena: of five of 600 KB freed
+     * just before a pass, at most 2 MiB stays resident (in the heap: the
+     * mmap threshold is raised; live blocks between them keep them apart,
+     * and the last one keeps them from being the region's top) */
+    enum { MID = 600 << 10, NMID = 5 };
     CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 8 << 20) == 0);
-    char *c = memalloc(BIG), *d = memalloc(BIG), *e = memalloc(BIG), *f = memalloc(BIG);
-    REQUIRE(c && d && e && f && region_lookup(d) && region_lookup(e));
-    memset(c, 1, BIG), memset(d, 1, BIG), memset(e, 1, BIG), memset(f, 1, BIG);
-    memfree(c); /* makes a pass due in DELAY ms */
+    char *mid[NMID], *sep[NMID + 1];
+    for (int i = 0; i < NMID; i++) {
+        sep[i] = memalloc(100 << 10);
+        mid[i] = memalloc(MID);
+        REQUIRE(mid[i] && sep[i] && region_lookup(mid[i]));
+        memset(mid[i], 1, MID);
+    }
+    sep[NMID] = memalloc(100 << 10);
+    memfree(mid[0]); /* makes a pass due in DELAY ms */
     double t_c = now_ms();
     usleep((DELAY - 100) * 1000);
     double t_de = now_ms();
-    memfree(d);
-    memfree(e);
+    for (int i = 1; i < NMID; i++) memfree(mid[i]);
     usleep(150 * 1000);
-    memfree(memalloc(4000)); /* runs the pass that c's free made due */
+    memfree(memalloc(4000)); /* runs the pass that the first free made due */
     t_pass = now_ms();
-    CHECK(resident_pages(c, BIG) < 8);
+    CHECK(resident_pages(mid[0], MID) < 8);
     if (t_de - t_c < DELAY - 20 && t_pass - t_de < DELAY - 50) { /* (see above) */
-        size_t kept = resident_pages(d, BIG) + resident_pages(e, BIG);
-        CHECKF(kept <= (2 << 20) / 4096 + 8, "%zu pages of 2 x %d KiB young kept", kept, BIG >> 10);
+        size_t kept = 0;
+        for (int i = 1; i < NMID; i++) kept += resident_pages(mid[i], MID);
+        CHECKF(kept <= (2 << 20) / 4096 + 8, "%zu pages of 4 x %d KiB young kept", kept, MID >> 10);
     }
-    memfree(f);
+    for (int i = 0; i <= NMID; i++) memfree(sep[i]);
+    CHECK(memalloc_check() == 0);
+
+    /* spans of 1 MiB or more (a large block's) stay ten delays */
+    enum { SHORT = 50, BIG = 1200 << 10 };
+    usleep((DELAY + 50) * 1000); /* no pass left due from above */
+    memfree(memalloc(4000));
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, SHORT) == 0);
+    char *kick[3]; /* frees that take the lock (a due pass runs), apart from big */
+    for (int i = 0; i < 3; i++) kick[i] = memalloc(4000);
+    /* big: one of six blocks in a row whose neighbours are two of them, so
+     * that freed it is a span of its own (not merged, not the top) */
+    enum { ROW = 6 };
+    char *row[ROW], *big = NULL;
+    for (int i = 0; i < ROW; i++) REQUIRE((row[i] = memalloc(BIG)) && region_lookup(row[i]));
+    for (int i = 1; i + 1 < ROW && !big; i++)
+        if (chunk_next(payload_chunk(row[i - 1])) == payload_chunk(row[i]) &&
+            chunk_next(payload_chunk(row[i])) == payload_chunk(row[i + 1]))
+            big = row[i];
+    REQUIRE(big != NULL);
+    memset(big, 1, BIG);
+    memfree(big);
+    double t_big = now_ms();
+    usleep(3 * SHORT * 1000);
+    memfree(kick[0]);                 /* a pass three delays on: big stays */
+    if (now_ms() - t_big < 9 * SHORT) /* (a loaded machine may sleep longer) */
+        CHECK(resident_pages(big, BIG) >= BIG / 4096 - 8);
+    usleep(11 * SHORT * 1000);
+    memfree(kick[1]); /* another, past ten: big goes */
+    CHECK(resident_pages(big, BIG) < 8);
+    memfree(kick[2]);
+    for (int i = 0; i < ROW; i++)
+        if (row[i] != big) memfree(row[i]);
     CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
     CHECK(memalloc_check() == 0);
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
