@@ -22,13 +22,11 @@
  *  end  -> +-------------------------------+  at most base + the windows:
  *                                               the next chunk's head
  *
- * A lightly used page thus touches one system page of memory: its chunk's
- * head, its header and its first objects share it, and the next chunk's
- * head is on the first system page of the next window (often the next
- * page's own first).
- *
  * so an object of a class whose size is a multiple of 2^j (j <= 12) is
- * aligned to 2^j: posix_memalign is served from the pages as well.
+ * aligned to 2^j: posix_memalign is served from the pages as well. A
+ * lightly used page touches one system page of memory: its chunk's head,
+ * its header and its first objects share it, and the next chunk's head is
+ * on the first system page of the next window (often the next page's own).
  *
  * Each region keeps 32 bits per window (region->win): 0 if no page covers
  * it, else the offset of that page's header from the region; free() finds
