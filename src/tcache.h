@@ -222,7 +222,8 @@ int tc_push_remote(struct tcache *t, struct tcache *owner, struct spage *g, stru
  */
 static inline int tc_push(struct tcache *t, void *p) {
     uintptr_t a = (uintptr_t)p;
-    if ((a & (ALIGNMENT - 1)) | (a >> ADDRESS_BITS)) return 0;
+    /* (a pointer off the 16-byte grid fails page_holds: sizes are multiples of 16) */
+    if (a >> ADDRESS_BITS) return 0;
     if (!region_mapped(a, __ATOMIC_RELAXED)) return 0;
     struct spage *g = page_of(region_of(p), p);
     if (!g) return 0;
