@@ -378,27 +378,18 @@ void *ma_realloc(void *p, size_t n, const char *who) {
             if (q) return q;
         }
     }
-    /* growing past REALLOC_CHUNK: into a chunk of the engine, which can
-     * grow in place next time, where an object of a page must move */
-    if (n > old && n >= REALLOC_CHUNK && n <= TC_MAX_REQUEST) {
-        void *q = heap_malloc(n, NULL);
-        if (q) {
-            memcpy(q, p, old);
-            ma_free(p, who);
-            return q;
-        }
-    }
     /* growing: a quarter more than asked, so that a block grown a little
      * at a time is copied a logarithmic number of times */
-    if (n > old && n - old < old / 4 && n + old / 4 <= MAX_REQUEST) {
-        void *q = ma_malloc(old + old / 4 > n ? old + old / 4 : n);
-        if (q) {
-            memcpy(q, p, old);
-            ma_free(p, who);
-            return q;
-        }
-    }
-    void *q = ma_malloc(n);
+    size_t want = n;
+    if (n > old && n - old < old / 4 && n + old / 4 <= MAX_REQUEST) want = old + old / 4;
+    void *q = NULL;
+    /* growing to REALLOC_CHUNK or more (and below the mmap threshold): a
+     * chunk of the engine, which can grow in place next time, where an
+     * object of a page must move to a larger class */
+    if (n > old && want >= REALLOC_CHUNK && want <= TC_MAX_REQUEST && want < mmap_threshold())
+        q = heap_malloc(want, NULL);
+    if (!q && want != n) q = ma_malloc(want);
+    if (!q) q = ma_malloc(n);
     if (!q) return NULL;
     memcpy(q, p, old < n ? old : n);
     ma_free(p, who);

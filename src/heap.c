@@ -149,13 +149,14 @@ static int purge_inside(struct chunk *c) {
 }
 
 /* Purge every free chunk of PURGE_SPAN or more but the regions' tops
- * that has been free for the purge delay (those purged already and not
- * merged since are skipped); 1 if a younger one was left for later. A
+ * that has been free for the purge delay (BIG_SPAN_DELAY delays for one of
+ * BIG_SPAN or more; those purged already and not merged since are
+ * skipped); 1 if a younger one was left for later. A
  * stamp in the future cannot be a real one: such a chunk is purged. */
 static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
     int left = 0;
     size_t young = 0; /* bytes of young spans left: at most SPAN_YOUNG_MAX */
-    size_t big = 0;
+    size_t big = 0;   /* of those of BIG_SPAN or more: at most BIG_SPAN_YOUNG */
     for (unsigned i = bin_index(PURGE_SPAN); i < NBINS; i++) {
         struct freelink *bin = &a->bins[i];
         for (struct freelink *l = bin->next; l != bin; l = l->next) {
