@@ -348,12 +348,11 @@ void tc_validate(const struct spage *g, const void *p, const char *who) {
 
 /* Count a free of an object of class k by t (NULL: a thread without a cache). */
 static void count_free(struct tcache *t, unsigned k) {
-    uint32_t size = tc_class_size[k];
     if (t) {
         TC_SET(t->frees[k], t->frees[k] + 1);
     } else {
         __atomic_add_fetch(&gone_frees, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&gone_free_bytes, size, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&gone_free_bytes, tc_class_size[k], __ATOMIC_RELAXED);
     }
 }
 

@@ -244,7 +244,7 @@ TEST(test_realloc_growth_leaves_the_pages) {
     REQUIRE(q != NULL && page_of(region_of(q), q) != NULL);
     q = memresize(q, 1500);
     REQUIRE(q != NULL);
-    CHECK(region_of(q) && page_of(region_of(q), q) == NULL && memalloc_usable_size(q) >= 1500);
+    CHECK(region_lookup(q) && page_of(region_of(q), q) == NULL && memalloc_usable_size(q) >= 1500);
     int same = 1;
     for (int i = 0; i < 600; i++) same &= q[i] == (char)i;
     CHECK(same);
