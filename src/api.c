@@ -291,7 +291,7 @@ void ma_free_slow(void *p, const char *who) {
         /* set up: a thread that only frees then frees without this path */
         struct tcache *t = tc_get();
         if (t && __atomic_load_n(&g->owner, __ATOMIC_RELAXED) == t) {
-            if (!tc_push(t, p)) ma_fatal(who, "invalid pointer", p); /* cannot happen */
+            tc_push_own(t, g, p);
         } else {
             tc_free_remote(t, g, p);
         }
@@ -305,6 +305,11 @@ void ma_free_slow(void *p, const char *who) {
     struct region *gone = heap_free(a, c);
     arena_unlock(a);
     if (gone) region_unmap(gone);
+}
+
+void ma_free_foreign(struct tcache *t, struct tcache *owner, struct spage *g, void *p,
+                     const char *who) {
+    if (!tc_push_remote(t, owner, g, p)) ma_free_slow(p, who);
 }
 
 size_t ma_usable_size(const void *p, const char *who) {

@@ -33,9 +33,25 @@ static inline void *ma_malloc(size_t n) {
     return ma_malloc_slow(n);
 }
 
+/* free of p, an object in use of page g owned by another thread (or by
+ * none): tc_push_remote, else the slow path. */
+void ma_free_foreign(struct tcache *t, struct tcache *owner, struct spage *g, void *p,
+                     const char *who);
+
+/* Every call below is a tail call: the fast path needs no stack frame. */
 static inline void ma_free(void *p, const char *who) {
-    if (__builtin_expect(tc_push(tc_current, p), 1)) return;
-    ma_free_slow(p, who);
+    struct tcache *t = tc_current;
+    struct spage *g = tc_object_page(p);
+    if (__builtin_expect(g == NULL, 0)) {
+        ma_free_slow(p, who);
+        return;
+    }
+    struct tcache *owner = __atomic_load_n(&g->owner, __ATOMIC_RELAXED);
+    if (__builtin_expect(owner != t, 0)) {
+        ma_free_foreign(t, owner, g, p, who);
+        return;
+    }
+    tc_push_own(t, g, p);
 }
 
 #endif

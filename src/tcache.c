@@ -165,7 +165,7 @@ static int page_collect(struct spage *g) {
 
 /* Grow g's free list from its never-used room; 0 if it has none. */
 static int page_extend(struct spage *g) {
-    char *bump = g->bump;
+    char *bump = page_bump(g);
     if (bump >= g->end) return 0;
     size_t size = g->size, left = (size_t)(g->end - bump) / size;
     char *edge = (char *)align_up((uintptr_t)bump + 1, os_page_size());
@@ -181,7 +181,7 @@ static int page_extend(struct spage *g) {
     /* bump first: a fork that catches us between the two stores leaves
      * objects that look handed out (tc_fork_child recounts), never free
      * objects above bump */
-    __atomic_store_n(&g->bump, bump + n * size, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->handed, (uint32_t)(bump + n * size - g->start), __ATOMIC_RELAXED);
     g->free = head;
     return 1;
 }
@@ -197,6 +197,16 @@ static char *grid_end(const struct spage *g, unsigned k, const char *start) {
     return (char *)start + (size_t)(limit - start) / tc_class_size[k] * tc_class_size[k];
 }
 
+/* page_holds' grid factor for objects of size bytes. Its test is exact
+ * for offsets off with (off + size) * size < 2^40; a page of a class spans
+ * at most (PAGE_MIN_OBJS + 1) objects and a window. */
+_Static_assert(((uint64_t)(PAGE_MIN_OBJS + 2) * TC_MAX_REQUEST + PAGE_WINDOW) * TC_MAX_REQUEST <
+                   ((uint64_t)1 << 40),
+               "page_holds' grid test needs smaller pages");
+static uint64_t grid_factor(uint32_t size) {
+    return ((((uint64_t)1 << 40) + size - 1) / size) << 24;
+}
+
 /* A new page of class k for t, carved from arena a (lock held). */
 static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
     char *p = heap_alloc_aligned(a, page_bytes[k], PAGE_WINDOW, 0);
@@ -204,10 +214,11 @@ static struct spage *page_carve(struct arena *a, struct tcache *t, unsigned k) {
     char *base = (char *)payload_chunk(p);
     struct spage *g = page_header((uintptr_t)base);
     memset(g, 0, sizeof *g);
-    g->start = g->bump = grid_start(g, k);
+    g->start = grid_start(g, k);
     g->size = tc_class_size[k];
     g->end = grid_end(g, k, g->start);
-    g->div = (((uint64_t)1 << 40) + g->size - 1) / g->size;
+    g->grid = grid_factor(g->size);
+    g->cookie = os_cookie_value;
     g->k = (uint16_t)k;
     g->nwin = (uint8_t)(page_bytes[k] >> PAGE_SHIFT);
     g->tag = tc_key(g);
@@ -262,8 +273,8 @@ static struct spage *page_new(struct tcache *t, unsigned k) {
         g->kept = 0;
         __atomic_store_n(&g->owner, t, __ATOMIC_RELAXED);
         page_collect(g);
-        if (g->free || g->bump < g->end) break; /* extended after the unlock */
-        ring_add(&t->queue[k], g);              /* full: ours now, for later */
+        if (g->free || page_bump(g) < g->end) break; /* extended after the unlock */
+        ring_add(&t->queue[k], g);                   /* full: ours now, for later */
     }
     if (!g) g = page_carve(a, t, k);
     arena_unlock(a);
@@ -290,7 +301,7 @@ void *tc_alloc_slow(struct tcache *t, unsigned k) {
             ring_del(&t->queue[k], g);
             goto found;
         }
-        if (!roomy && g->bump < g->end) roomy = g;
+        if (!roomy && page_bump(g) < g->end) roomy = g;
         t->queue[k] = g->next; /* g becomes the tail: nothing is relinked */
     }
     if (old != &tc_nopage && page_extend(old)) return tc_pop(t, k);
@@ -359,7 +370,7 @@ static void count_free(struct tcache *t, unsigned k) {
 /* An orphan g with no object in use (lock held): kept within the arena's
  * budget for idle orphans, else given back. */
 static void orphan_idle(struct arena *a, struct spage *g) {
-    size_t i = (size_t)(a - ma_arenas), touched = (size_t)(g->bump - page_base(g));
+    size_t i = (size_t)(a - ma_arenas), touched = (size_t)(page_bump(g) - page_base(g));
     if (orphan_kept[i] + touched > TC_ORPHAN_KEEP) {
         ring_del(&orphans[i][g->k], g);
         page_release_locked(a, g);
@@ -506,9 +517,11 @@ const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache
     if (!tag_ok(c) || !cinuse(c) || chunk_size(c) < page_bytes[k])
         return "page is not an in-use chunk of its size";
     if (g->k != k || g->size != tc_class_size[k]) return "page of the wrong class";
-    if (g->start != grid_start(g, k) || g->end != grid_end(g, k, g->start) || g->div == 0)
+    if (g->start != grid_start(g, k) || g->end != grid_end(g, k, g->start) ||
+        g->grid != grid_factor(g->size))
         return "page grid broken";
-    const char *bump = __atomic_load_n(&g->bump, __ATOMIC_RELAXED);
+    if (g->cookie != os_cookie_value) return "page cookie overwritten";
+    const char *bump = page_bump(g);
     if (bump < g->start || bump > g->end || (size_t)(bump - g->start) % g->size)
         return "page bump out of the grid";
     if (g->nwin != page_bytes[k] >> PAGE_SHIFT) return "page window count wrong";
@@ -731,7 +744,7 @@ void tc_fork_parent(void) {
  * between two stores of a push or a pop. Its free list is whole (the head
  * is one store), but used may be off by one: count it again. */
 static void page_recount(struct spage *g) {
-    size_t handed = (size_t)(g->bump - g->start) / g->size, nf = 0;
+    size_t handed = (size_t)(page_bump(g) - g->start) / g->size, nf = 0;
     for (const struct tblock *b = g->free; b && nf < handed; b = b->next) nf++;
     g->used = (uint32_t)(handed - nf);
 }

@@ -13,7 +13,7 @@
  *          | (colour: 0 to 31 lines)       |
  *  page -> +-------------------------------+
  *          | owner, grid, bump, free list, |  line 0: all that malloc and
- *          |   used count, class           |    free touch (one line)
+ *          |   cookie, used count, class   |    free touch (one line)
  *          | queue links, tag, end         |  line 1: slow paths only
  *          | thread_free: remote frees     |  line 2 (atomic push/exchange)
  *  start-> +-------------------------------+  base + a multiple of the class's
@@ -80,9 +80,10 @@ struct spage {
     /* line 0: what the owner's malloc and free use; read by other threads' frees */
     struct tcache *owner; /* relaxed atomic; NULL while orphaned */
     char *start;          /* object 0 */
-    char *bump;           /* objects at or above bump were never handed out */
-    uint64_t div;         /* ceil(2^40 / size): offset / size by a multiply */
+    uint64_t grid;        /* ceil(2^40 / size) << 24: page_holds' grid test */
     struct tblock *free;  /* the owner's free list */
+    uintptr_t cookie;     /* os_cookie_value, at hand for the keys */
+    uint32_t handed;      /* bytes from start never handed out above: the bump */
     uint32_t size;        /* object size */
     uint32_t used;        /* handed out, less what came back (thread_free not yet) */
     uint16_t k;           /* class */
@@ -182,14 +183,24 @@ static inline struct spage *page_of(const struct region *r, const void *p) {
     return v ? (struct spage *)(void *)((char *)r + v) : NULL;
 }
 
-/* Is p an object of page g handed out at some time (on the grid, below
+/* The first byte of g never handed out (relaxed: other threads' frees
+ * read it while the owner extends the page). */
+static inline char *page_bump(const struct spage *g) {
+    return g->start + __atomic_load_n(&g->handed, __ATOMIC_RELAXED);
+}
+
+/*
+ * Is p an object of page g handed out at some time (on the grid, below the
  * bump)? Says nothing of whether it is in use now. The offset from start
- * is unsigned, so a p below start fails the first test. */
+ * is unsigned, so a p below start fails the first test. The second is
+ * "off is a multiple of size" in one multiply: with div = ceil(2^40 / size)
+ * and off < 2^20 (a page is at most 9 windows), off * div mod 2^40 is
+ * below div exactly when it is; grid holds div << 24, so the product
+ * wraps at 2^64 instead and the mask costs nothing.
+ */
 static inline int page_holds(const struct spage *g, const void *p) {
-    const char *start = g->start; /* once: the atomic load below keeps the compiler from merging */
-    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)start);
-    uint64_t handed = (uint64_t)(__atomic_load_n(&g->bump, __ATOMIC_RELAXED) - start);
-    return off < handed && ((off * g->div) >> 40) * g->size == off;
+    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)g->start);
+    return off < __atomic_load_n(&g->handed, __ATOMIC_RELAXED) && off * g->grid < g->grid;
 }
 
 /* Pop an object of class k, or NULL. Budget: about a dozen instructions. */
@@ -197,7 +208,7 @@ static inline void *tc_pop(struct tcache *t, unsigned k) {
     struct spage *g = t->cur[k];
     struct tblock *b = g->free;
     if (__builtin_expect(b == NULL, 0)) return NULL;
-    if (__builtin_expect(b->key != tc_key(b), 0)) tc_corrupt(b);
+    if (__builtin_expect(b->key != (g->cookie ^ (uintptr_t)b), 0)) tc_corrupt(b);
     g->free = b->next;
     g->used++;
     b->key = 0;
@@ -206,7 +217,7 @@ static inline void *tc_pop(struct tcache *t, unsigned k) {
 }
 
 /* Page g of t has no object in use, and is not its class's current page
- * or spans several windows (tc_push): keep it, or give it back. */
+ * or spans several windows (tc_push_own): keep it, or give it back. */
 void tc_page_idle(struct tcache *t, struct spage *g);
 
 /* Free b, an object in use of page g, owned by another thread (owner):
@@ -215,30 +226,34 @@ void tc_page_idle(struct tcache *t, struct spage *g);
 int tc_push_remote(struct tcache *t, struct tcache *owner, struct spage *g, struct tblock *b);
 
 /*
- * Free p if it is an object in use of a page: onto the page's free list if
- * the calling thread owns the page, else onto its list of remote frees;
- * 0 sends the caller to the slow path, which validates p fully (and frees
- * it into an orphan, or frees a chunk).
+ * The page of p if p is an object of a page handed out and not free now;
+ * else NULL, and the caller's slow path validates p fully (it may be a
+ * chunk, a mapping, or not ours). One test rules out both an address of
+ * 2^ADDRESS_BITS or more and one outside every region of ours.
+ * (A pointer off the 16-byte grid fails page_holds: sizes are multiples
+ * of 16.)
  */
-static inline int tc_push(struct tcache *t, void *p) {
-    uintptr_t a = (uintptr_t)p;
-    /* (a pointer off the 16-byte grid fails page_holds: sizes are multiples of 16) */
-    if (a >> ADDRESS_BITS) return 0;
-    if (!region_mapped(a, __ATOMIC_RELAXED)) return 0;
+static inline struct spage *tc_object_page(const void *p) {
+    uintptr_t slot = (uintptr_t)p >> REGION_SHIFT;
+    if (slot >= REGION_MAP_WORDS * 64) return NULL;
+    if (!((__atomic_load_n(&ma_region_map[slot >> 6], __ATOMIC_RELAXED) >> (slot & 63)) & 1))
+        return NULL;
     struct spage *g = page_of(region_of(p), p);
-    if (!g) return 0;
-    struct tcache *owner = __atomic_load_n(&g->owner, __ATOMIC_RELAXED);
-    if (!page_holds(g, p)) return 0;
-    struct tblock *b = p;
-    if (b->key == tc_key(b)) return 0; /* free already: the slow path says so */
-    if (__builtin_expect(owner != t, 0)) return tc_push_remote(t, owner, g, b);
+    if (!g || !page_holds(g, p)) return NULL;
+    if (((const struct tblock *)p)->key == (g->cookie ^ (uintptr_t)p))
+        return NULL; /* free already */
+    return g;
+}
+
+/* Free b, an object in use of page g, which t owns: onto g's free list. */
+static inline void tc_push_own(struct tcache *t, struct spage *g, struct tblock *b) {
+    uintptr_t key = g->cookie ^ (uintptr_t)b; /* before the store to b: it might alias */
     b->next = g->free;
-    b->key = tc_key(b);
+    b->key = key;
     g->free = b;
     unsigned k = g->k;
     TC_SET(t->frees[k], t->frees[k] + 1);
     if (__builtin_expect(--g->used == 0, 0) && (g != t->cur[k] || g->nwin > 1)) tc_page_idle(t, g);
-    return 1;
 }
 
 /* ---- tcache.c: the slow side ---- */

@@ -109,6 +109,29 @@ TEST(test_classes) {
     CHECK(memalloc_check() == 0);
 }
 
+/* page_holds tells the grid with one multiply (tcache.h): for every class,
+ * at every byte offset from below the page to past its largest span, it
+ * agrees with the plain test, with the factor the pages really carry. */
+TEST(test_grid_test_is_exact) {
+    for (unsigned k = 1; k < TC_CLASSES; k++) {
+        char *p = memalloc(tc_class_size[k]);
+        struct spage *real = page_of(region_of(p), p);
+        if (!CHECK_(real != NULL && real->k == k, "page of the class")) return;
+        struct spage g = *real;
+        uint32_t size = g.size;
+        int64_t span = (int64_t)(PAGE_MIN_OBJS + 1) * size + (int64_t)PAGE_WINDOW, off;
+        g.handed = (uint32_t)(span / size * size);
+        g.start = (char *)((uintptr_t)1 << 40); /* never dereferenced */
+        for (off = -(int64_t)(2 * PAGE_WINDOW); off < span + (int64_t)size; off++) {
+            int want = off >= 0 && off < (int64_t)g.handed && off % size == 0;
+            if (page_holds(&g, g.start + off) != want) break;
+        }
+        memfree(p);
+        CHECKF(off == span + (int64_t)size, "class %u (size %u): wrong at offset %lld", k, size,
+               (long long)off);
+    }
+}
+
 TEST(test_reuse_from_the_page) {
     struct memalloc_stats s0 = stats();
     char *p = memalloc(200);
@@ -523,6 +546,7 @@ TEST(test_hugepage_advice) {
 
 int main(void) {
     RUN(test_classes);
+    RUN(test_grid_test_is_exact);
     RUN(test_reuse_from_the_page);
     RUN(test_pages_come_and_go);
     RUN(test_light_page_touches_one_system_page);
