@@ -18,7 +18,7 @@
  * again. */
 #define PURGE_SPAN     ((size_t)32 << 10)
 #define SPAN_DIRTY_MAX ((size_t)128 << 10)
-#define SPAN_YOUNG_MAX ((size_t)2 << 20)
+#define SPAN_YOUNG_MAX ((size_t)512 << 10)
 /* Free chunks of BIG_SPAN or more, mostly what large blocks left, stay
  * BIG_SPAN_DELAY purge delays, up to BIG_SPAN_YOUNG bytes per arena: a
  * program that frees and allocates large blocks in turn reuses them
