@@ -83,7 +83,7 @@ struct spage {
     uint64_t grid;        /* ceil(2^40 / size) << 24: page_holds' grid test */
     struct tblock *free;  /* the owner's free list */
     uintptr_t cookie;     /* os_cookie_value, at hand for the keys */
-    uint32_t handed;      /* bytes from start never handed out above: the bump */
+    uint32_t handed;      /* bytes from start handed out at some time: the bump */
     uint32_t size;        /* object size */
     uint32_t used;        /* handed out, less what came back (thread_free not yet) */
     uint16_t k;           /* class */
@@ -234,10 +234,8 @@ int tc_push_remote(struct tcache *t, struct tcache *owner, struct spage *g, stru
  * of 16.)
  */
 static inline struct spage *tc_object_page(const void *p) {
-    uintptr_t slot = (uintptr_t)p >> REGION_SHIFT;
-    if (slot >= REGION_MAP_WORDS * 64) return NULL;
-    if (!((__atomic_load_n(&ma_region_map[slot >> 6], __ATOMIC_RELAXED) >> (slot & 63)) & 1))
-        return NULL;
+    if (((uintptr_t)p >> REGION_SHIFT) >= REGION_MAP_WORDS * 64) return NULL;
+    if (!region_mapped((uintptr_t)p, __ATOMIC_RELAXED)) return NULL;
     struct spage *g = page_of(region_of(p), p);
     if (!g || !page_holds(g, p)) return NULL;
     if (((const struct tblock *)p)->key == (g->cookie ^ (uintptr_t)p))
