@@ -468,7 +468,7 @@ def fmt_time(s):
 
 
 def fmt_mib(m):
-    return f"{m:.1f}" if m < 100 else f"{m:.0f}"
+    return f"{m:.2f}" if m < 10 else f"{m:.1f}" if m < 100 else f"{m:.0f}"
 
 
 def fmt_ratio(r):
@@ -496,11 +496,11 @@ def table(stats, names, key, fmt, vs_glibc, vs_peer):
         xs = [vs_glibc[wl][a] for wl in stats if vs_glibc[wl][a] is not None]
         g = geomean(xs)
         missing = len(stats) - len(xs)
-        gm.append(("1.00×" if a == "glibc" else fmt_ratio(g))
+        gm.append(("1.000×" if a == "glibc" else (f"{g:.3f}×" if g else fmt_ratio(g)))
                   + (f" ({len(xs)} of {len(stats)})" if missing and g else ""))
     g = geomean([vs_peer[wl][0] for wl in stats])
     lines.append("| **geometric mean, ratio to glibc** | " + " | ".join(f"**{c}**" for c in gm)
-                 + f" | **{fmt_ratio(g)}** |")
+                 + f" | **{f'{g:.3f}×' if g else fmt_ratio(g)}** |")
     return "\n".join(lines)
 
 
@@ -685,7 +685,8 @@ def write_report(path, ctx):
     L.append("Median seconds; in parentheses the ratio to glibc (below 1 is faster than glibc). "
              "The last column divides memalloc's time by the best of jemalloc, tcmalloc and "
              "mimalloc on that workload (named). The last row is the geometric mean of the ratios "
-             "over the workloads.\n")
+             "over the workloads, to three decimals (the targets compare it with 1 and with the "
+             "peers').\n")
     L.append(table(stats, names, "time", fmt_time, tg, tp))
     L.append("")
     L.append("## Peak RSS\n")
@@ -836,7 +837,7 @@ def main():
                     done += 1
                     r = suite.run(wl, preload)
                     runs[wl][name].append(r)
-                    what = (f"{r['seconds']:.3f} s  {r['rss_kib'] / 1024:7.1f} MiB" if r["ok"]
+                    what = (f"{r['seconds']:.3f} s  {r['rss_kib'] / 1024:7.2f} MiB" if r["ok"]
                             else f"FAILED: {r['error']}")
                     log(f"[{done:3}/{total}] {wl:<12} round {rnd + 1}  {name:<9} {what}")
             mark_mismatches(runs[wl])
