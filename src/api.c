@@ -23,7 +23,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* Zero (.bss, no page until touched); the locks are set in init_slow. */
-struct arena ma_arenas[MAX_ARENAS];
+MA_LARGE_BSS _Alignas(4096) struct arena ma_arenas[MAX_ARENAS];
 unsigned ma_narenas = 1;
 struct counters ma_counters;
 
@@ -51,7 +51,7 @@ static int stats_fd = 2;
  * allocated, never reused. Each block has a 16-byte header holding its size.
  */
 #define BOOT_SIZE ((size_t)64 << 10)
-static _Alignas(64) char boot_buf[BOOT_SIZE];
+static MA_LARGE_BSS _Alignas(64) char boot_buf[BOOT_SIZE];
 static size_t boot_used;
 
 static int is_boot(const void *p) {

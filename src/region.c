@@ -11,7 +11,7 @@
  * library on a huge-page boundary, and the C library mapped next to it at
  * the same offset every run, one where the program faults in all of libc's
  * text (90 to 130 KiB more resident on average, in two measurements). */
-uint64_t ma_region_map[REGION_MAP_WORDS];
+MA_LARGE_BSS uint64_t ma_region_map[REGION_MAP_WORDS];
 
 static void map_set(const void *r, int on) {
     size_t slot = (uintptr_t)r >> REGION_SHIFT;
