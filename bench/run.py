@@ -471,6 +471,11 @@ def fmt_mib(m):
     return f"{m:.2f}" if m < 10 else f"{m:.1f}" if m < 100 else f"{m:.0f}"
 
 
+def fmt_mean(g):
+    """A geometric mean of ratios: three decimals, since the targets compare it with 1."""
+    return f"{g:.3f}×" if g else fmt_ratio(g)
+
+
 def fmt_ratio(r):
     return "–" if r is None else (f"{r:.2f}×" if r < 10 else f"{r:.1f}×")
 
@@ -496,11 +501,11 @@ def table(stats, names, key, fmt, vs_glibc, vs_peer):
         xs = [vs_glibc[wl][a] for wl in stats if vs_glibc[wl][a] is not None]
         g = geomean(xs)
         missing = len(stats) - len(xs)
-        gm.append(("1.000×" if a == "glibc" else (f"{g:.3f}×" if g else fmt_ratio(g)))
+        gm.append(("1.000×" if a == "glibc" else fmt_mean(g))
                   + (f" ({len(xs)} of {len(stats)})" if missing and g else ""))
     g = geomean([vs_peer[wl][0] for wl in stats])
     lines.append("| **geometric mean, ratio to glibc** | " + " | ".join(f"**{c}**" for c in gm)
-                 + f" | **{f'{g:.3f}×' if g else fmt_ratio(g)}** |")
+                 + f" | **{fmt_mean(g)}** |")
     return "\n".join(lines)
 
 
