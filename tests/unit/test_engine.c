@@ -1,9 +1,10 @@
 /*
  * test_engine.c: the free-list engine's mechanisms, seen from inside:
  * splitting, coalescing, in-place resize, the mmap path and mremap, fresh
- * pages for zeroing allocation (mincore), purging and unmapping, alignment,
- * the heap checker catching corruption, the bootstrap buffer, and fatal
- * misuse reports. Links the engine directly; includes its private headers.
+ * pages for zeroing allocation (mincore), huge-page advice, purging and
+ * unmapping, alignment, the heap checker catching corruption, the bootstrap
+ * buffer, and fatal misuse reports. Links the engine directly; includes
+ * its private headers.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -133,6 +134,52 @@ TEST(test_large_blocks) {
     int e = errno = 4242;
     memfree(p); /* munmap keeps errno */
     CHECK(errno == e);
+    CHECK(memalloc_check() == 0);
+}
+
+/* Whether the mapping holding p is advised MADV_HUGEPAGE ("hg" among the
+ * VmFlags of its entry in /proc/self/smaps); -1 if that cannot be read. */
+static int advised_huge(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int in = 0, hg = -1;
+    while (fgets(line, sizeof line, f)) {
+        uintptr_t lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            hg = strstr(line, " hg") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return hg;
+}
+
+TEST(test_huge_page_advice) {
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) {
+        printf("  (no transparent huge pages in this kernel: skipped)\n");
+        return;
+    }
+    (void)memalloc_trim(0); /* no cached mapping from earlier tests */
+    char *m = memalloc(8 << 20), *z = defalloc(1, 8 << 20), *small = memalloc(2 << 20),
+         *reserve = memalloc((size_t)300 << 20);
+    CHECK(m && z && small && reserve);
+    CHECK(advised_huge(m) == 1);              /* malloc of 4 MiB and more */
+    CHECK(advised_huge(z) == 0);              /* calloc: often used sparsely */
+    CHECK(advised_huge(small) == 0);          /* below the threshold */
+    CHECK(advised_huge(reserve) == 0);        /* above 256 MiB: a reservation */
+    char *grown = memresize(small, 16 << 20); /* mremap past the threshold */
+    CHECK(grown && advised_huge(grown) == 1);
+    memfree(m), memfree(z), memfree(grown), memfree(reserve);
+    (void)memalloc_trim(0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_HUGEPAGE_THRESHOLD, 0) == 0); /* never */
+    m = memalloc(8 << 20);
+    CHECK(m && advised_huge(m) == 0);
+    memfree(m);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_HUGEPAGE_THRESHOLD, 4 << 20) == 0);
+    (void)memalloc_trim(0);
     CHECK(memalloc_check() == 0);
 }
 
@@ -465,6 +512,7 @@ int main(void) {
     RUN(test_resize_in_place);
     RUN(test_large_blocks);
     RUN(test_fresh_pages);
+    RUN(test_huge_page_advice);
     RUN(test_purge_and_unmap);
     RUN(test_purge_waits_for_the_delay);
     RUN(test_alignment);
