@@ -22,13 +22,14 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-/* Zero (.bss, no page until touched); the locks are set in init_slow. */
-MA_LARGE_BSS _Alignas(4096) struct arena ma_arenas[MAX_ARENAS];
-unsigned ma_narenas = 1;
+/* Zero (.lbss, no page until touched); set up by arena_setup. */
+MA_LARGE_BSS struct arena ma_arenas[MAX_ARENAS];
+unsigned ma_narenas, ma_arenas_max = 1;
 struct counters ma_counters;
 
-/* Only the arenas in use: the others are never touched (no page of them
- * is resident). ma_narenas is fixed at initialisation. */
+/* Only the arenas set up: the others are never touched (no page of them
+ * is resident). The callers hold tc_lock, so that no arena is set up
+ * meanwhile (fork, the checker). */
 void arenas_lock_all(void) {
     for (unsigned i = 0; i < ma_narenas; i++) pthread_mutex_lock(&ma_arenas[i].lock);
 }
@@ -94,6 +95,19 @@ static void arena_lock_init(struct arena *a) {
     memcpy(&a->lock, &adaptive, sizeof adaptive);
 }
 
+static void arena_setup(struct arena *a) {
+    arena_lock_init(a);
+    bins_init(a);
+}
+
+struct arena *arena_setup_next(void) {
+    unsigned n = ma_narenas;
+    if (n >= ma_arenas_max) return NULL;
+    arena_setup(&ma_arenas[n]);
+    __atomic_store_n(&ma_narenas, n + 1, __ATOMIC_RELEASE);
+    return &ma_arenas[n];
+}
+
 static void fork_child(void) {
     pthread_mutex_init(&large_lock, NULL);
     for (unsigned i = 0; i < ma_narenas; i++) arena_lock_init(&ma_arenas[i]);
@@ -129,11 +143,9 @@ static __attribute__((noinline, cold)) int init_slow(void) {
         if (fd >= 0) stats_fd = fd;
     }
     unsigned n = os_ncpu();
-    ma_narenas = n < MAX_ARENAS ? n : MAX_ARENAS;
-    for (unsigned i = 0; i < ma_narenas; i++) {
-        arena_lock_init(&ma_arenas[i]);
-        bins_init(&ma_arenas[i]);
-    }
+    ma_arenas_max = n < MAX_ARENAS ? n : MAX_ARENAS;
+    arena_setup(&ma_arenas[0]);
+    __atomic_store_n(&ma_narenas, 1, __ATOMIC_RELEASE);
     tc_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child); /* may call malloc: boot buffer */
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
@@ -409,7 +421,7 @@ int ma_trim(size_t pad) {
     tc_trim(tc_self());
     struct region *unmap = NULL;
     int released = large_cache_release();
-    for (unsigned i = 0; i < ma_narenas; i++) {
+    for (unsigned i = 0, n = arenas_count(); i < n; i++) {
         struct arena *a = &ma_arenas[i];
         arena_lock(a);
         released |= heap_trim(a, pad, &unmap);

@@ -195,7 +195,7 @@ static void check_cache(const struct tcache *t, struct walk *w) {
 static void check_orphans(struct arena *a, struct walk *w) {
     size_t kept = 0;
     for (unsigned k = 0; k < TC_CLASSES; k++) {
-        const struct spage *ring = tc_orphans(a, k), *g;
+        const struct spage *ring = a->orphans[k], *g;
         size_t n = 0;
         for (g = ring; g && (n == 0 || g != ring); g = g->next) {
             expect_page(w, g, k, NULL);
@@ -211,13 +211,14 @@ static void check_orphans(struct arena *a, struct walk *w) {
             }
         }
     }
-    EXPECT(w, kept == tc_orphan_kept(a) && kept <= TC_ORPHAN_KEEP,
+    EXPECT(w, kept == a->orphan_kept && kept <= TC_ORPHAN_KEEP,
            "idle orphans disagree with their budget", a);
 }
 
 int memalloc_check(void) {
     struct walk w = {0};
     ma_init();
+    tc_registry_lock(); /* no arena is set up meanwhile */
     arenas_lock_all();
     pthread_mutex_lock(&large_lock);
     for (unsigned i = ma_narenas; i < MAX_ARENAS; i++)
@@ -251,5 +252,6 @@ int memalloc_check(void) {
            "pages in the regions and on the queues and orphan rings disagree", &w);
     pthread_mutex_unlock(&large_lock);
     arenas_unlock_all();
+    tc_registry_unlock();
     return w.errors;
 }

@@ -42,6 +42,11 @@
 #define ADDRESS_BITS   47
 
 struct arena;
+struct spage;
+
+/* The size classes (tcache.h's TC_CLASSES): an arena keeps a ring of
+ * orphaned pages per class. */
+#define ARENA_CLASSES 45
 
 struct region {
     struct region *next, *prev; /* the arena's list */
@@ -65,14 +70,18 @@ struct arena {
     size_t span_dirty;   /* bytes freed into large free chunks since they were purged */
     uint64_t purge_due;  /* os_now_ms() time of the next purge pass; 0: none due */
     struct region *gone; /* regions the emptying left empty: unmap after unlocking */
-};
+    /* pages of exited threads, a ring per size class (tcache.c), and the
+     * bytes the idle ones among them have touched */
+    struct spage *orphans[ARENA_CLASSES];
+    size_t orphan_kept;
+} __attribute__((aligned(4096))); /* each on pages of its own: only those in use are resident */
 
 /* For the definitions of the large zero-initialised arrays (the region
  * map, the arenas, the bootstrap buffer): the linker places .lbss after
  * .bss, so the small globals that every call touches share a page or two,
  * and of these arrays only the pages in use are resident (the region map:
- * the page of the words for our regions; the arenas: the first ma_narenas,
- * from a page boundary): 2 fewer resident pages in a small program.
+ * the page of the words for our regions; the arenas: a page for each one
+ * set up): 2 fewer resident pages in a small program.
  * (Clang before 17 would make .lbss a section of file data: 350 KiB of
  * zeros in the library; it keeps them in .bss.) */
 #if defined(__clang__) && __clang_major__ < 17
@@ -81,12 +90,21 @@ struct arena {
 #define MA_LARGE_BSS __attribute__((section(".lbss")))
 #endif
 
-/* Arenas: threads are spread over ma_narenas of them (at most one per CPU,
- * and MAX_ARENAS), so that threads taking and giving back pages and chunks
- * do not wait on one lock. A chunk goes back to the arena of its region. */
+/* Arenas: threads are spread over up to ma_arenas_max of them (one per
+ * CPU, at most MAX_ARENAS), so that threads taking and giving back pages
+ * and chunks do not wait on one lock. A chunk goes back to the arena of
+ * its region. Arena 0 is set up at initialisation, the others when a
+ * thread first needs one (arena_setup_next): ma_narenas counts those set
+ * up, and only grows (under the cache registry's lock; read it with
+ * arenas_count() elsewhere). */
 #define MAX_ARENAS 8
 extern struct arena ma_arenas[MAX_ARENAS];
-extern unsigned ma_narenas;
+extern unsigned ma_narenas, ma_arenas_max;
+static inline unsigned arenas_count(void) {
+    return __atomic_load_n(&ma_narenas, __ATOMIC_ACQUIRE);
+}
+/* Set up the next arena and return it, or NULL if all are (tc_lock held). */
+struct arena *arena_setup_next(void);
 /* Lock or unlock every arena, in index order (fork, checker, statistics). */
 void arenas_lock_all(void);
 void arenas_unlock_all(void);

@@ -9,6 +9,7 @@
 #include "large.h"
 
 #include "error.h"
+#include "heap.h"
 #include "options.h"
 #include "stats.h"
 
@@ -20,7 +21,9 @@ static size_t table_count;
 static struct large_stats st;
 
 #define RECENT 64 /* payloads unmapped lately, to tell double frees apart */
-static uintptr_t recent[RECENT];
+/* (in .lbss: only programs that free mapped blocks touch its page, and the
+ * small globals' page keeps room for the first thread cache) */
+static MA_LARGE_BSS uintptr_t recent[RECENT];
 static unsigned recent_pos;
 
 /*

@@ -28,7 +28,7 @@ void memalloc_get_stats(struct memalloc_stats *out) {
     s.peak_in_use = __atomic_load_n(&ma_counters.peak, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&large_lock);
 
-    for (unsigned i = 0; i < ma_narenas; i++) {
+    for (unsigned i = 0, n = arenas_count(); i < n; i++) {
         struct arena *a = &ma_arenas[i];
         pthread_mutex_lock(&a->lock);
         if (a->bins[0].next) { /* bins are set up at initialisation */
@@ -56,7 +56,7 @@ void memalloc_get_stats(struct memalloc_stats *out) {
     s.in_use = chunks + ts.live;
     s.arena_cached = orphan_free < page_free ? orphan_free : page_free;
     s.thread_cached = page_free - s.arena_cached;
-    s.arenas = ma_narenas;
+    s.arenas = arenas_count();
     s.mmapped_blocks = ls.blocks;
     s.mmapped_bytes = ls.bytes;
     s.peak_mmapped_blocks = ls.peak_blocks;

@@ -17,10 +17,13 @@
 
 enum { TC_NONE, TC_SETUP, TC_LIVE, TC_GONE };
 
-struct spage tc_nopage; /* empty, owned by no one: every fast path declines it */
-static struct tcache tc_empty = {.cur = {[0 ... TC_CLASSES - 1] = &tc_nopage},
-                                 .arena = &ma_arenas[0]};
-__thread struct tcache *tc_current __attribute__((tls_model("initial-exec"))) = &tc_empty;
+struct spage tc_nopage;
+/* The cache of threads that have none (read-only: the fast paths only
+ * read it, and decline its pages) */
+static const struct tcache tc_empty = {.cur = {[0 ... TC_CLASSES - 1] = TC_NOPAGE},
+                                       .arena = &ma_arenas[0]};
+#define TC_EMPTY ((struct tcache *)&tc_empty)
+__thread struct tcache *tc_current __attribute__((tls_model("initial-exec"))) = TC_EMPTY;
 static __thread unsigned char tc_state __attribute__((tls_model("initial-exec")));
 
 uint32_t tc_class_size[TC_CLASSES];
@@ -53,13 +56,15 @@ static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER; /* the registry */
 static struct tcache *tc_live;                              /* live caches, linked by next/prev */
 static struct tcache *tc_spare; /* caches of exited threads, for reuse */
 static char *slab_next, *slab_end;
+/* The first cache (the main thread's, mostly): on the page of the small
+ * globals, which is resident anyway, rather than on a slab page. */
+static struct tcache tc_first;
+static int tc_first_taken;
 static unsigned arena_caches[MAX_ARENAS]; /* live caches per arena (tc_lock) */
 static pthread_key_t exit_key;
 
 /* Pages of exited threads, per arena and class: rings, under the arena's
  * lock; and the bytes the idle ones among them have touched. */
-static struct spage *orphans[MAX_ARENAS][TC_CLASSES];
-static size_t orphan_kept[MAX_ARENAS];
 
 /* Statistics (relaxed atomics): usable bytes of every page's chunk; the
  * counters of retired caches and of frees by threads without a cache. */
@@ -264,12 +269,12 @@ static void page_release(struct spage *g) {
  * (adopted), else a new one. NULL if out of memory. */
 static struct spage *page_new(struct tcache *t, unsigned k) {
     struct arena *a = t->arena;
-    struct spage **ring = &orphans[a - ma_arenas][k];
+    struct spage **ring = &a->orphans[k];
     arena_lock(a);
     struct spage *g;
     while ((g = *ring) != NULL) {
         ring_del(ring, g);
-        orphan_kept[a - ma_arenas] -= g->kept;
+        a->orphan_kept -= g->kept;
         g->kept = 0;
         __atomic_store_n(&g->owner, t, __ATOMIC_RELAXED);
         page_collect(g);
@@ -336,7 +341,7 @@ void tc_page_idle(struct tcache *t, struct spage *g) {
         t->idle_big = g;
         t->idle_big_k = k;
         if (before && before != g && t->cur[bk] == before && before->used == 0) {
-            t->cur[bk] = &tc_nopage;
+            t->cur[bk] = TC_NOPAGE;
             page_release(before);
         }
         return;
@@ -370,14 +375,14 @@ static void count_free(struct tcache *t, unsigned k) {
 /* An orphan g with no object in use (lock held): kept within the arena's
  * budget for idle orphans, else given back. */
 static void orphan_idle(struct arena *a, struct spage *g) {
-    size_t i = (size_t)(a - ma_arenas), touched = (size_t)(page_bump(g) - page_base(g));
-    if (orphan_kept[i] + touched > TC_ORPHAN_KEEP) {
-        ring_del(&orphans[i][g->k], g);
+    size_t touched = (size_t)(page_bump(g) - page_base(g));
+    if (a->orphan_kept + touched > TC_ORPHAN_KEEP) {
+        ring_del(&a->orphans[g->k], g);
         page_release_locked(a, g);
         return;
     }
     g->kept = (uint32_t)touched;
-    orphan_kept[i] += touched;
+    a->orphan_kept += touched;
 }
 
 /* Free p into orphan g, under its arena's lock, so that a page whose
@@ -434,7 +439,7 @@ static void page_abandon(struct spage *g) {
     arena_lock(a);
     __atomic_store_n(&g->owner, NULL, __ATOMIC_RELAXED);
     page_collect(g); /* after the owner is gone: later remote frees lock */
-    ring_add(&orphans[a - ma_arenas][g->k], g);
+    ring_add(&a->orphans[g->k], g);
     if (g->used == 0) orphan_idle(a, g);
     arena_unlock(a);
 }
@@ -443,7 +448,7 @@ void tc_abandon(struct tcache *t) {
     t->idle_big = NULL;
     for (unsigned k = 0; k < TC_CLASSES; k++) {
         struct spage *g = t->cur[k];
-        t->cur[k] = &tc_nopage;
+        t->cur[k] = TC_NOPAGE;
         if (g != &tc_nopage) page_abandon(g);
         while ((g = t->queue[k]) != NULL) {
             ring_del(&t->queue[k], g);
@@ -460,7 +465,7 @@ void tc_trim(struct tcache *t) {
             if (g != &tc_nopage) {
                 page_collect(g);
                 if (g->used == 0) {
-                    t->cur[k] = &tc_nopage;
+                    t->cur[k] = TC_NOPAGE;
                     page_release(g);
                 }
             }
@@ -479,14 +484,14 @@ void tc_trim(struct tcache *t) {
             }
         }
     }
-    for (unsigned i = 0; i < ma_narenas; i++) {
+    for (unsigned i = 0, n = arenas_count(); i < n; i++) {
         struct arena *a = &ma_arenas[i];
         arena_lock(a);
         for (unsigned k = 0; k < TC_CLASSES; k++) {
-            struct spage **ring = &orphans[i][k], *keep = NULL, *g;
+            struct spage **ring = &a->orphans[k], *keep = NULL, *g;
             while ((g = *ring) != NULL) {
                 ring_del(ring, g);
-                orphan_kept[i] -= g->kept;
+                a->orphan_kept -= g->kept;
                 g->kept = 0;
                 page_collect(g);
                 if (g->used == 0)
@@ -498,14 +503,6 @@ void tc_trim(struct tcache *t) {
         }
         arena_unlock(a);
     }
-}
-
-size_t tc_orphan_kept(const struct arena *a) {
-    return orphan_kept[a - ma_arenas];
-}
-
-struct spage *tc_orphans(const struct arena *a, unsigned k) {
-    return orphans[a - ma_arenas][k];
 }
 
 /* ---- checker ---- */
@@ -549,13 +546,16 @@ const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache
 
 /* ---- caches: set-up, registry, exit ---- */
 
-/* A cache structure: a spare one, or carved from a mapped slab (tc_lock
- * held). The slab is mapped under the lock: once per dozen or so caches,
- * and only threads setting up or retiring a cache wait for it. */
+/* A cache structure: a spare one, tc_first, or carved from a mapped slab
+ * (tc_lock held). The slab is mapped under the lock: once per dozen or so
+ * caches, and only threads setting up or retiring a cache wait for it. */
 static struct tcache *tc_new(void) {
     struct tcache *t = tc_spare;
     if (t) {
         tc_spare = t->next;
+    } else if (!tc_first_taken) {
+        tc_first_taken = 1;
+        t = &tc_first;
     } else {
         size_t sz = align_up(sizeof *t, 64);
         if (slab_end - slab_next < (ptrdiff_t)sz) {
@@ -569,19 +569,20 @@ static struct tcache *tc_new(void) {
         slab_next += sz;
     }
     memset(t, 0, sizeof *t);
-    for (unsigned k = 0; k < TC_CLASSES; k++) t->cur[k] = &tc_nopage;
+    for (unsigned k = 0; k < TC_CLASSES; k++) t->cur[k] = TC_NOPAGE;
     return t;
 }
 
 /* The arena for a new cache (tc_lock held): the one with the fewest live
- * caches, the first of those. Not a turn: threads that come and go one
- * after another then use the same arena, and adopt the pages their
- * predecessors left there. */
+ * caches, the first of those; an arena not yet set up counts none. Not a
+ * turn: threads that come and go one after another then use the same
+ * arena, and adopt the pages their predecessors left there. */
 static struct arena *pick_arena(void) {
     unsigned best = 0;
     for (unsigned i = 1; i < ma_narenas; i++)
         if (arena_caches[i] < arena_caches[best]) best = i;
-    return &ma_arenas[best];
+    struct arena *a = arena_caches[best] ? arena_setup_next() : NULL;
+    return a ? a : &ma_arenas[best];
 }
 
 struct tcache *tc_get(void) {
@@ -676,7 +677,7 @@ static void retire(struct tcache *t) {
  * go to the engine directly. */
 static void tc_exit(void *arg) {
     struct tcache *t = arg;
-    tc_current = &tc_empty;
+    tc_current = TC_EMPTY;
     tc_state = TC_GONE;
     tc_abandon(t);
     pthread_mutex_lock(&tc_lock);
@@ -687,7 +688,7 @@ static void tc_exit(void *arg) {
 void tc_disable_self(void) {
     if (tc_state != TC_LIVE) return;
     struct tcache *t = tc_current;
-    tc_current = &tc_empty;
+    tc_current = TC_EMPTY;
     tc_state = TC_NONE;
     pthread_setspecific(exit_key, NULL);
     tc_abandon(t);
@@ -719,7 +720,7 @@ void tc_sum(struct tc_sums *s) {
 size_t tc_orphan_free(const struct arena *a) {
     size_t bytes = 0;
     for (unsigned k = 0; k < TC_CLASSES; k++) {
-        const struct spage *ring = orphans[a - ma_arenas][k], *g = ring;
+        const struct spage *ring = a->orphans[k], *g = ring;
         if (!g) continue;
         do {
             size_t in_use = g->used; /* less what other threads freed since */
@@ -733,11 +734,17 @@ size_t tc_orphan_free(const struct arena *a) {
     return bytes;
 }
 
-void tc_fork_prepare(void) {
+void tc_registry_lock(void) {
     pthread_mutex_lock(&tc_lock);
 }
-void tc_fork_parent(void) {
+void tc_registry_unlock(void) {
     pthread_mutex_unlock(&tc_lock);
+}
+void tc_fork_prepare(void) {
+    tc_registry_lock();
+}
+void tc_fork_parent(void) {
+    tc_registry_unlock();
 }
 
 /* A page of a thread that fork did not copy: that thread may have been

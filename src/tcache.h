@@ -64,7 +64,8 @@
 #include "chunk.h"
 #include "heap.h"
 
-#define TC_CLASSES     45
+#define TC_CLASSES 45
+_Static_assert(TC_CLASSES == ARENA_CLASSES, "an arena's orphan rings are one per class");
 #define TC_MAX_REQUEST ((size_t)65536) /* the largest class */
 #define PAGE_HDR       192             /* three cache lines */
 #define PAGE_MIN_OBJS  8               /* a page holds at least this many objects */
@@ -113,7 +114,10 @@ struct tcache {
 };
 
 extern __thread struct tcache *tc_current __attribute__((tls_model("initial-exec")));
+/* An empty page that no one owns: every fast path declines it. (Not
+ * const: in .bss it takes no room in the library's read-only pages.) */
 extern struct spage tc_nopage;
+#define TC_NOPAGE (&tc_nopage)
 extern uint32_t tc_class_size[TC_CLASSES];
 
 /*
@@ -298,14 +302,15 @@ void tc_sum(struct tc_sums *s);
 /* Bytes of arena a's orphaned pages not in use (lock held). */
 size_t tc_orphan_free(const struct arena *a);
 /* Idle orphans: an arena keeps the pages of exited threads that have no
- * object in use while the bytes they have touched stay within this budget,
- * for the next threads to adopt (lock held: tc_orphan_kept). */
+ * object in use while the bytes they have touched stay within this budget
+ * (arena->orphan_kept, under its lock), for the next threads to adopt. */
 #define TC_ORPHAN_KEEP ((size_t)1 << 20)
-size_t tc_orphan_kept(const struct arena *a);
 /* The checker's view of one page: 0 if fine, else a reason. */
 const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache *owner);
-/* The orphan ring of class k of arena a (lock held), or NULL. */
-struct spage *tc_orphans(const struct arena *a, unsigned k);
+/* The registry's lock (tc_lock): while it is held no cache comes or goes
+ * and no arena is set up. Taken before any arena's lock. */
+void tc_registry_lock(void);
+void tc_registry_unlock(void);
 /* Fork: the registry lock around fork; the child keeps only its thread's
  * cache and orphans the other threads' pages, so no object is lost. */
 void tc_fork_prepare(void);

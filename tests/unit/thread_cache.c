@@ -6,7 +6,9 @@
  *   2. objects freed by another thread go home to their page, in their own
  *      arena, after their thread exited; nothing is lost;
  *   3. threads running at once are spread over the arenas (one per CPU,
- *      at most 8); threads one after another use the same one;
+ *      at most 8), each set up when a thread first needs it (until then
+ *      none of its memory is resident); threads one after another use the
+ *      same one;
  *   4. fork while another thread's pages hold objects: the child gets them
  *      back, and its heap checks clean;
  *   5. objects freed by another thread while their owner runs serve the
@@ -19,6 +21,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,11 +121,29 @@ static void *first_block_arena_alone(void *arg) {
     return a;
 }
 
+/* Pages of [p, p + len) resident, by mincore. */
+static size_t resident_pages(const void *p, size_t len) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p & ~(page - 1);
+    unsigned char vec[64];
+    size_t n = (len + ((uintptr_t)p - a) + page - 1) / page, res = 0;
+    if (n > sizeof vec || mincore((void *)a, n * page, vec) != 0) return (size_t)-1;
+    for (size_t i = 0; i < n; i++) res += vec[i] & 1;
+    return res;
+}
+
+/* Resident pages of the arenas after the first, when main() began: a
+ * single thread uses arena 0 only, and the others are not set up yet (the
+ * checker reads them, which maps the zero page: hence before any test). */
+static size_t idle_arena_pages = (size_t)-1;
+
 TEST(test_threads_spread_over_arenas) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t most = ncpu < 1 ? 1 : ncpu > MAX_ARENAS ? MAX_ARENAS : (size_t)ncpu;
     struct memalloc_stats s = stats();
-    CHECKF(s.arenas >= 1 && s.arenas <= 8 && s.arenas <= (size_t)(ncpu > 0 ? ncpu : 1),
-           "arenas=%zu ncpu=%ld", s.arenas, ncpu);
+    CHECKF(s.arenas >= 1 && s.arenas <= most, "arenas=%zu ncpu=%ld", s.arenas, ncpu);
+    /* an arena not set up had no resident page (each has pages of its own) */
+    CHECK(sizeof(struct arena) % 4096 == 0);
+    CHECKF(idle_arena_pages == 0, "%zu pages", idle_arena_pages);
     pthread_barrier_init(&both, NULL, 2);
     pthread_t t1, t2;
     void *a1, *a2;
@@ -131,7 +152,8 @@ TEST(test_threads_spread_over_arenas) {
     pthread_join(t1, &a1);
     pthread_join(t2, &a2);
     pthread_barrier_destroy(&both);
-    if (s.arenas >= 2) CHECK(a1 != a2); /* threads at the same time, different arenas */
+    if (most >= 2) CHECK(a1 != a2); /* threads at the same time, different arenas */
+    CHECK(stats().arenas == (most >= 2 ? (s.arenas > 2 ? s.arenas : 2) : 1));
     /* threads one after another: the same arena (the least used), where
      * each finds the pages the one before left */
     REQUIRE(pthread_create(&t1, NULL, first_block_arena_alone, NULL) == 0);
@@ -325,6 +347,7 @@ TEST(test_orphans_go_back_with_their_last_object) {
 
 int main(void) {
     memfree(memalloc(1)); /* the main thread sets its cache up first */
+    idle_arena_pages = resident_pages(&ma_arenas[1], sizeof ma_arenas - sizeof ma_arenas[0]);
     RUN(test_exit_flushes_the_cache);
     RUN(test_cross_thread_frees_go_home);
     RUN(test_threads_spread_over_arenas);
