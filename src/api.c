@@ -9,7 +9,6 @@
 #include "api.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
 #include "error.h"
@@ -131,7 +130,7 @@ static __attribute__((noinline, cold)) int init_slow(void) {
         pthread_t owner;
         __atomic_load(&init_owner, &owner, __ATOMIC_RELAXED);
         if (pthread_equal(owner, pthread_self())) return 0;
-        while (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE) sched_yield();
+        while (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE) os_yield();
         return 1;
     }
     pthread_t self = pthread_self();

@@ -13,22 +13,16 @@
 struct option_def {
     const char *env;
     size_t def, min, max;
-    const char *desc;
 };
 
+/* What each does: options.h and README.md. */
 static const struct option_def defs[OPT_COUNT] = {
-    [OPT_MMAP_THRESHOLD] = {"MEMALLOC_MMAP_THRESHOLD", 128 * 1024, 0, MMAP_THRESHOLD_MAX,
-                            "requests of at least this many bytes get their own mapping"},
-    [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, TRIM_THRESHOLD_MAX,
-                            "free bytes at a heap top kept before returning pages to the OS"},
-    [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1, "1: print a summary line on stderr at exit"},
-    [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1,
-                    "0: no thread caches (every call takes its arena's lock)"},
-    [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 10, 0, 1000000,
-                         "milliseconds free pages wait before they go back to the OS"},
-    [OPT_HUGEPAGE] = {"MEMALLOC_HUGEPAGE_THRESHOLD", (size_t)4 << 20, 0, TRIM_THRESHOLD_MAX,
-                      "mapped blocks of at least this many bytes ask for transparent huge "
-                      "pages (0: never)"},
+    [OPT_MMAP_THRESHOLD] = {"MEMALLOC_MMAP_THRESHOLD", 128 * 1024, 0, MMAP_THRESHOLD_MAX},
+    [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, TRIM_THRESHOLD_MAX},
+    [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1},
+    [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1},
+    [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 10, 0, 1000000},
+    [OPT_HUGEPAGE] = {"MEMALLOC_HUGEPAGE_THRESHOLD", (size_t)4 << 20, 0, TRIM_THRESHOLD_MAX},
 };
 
 unsigned ma_options_fixed;

@@ -45,5 +45,7 @@ void os_write(int fd, const char *buf, size_t len);
 int os_dup_fd(int fd);
 /* Raise SIGABRT; never returns. */
 _Noreturn void os_abort(void);
+/* Let other threads run (a wait for another thread's initialisation). */
+void os_yield(void);
 
 #endif
