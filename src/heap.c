@@ -28,15 +28,27 @@
 #define BIG_SPAN_DELAY 10
 #define BIG_SPAN_YOUNG ((size_t)64 << 20)
 
-/* A free chunk of PURGE_SPAN or more that is not its region's top keeps
- * the os_now_ms() time it was freed at in its payload, past its links (the
- * top is purged by its own rule; and its bytes past the links may lie
- * above the fresh mark, which must stay zero). */
+/* A free chunk of PURGE_SPAN or more that is not its region's top (a
+ * span) keeps in its payload, past its links, its dirt: the bytes freed
+ * into it since it was last purged (at most its size; none if it is
+ * PURGED), and the os_now_ms() time the oldest of them was freed at. So
+ * no freed byte stays dirty much longer than its purge delay, however
+ * often the span grows by a merge. (The top is purged by its own rule;
+ * and its bytes past the links may lie above the fresh mark, which must
+ * stay zero.) */
 static int is_span(const struct chunk *c, size_t size) {
     return size >= PURGE_SPAN && chunk_at(c, size) != region_fence(region_of(c));
 }
 static uint64_t *span_stamp(const struct chunk *c) {
     return (uint64_t *)(void *)((char *)c + MIN_CHUNK);
+}
+static uint64_t *span_dirt(const struct chunk *c) {
+    return span_stamp(c) + 1;
+}
+/* Free chunk part of free span c takes on c's dirt (c is not PURGED). */
+static void span_copy(struct chunk *part, const struct chunk *c) {
+    *span_stamp(part) = *span_stamp(c);
+    *span_dirt(part) = *span_dirt(c);
 }
 
 /*
@@ -51,10 +63,12 @@ static void carve(struct arena *a, struct chunk *c, size_t nb) {
     size_t pflag = head_get(c) & PINUSE;
     if (size - nb >= MIN_CHUNK) {
         struct chunk *rest = chunk_at(c, nb);
-        /* the rest was freed when c was (a top's stamp is never read) */
-        if (is_span(rest, size - nb)) *span_stamp(rest) = *span_stamp(c);
+        /* the rest was freed when c was, or purged with it (its inner
+         * pages are some of c's) */
+        size_t purged = head_get(c) & PURGED;
+        if (!purged && is_span(rest, size - nb)) span_copy(rest, c);
         set_head(c, nb, CINUSE | pflag);
-        set_head(rest, size - nb, PINUSE);
+        set_head(rest, size - nb, PINUSE | purged);
         set_foot(rest, size - nb);
         bin_insert(a, rest);
         region_touch(region_of(c), (char *)rest + MIN_CHUNK);
@@ -119,11 +133,12 @@ void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align, size_t off) {
     if (lead) {
         size_t size = chunk_size(c);
         struct chunk *c2 = chunk_at(c, lead);
-        if (is_span(c2, size - lead)) *span_stamp(c2) = *span_stamp(c);
-        set_head(c, lead, head_get(c) & PINUSE);
+        size_t purged = head_get(c) & PURGED;
+        if (!purged && is_span(c2, size - lead)) span_copy(c2, c);
+        set_head(c, lead, (head_get(c) & PINUSE) | purged);
         set_foot(c, lead);
         bin_insert(a, c);
-        set_head(c2, size - lead, 0);
+        set_head(c2, size - lead, purged);
         c = c2;
     }
     carve(a, c, nb);
@@ -136,8 +151,9 @@ static _Noreturn void corrupt(struct arena *a, const struct chunk *near) {
 }
 
 /* Purge the whole pages of free chunk c past its header and links; its
- * footer, in the next chunk, stays. Marks c PURGED (a merge or a split
- * writes a new head without the mark). 1 if anything was purged. */
+ * footer, in the next chunk, stays. Marks c PURGED (a merge writes a new
+ * head without the mark; a split keeps it on both parts). 1 if anything
+ * was purged. */
 static int purge_inside(struct chunk *c) {
     if (head_get(c) & PURGED) return 0;
     size_t page = os_page_size();
@@ -148,11 +164,11 @@ static int purge_inside(struct chunk *c) {
     return 1;
 }
 
-/* Purge every free chunk of PURGE_SPAN or more but the regions' tops
- * that has been free for the purge delay (BIG_SPAN_DELAY delays for one of
- * BIG_SPAN or more; those purged already and not merged since are
- * skipped); 1 if a younger one was left for later. A
- * stamp in the future cannot be a real one: such a chunk is purged. */
+/* Purge every span whose oldest dirt has been free for the purge delay
+ * (BIG_SPAN_DELAY delays for BIG_SPAN or more of dirt; those purged
+ * already and not merged since are skipped); 1 if a younger one was left
+ * for later. A stamp in the future cannot be a real one: such a chunk is
+ * purged. */
 static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
     int left = 0;
     size_t young = 0; /* bytes of young spans left: at most SPAN_YOUNG_MAX */
@@ -164,14 +180,15 @@ static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
             size_t size = chunk_size(c);
             if (!is_span(c, size) || (head_get(c) & PURGED)) continue;
             uint64_t t = *span_stamp(c);
-            if (size >= BIG_SPAN) {
-                if (t <= now && now - t < BIG_SPAN_DELAY * delay && big + size <= BIG_SPAN_YOUNG) {
-                    big += size;
+            size_t dirt = *span_dirt(c) < size ? (size_t)*span_dirt(c) : size;
+            if (dirt >= BIG_SPAN) {
+                if (t <= now && now - t < BIG_SPAN_DELAY * delay && big + dirt <= BIG_SPAN_YOUNG) {
+                    big += dirt;
                     left = 1;
                     continue;
                 }
-            } else if (t <= now && now - t < delay && young + size <= SPAN_YOUNG_MAX) {
-                young += size;
+            } else if (t <= now && now - t < delay && young + dirt <= SPAN_YOUNG_MAX) {
+                young += dirt;
                 left = 1;
                 continue;
             }
@@ -216,6 +233,19 @@ void heap_purge_if_due(struct arena *a) {
     if (a->purge_due && os_now_ms() >= a->purge_due) purge_now(a);
 }
 
+/* Free chunk n merges into a chunk being freed: add its dirt (all of it if
+ * it is not a span: a small chunk, or a top) and the time of its oldest. */
+static void span_merged(const struct chunk *n, size_t *dirt, uint64_t *oldest) {
+    size_t size = chunk_size(n);
+    if (head_get(n) & PURGED) return;
+    if (!is_span(n, size)) {
+        *dirt += size;
+        return;
+    }
+    *dirt += *span_dirt(n) < size ? (size_t)*span_dirt(n) : size;
+    if (*span_stamp(n) < *oldest) *oldest = *span_stamp(n);
+}
+
 /*
  * Free in-use chunk c:
  *  1. merge with the previous chunk if it is free (its footer gives its size);
@@ -235,6 +265,8 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
     struct region *r = region_of(c);
     size_t largest = 0; /* the largest free neighbour merged */
+    size_t dirt = size; /* of the span c becomes, and the time of its oldest */
+    uint64_t oldest = UINT64_MAX;
     a->heap_in_use -= size;
     head_clear(c, CINUSE); /* if c merges into its predecessor, its stale head says "freed" */
     if (!pinuse(c)) {
@@ -243,6 +275,7 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
             cinuse(prev) || chunk_size(prev) != c->prev_foot)
             corrupt(a, c);
         bin_unlink(a, prev);
+        span_merged(prev, &dirt, &oldest);
         size += chunk_size(prev);
         if (chunk_size(prev) > largest) largest = chunk_size(prev);
         c = prev;
@@ -251,6 +284,7 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     if (!cinuse(next)) {
         if (!tag_ok(next)) corrupt(a, c);
         bin_unlink(a, next);
+        span_merged(next, &dirt, &oldest);
         size += chunk_size(next);
         if (chunk_size(next) > largest) largest = chunk_size(next);
     }
@@ -258,7 +292,11 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     set_foot(c, size);
     next = chunk_at(c, size);
     head_clear(next, PINUSE);
-    if (is_span(c, size)) *span_stamp(c) = os_now_ms();
+    if (is_span(c, size)) {
+        uint64_t now = os_now_ms();
+        *span_stamp(c) = oldest < now ? oldest : now;
+        *span_dirt(c) = dirt;
+    }
 
     if (size == REGION_CAPACITY) { /* the region is empty */
         if (a->spare && a->spare != r && region_is_empty(a->spare)) {

@@ -394,6 +394,47 @@ TEST(test_purge_waits_for_the_delay) {
     memfree(kick[2]);
     for (int i = 0; i < ROW; i++)
         if (row[i] != big) memfree(row[i]);
+
+    /* a span that keeps growing by merges is still purged ten delays after
+     * its oldest dirt, not ten after its latest merge: big, then a piece
+     * after it freed every 40 ms (each merges into the span) */
+    enum { PIECE = 64 << 10, NPIECE = 16 };
+    char *line[NPIECE + 3];
+    big = NULL;
+    for (int tries = 0; tries < 4 && !big; tries++) {
+        REQUIRE((line[0] = memalloc(PIECE)) && (line[1] = memalloc(BIG)));
+        for (int i = 2; i < NPIECE + 3; i++) REQUIRE((line[i] = memalloc(PIECE)));
+        int adjacent = 1;
+        for (int i = 0; i + 1 < NPIECE + 3; i++)
+            adjacent &= chunk_next(payload_chunk(line[i])) == payload_chunk(line[i + 1]);
+        if (adjacent)
+            big = line[1];
+        else /* (kept live: the next try must not take the same chunks) */
+            REQUIRE(tries < 3);
+    }
+    REQUIRE(big != NULL);
+    memset(big, 1, BIG);
+    for (int i = 2; i < NPIECE + 2; i++) memset(line[i], 1, PIECE);
+    memfree(big);
+    t_big = now_ms();
+    for (int i = 2; i < NPIECE + 2; i++) {
+        usleep(40 * 1000);
+        memfree(line[i]); /* merges; runs the passes that come due */
+    }
+    double gap = now_ms() - t_big;
+    CHECKF(resident_pages(big, BIG) < 8, "big span: %zu pages resident after %.0f ms",
+           resident_pages(big, BIG), gap);
+    /* a piece merging into the purged span is dirt of its own size: it
+     * goes after one delay, not ten as the span's size would have it */
+    memset(line[0], 1, PIECE);
+    memfree(line[0]);
+    double t_piece = now_ms();
+    usleep(3 * SHORT * 1000);
+    memfree(memalloc(4000)); /* a pass */
+    if (now_ms() - t_piece < 9 * SHORT)
+        CHECKF(resident_pages(line[0], PIECE) < 4, "piece: %zu pages resident",
+               resident_pages(line[0], PIECE));
+    memfree(line[NPIECE + 2]);
     CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
     CHECK(memalloc_check() == 0);
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
