@@ -88,8 +88,8 @@ enum memalloc_option {
                                             exit */
     MEMALLOC_OPT_PURGE_DELAY = 5,        /* ms before freed pages go back to the OS (0: at once) */
     MEMALLOC_OPT_HUGEPAGE_THRESHOLD = 6, /* bytes: fresh mapped blocks (malloc, realloc) of
-                                            at least this, up to 256 MiB, ask for transparent
-                                            huge pages; 0: never */
+                                            at least this ask for transparent huge pages;
+                                            0: never */
 };
 /* Set a tunable; returns 0, or EINVAL for an unknown option or bad value. */
 MEMALLOC_API int memalloc_set_option(enum memalloc_option opt, size_t value);

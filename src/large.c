@@ -116,15 +116,11 @@ size_t large_cache_bytes(unsigned *count) {
 
 /* Ask for transparent huge pages for a new or grown mapping of a block
  * the program will write (malloc, realloc; not calloc, whose zeroed blocks
- * are often used sparsely): a fault then maps 2 MiB, not 4 KiB. Not above
- * HUGE_ADVICE_MAX: a block that big is most often a reservation that the
- * program fills from its ends, and the huge page at each end it reaches is
- * written only in part (GNU sort's 2.1 GiB buffer: 1.2 MiB more peak RSS
- * advised, for 6% less time; docs/design.md). */
-#define HUGE_ADVICE_MAX ((size_t)256 << 20)
+ * are often used sparsely): a fault then maps 2 MiB, not 4 KiB. (Big
+ * reservations too: docs/design.md weighs GNU sort's 2.1 GiB buffer.) */
 static char *advise(char *base, size_t len) {
     size_t t = opt_get(OPT_HUGEPAGE);
-    if (base && t && len >= t && len <= HUGE_ADVICE_MAX) os_advise_huge(base, len);
+    if (base && t && len >= t) os_advise_huge(base, len);
     return base;
 }
 

@@ -14,7 +14,7 @@ enum ma_opt {
     OPT_STATS,          /* print the summary at exit */
     OPT_TCACHE,         /* 1: threads keep caches of small blocks */
     OPT_PURGE_DELAY,    /* ms from a free that makes a purge due to the purge */
-    OPT_HUGEPAGE,       /* mapped blocks of at least this (up to 256 MiB) ask for huge pages */
+    OPT_HUGEPAGE,       /* mapped blocks of at least this many bytes ask for huge pages */
     OPT_COUNT
 };
 
