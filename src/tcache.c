@@ -20,7 +20,7 @@ enum { TC_NONE, TC_SETUP, TC_LIVE, TC_GONE };
 struct spage tc_nopage;
 /* The cache of threads that have none (read-only: the fast paths only
  * read it, and decline its pages) */
-static const struct tcache tc_empty = {.cur = {[0 ... TC_CLASSES - 1] = TC_NOPAGE},
+static const struct tcache tc_empty = {.cur = {[0 ... TC_CLASSES - 1] = &tc_nopage},
                                        .arena = &ma_arenas[0]};
 #define TC_EMPTY ((struct tcache *)&tc_empty)
 __thread struct tcache *tc_current __attribute__((tls_model("initial-exec"))) = TC_EMPTY;
@@ -63,8 +63,6 @@ static int tc_first_taken;
 static unsigned arena_caches[MAX_ARENAS]; /* live caches per arena (tc_lock) */
 static pthread_key_t exit_key;
 
-/* Pages of exited threads, per arena and class: rings, under the arena's
- * lock; and the bytes the idle ones among them have touched. */
 
 /* Statistics (relaxed atomics): usable bytes of every page's chunk; the
  * counters of retired caches and of frees by threads without a cache. */
@@ -341,7 +339,7 @@ void tc_page_idle(struct tcache *t, struct spage *g) {
         t->idle_big = g;
         t->idle_big_k = k;
         if (before && before != g && t->cur[bk] == before && before->used == 0) {
-            t->cur[bk] = TC_NOPAGE;
+            t->cur[bk] = &tc_nopage;
             page_release(before);
         }
         return;
@@ -448,7 +446,7 @@ void tc_abandon(struct tcache *t) {
     t->idle_big = NULL;
     for (unsigned k = 0; k < TC_CLASSES; k++) {
         struct spage *g = t->cur[k];
-        t->cur[k] = TC_NOPAGE;
+        t->cur[k] = &tc_nopage;
         if (g != &tc_nopage) page_abandon(g);
         while ((g = t->queue[k]) != NULL) {
             ring_del(&t->queue[k], g);
@@ -465,7 +463,7 @@ void tc_trim(struct tcache *t) {
             if (g != &tc_nopage) {
                 page_collect(g);
                 if (g->used == 0) {
-                    t->cur[k] = TC_NOPAGE;
+                    t->cur[k] = &tc_nopage;
                     page_release(g);
                 }
             }
@@ -569,7 +567,7 @@ static struct tcache *tc_new(void) {
         slab_next += sz;
     }
     memset(t, 0, sizeof *t);
-    for (unsigned k = 0; k < TC_CLASSES; k++) t->cur[k] = TC_NOPAGE;
+    for (unsigned k = 0; k < TC_CLASSES; k++) t->cur[k] = &tc_nopage;
     return t;
 }
 

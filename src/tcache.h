@@ -117,7 +117,6 @@ extern __thread struct tcache *tc_current __attribute__((tls_model("initial-exec
 /* An empty page that no one owns: every fast path declines it. (Not
  * const: in .bss it takes no room in the library's read-only pages.) */
 extern struct spage tc_nopage;
-#define TC_NOPAGE (&tc_nopage)
 extern uint32_t tc_class_size[TC_CLASSES];
 
 /*
