@@ -63,7 +63,6 @@ static int tc_first_taken;
 static unsigned arena_caches[MAX_ARENAS]; /* live caches per arena (tc_lock) */
 static pthread_key_t exit_key;
 
-
 /* Statistics (relaxed atomics): usable bytes of every page's chunk; the
  * counters of retired caches and of frees by threads without a cache. */
 static size_t page_total;
