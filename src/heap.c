@@ -45,6 +45,11 @@ static uint64_t *span_stamp(const struct chunk *c) {
 static uint64_t *span_dirt(const struct chunk *c) {
     return span_stamp(c) + 1;
 }
+/* The dirt of span c of size bytes, at most its size (the rest of a split
+ * keeps the dirt of the whole). */
+static size_t span_dirt_bytes(const struct chunk *c, size_t size) {
+    return *span_dirt(c) < size ? (size_t)*span_dirt(c) : size;
+}
 /* Free chunk part of free span c takes on c's dirt (c is not PURGED). */
 static void span_copy(struct chunk *part, const struct chunk *c) {
     *span_stamp(part) = *span_stamp(c);
@@ -180,7 +185,7 @@ static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
             size_t size = chunk_size(c);
             if (!is_span(c, size) || (head_get(c) & PURGED)) continue;
             uint64_t t = *span_stamp(c);
-            size_t dirt = *span_dirt(c) < size ? (size_t)*span_dirt(c) : size;
+            size_t dirt = span_dirt_bytes(c, size);
             if (dirt >= BIG_SPAN) {
                 if (t <= now && now - t < BIG_SPAN_DELAY * delay && big + dirt <= BIG_SPAN_YOUNG) {
                     big += dirt;
@@ -242,7 +247,7 @@ static void span_merged(const struct chunk *n, size_t *dirt, uint64_t *oldest) {
         *dirt += size;
         return;
     }
-    *dirt += *span_dirt(n) < size ? (size_t)*span_dirt(n) : size;
+    *dirt += span_dirt_bytes(n, size);
     if (*span_stamp(n) < *oldest) *oldest = *span_stamp(n);
 }
 
