@@ -31,12 +31,10 @@ void memalloc_get_stats(struct memalloc_stats *out) {
     for (unsigned i = 0, n = arenas_count(); i < n; i++) {
         struct arena *a = &ma_arenas[i];
         pthread_mutex_lock(&a->lock);
-        if (a->bins[0].next) { /* bins are set up at initialisation */
-            for (unsigned b = 0; b < NBINS; b++) {
-                for (struct freelink *l = a->bins[b].next; l != &a->bins[b]; l = l->next) {
-                    s.heap_free += chunk_size(link_chunk(l));
-                    s.heap_free_blocks++;
-                }
+        for (unsigned b = 0; b < NBINS; b++) { /* (an arena counted is set up) */
+            for (struct freelink *l = a->bins[b].next; l != &a->bins[b]; l = l->next) {
+                s.heap_free += chunk_size(link_chunk(l));
+                s.heap_free_blocks++;
             }
         }
         for (struct region *r = a->regions; r; r = r->next) {

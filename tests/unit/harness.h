@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Failed checks are all counted; only the first HARNESS_MAX_REPORTS print. */
 #define HARNESS_MAX_REPORTS 100
@@ -126,6 +128,21 @@ static inline size_t first_nonzero(const void *p, size_t n) {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++)
         if (b[i]) return i;
+    return n;
+}
+
+/* Resident system pages of [p, p + len), by mincore; (size_t)-1 if it fails. */
+static inline size_t resident_pages(const void *p, size_t len) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)p & ~(page - 1),
+              end = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+    unsigned char vec[4096];
+    size_t n = 0;
+    for (uintptr_t a = start; a < end; a += 4096 * page) {
+        size_t span = end - a < 4096 * page ? end - a : 4096 * page;
+        if (mincore((void *)a, span, vec) != 0) return (size_t)-1;
+        for (size_t i = 0; i < span / page; i++) n += vec[i] & 1;
+    }
     return n;
 }
 

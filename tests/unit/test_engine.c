@@ -183,20 +183,6 @@ TEST(test_huge_page_advice) {
     CHECK(memalloc_check() == 0);
 }
 
-static size_t resident_pages(const void *p, size_t len) {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    uintptr_t start = (uintptr_t)p & ~(page - 1),
-              end = ((uintptr_t)p + len + page - 1) & ~(page - 1);
-    unsigned char vec[4096];
-    size_t n = 0;
-    for (uintptr_t a = start; a < end; a += 4096 * page) {
-        size_t span = end - a < 4096 * page ? end - a : 4096 * page;
-        if (mincore((void *)a, span, vec) != 0) return (size_t)-1;
-        for (size_t i = 0; i < span / page; i++) n += vec[i] & 1;
-    }
-    return n;
-}
-
 TEST(test_fresh_pages) {
     /* mmapped: never touched by defalloc */
     char *big = defalloc(1, 100 << 20);

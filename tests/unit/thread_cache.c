@@ -22,7 +22,6 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
-#include <sys/mman.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,16 +119,6 @@ static void *first_block_arena_alone(void *arg) {
     struct arena *a = region_of(p)->arena;
     memfree(p);
     return a;
-}
-
-/* Pages of [p, p + len) resident, by mincore. */
-static size_t resident_pages(const void *p, size_t len) {
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p & ~(page - 1);
-    unsigned char vec[64];
-    size_t n = (len + ((uintptr_t)p - a) + page - 1) / page, res = 0;
-    if (n > sizeof vec || mincore((void *)a, n * page, vec) != 0) return (size_t)-1;
-    for (size_t i = 0; i < n; i++) res += vec[i] & 1;
-    return res;
 }
 
 /* Resident pages of the arenas after the first, when main() began: a
