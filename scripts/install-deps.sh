@@ -7,7 +7,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
     build-essential cmake clang        # compilers (gcc, clang), make, cmake
-    bats stress-ng                     # test runners
+    bats stress-ng gdb                 # test runners; gdb: a backtrace through the library
     python3 perl git sqlite3 tar grep findutils coreutils diffutils # real programs under test
 )
 $SUDO apt-get update -qq

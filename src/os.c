@@ -138,7 +138,8 @@ uint64_t os_now_ms(void) {
 /* (A loop of its own, not strlen and strncmp: each function the library
  * imports costs about 70 bytes of dynamic symbol, name and relocation;
  * with four fewer, its first page holds them all: one resident page less
- * in every process. The same for fcntl and sched_yield, through syscall.) */
+ * in every process. The same for fcntl, sched_yield and write, through
+ * syscall.) */
 const char *os_getenv(const char *name) {
     char **env = environ;
     if (!env) return NULL;
@@ -153,7 +154,7 @@ const char *os_getenv(const char *name) {
 void os_write(int fd, const char *buf, size_t len) {
     int saved = errno;
     while (len > 0) {
-        ssize_t w = write(fd, buf, len);
+        long w = syscall(SYS_write, fd, buf, len); /* write() is a cancellation point */
         if (w < 0) {
             if (errno == EINTR) continue;
             break;

@@ -93,3 +93,21 @@ check_misuse() {
     # glibc reads a garbage header and carries on: no glibc check.
     check_misuse usable_size_invalid "malloc_usable_size(): invalid pointer"
 }
+
+@test "misuse: gdb's backtrace from memalloc's abort goes through its frames to main" {
+    # The library carries its call-frame information in .debug_frame, not in
+    # a loaded .eh_frame: a debugger must still unwind through it.
+    local prog=$MEMALLOC_BUILD/misuse/double_free_small
+    [[ -x $prog ]] || fail "misuse program $prog not built"
+    command -v gdb >/dev/null || fail "gdb not installed (scripts/install-deps.sh installs it)"
+    is_standin && skip "stand-in library: memalloc's frames not expected"
+    run gdb -q -batch -nx -ex "set startup-with-shell off" \
+        -ex "set environment LD_PRELOAD=$MEMALLOC_LIB" -ex run -ex bt "$prog"
+    [[ $output == *"SIGABRT"* ]] || fail "the program did not stop on SIGABRT:" "$output"
+    local frames
+    frames=$(grep -E '^#[0-9]+ ' <<<"$output") || fail "no backtrace:" "$output"
+    grep -q ' ma_fatal ' <<<"$frames" || fail "no memalloc frame (ma_fatal) in the backtrace:" "$frames"
+    grep -qE ' main \(\) at .*double_free_small\.c' <<<"$frames" ||
+        fail "the backtrace does not reach main:" "$frames"
+    ! grep -q '?? ()' <<<"$frames" || fail "an unknown frame in the backtrace:" "$frames"
+}
