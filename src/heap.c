@@ -220,7 +220,7 @@ static void purge_top(struct region *r) {
 static void purge_now(struct arena *a) {
     uint64_t delay = opt_get(OPT_PURGE_DELAY), now = delay ? os_now_ms() : 0;
     for (struct region *r = a->regions; r; r = r->next) purge_top(r);
-    a->purge_due = purge_spans(a, now, delay) ? now + delay : 0;
+    __atomic_store_n(&a->purge_due, purge_spans(a, now, delay) ? now + delay : 0, __ATOMIC_RELAXED);
 }
 
 /* Purging is due: now, or after the purge delay (a pass then serves all
@@ -231,11 +231,24 @@ static void purge_soon(struct arena *a) {
     if (delay == 0)
         purge_now(a);
     else if (a->purge_due == 0)
-        a->purge_due = os_now_ms() + delay;
+        __atomic_store_n(&a->purge_due, os_now_ms() + delay, __ATOMIC_RELAXED);
 }
 
 void heap_purge_if_due(struct arena *a) {
     if (a->purge_due && os_now_ms() >= a->purge_due) purge_now(a);
+}
+
+void heap_purge_due_arenas(void) {
+    uint64_t now = 0;
+    for (unsigned i = 0, n = arenas_count(); i < n; i++) {
+        struct arena *a = &ma_arenas[i];
+        uint64_t due = __atomic_load_n(&a->purge_due, __ATOMIC_RELAXED);
+        if (!due) continue;
+        if (!now) now = os_now_ms();
+        if (now < due || pthread_mutex_trylock(&a->lock) != 0) continue;
+        heap_purge_if_due(a); /* (a purge unmaps no region: a plain unlock) */
+        pthread_mutex_unlock(&a->lock);
+    }
 }
 
 /* Free chunk n merges into a chunk being freed: add its dirt (all of it if

@@ -175,6 +175,10 @@ struct region *heap_free(struct arena *a, struct chunk *c);
 int heap_resize(struct arena *a, struct chunk *c, size_t nb, size_t want);
 /* Run the purge pass that free scheduled, if its time has come. */
 void heap_purge_if_due(struct arena *a);
+/* The same for every arena, from a call that holds no arena lock (large
+ * blocks, which take none): an arena whose lock is busy is left to its
+ * holder. */
+void heap_purge_due_arenas(void);
 /* Purge every free page; detach empty regions onto *unmap (linked by next). */
 int heap_trim(struct arena *a, size_t pad, struct region **unmap);
 

@@ -249,6 +249,7 @@ static void account_map(const struct chunk *c, int sign) {
 void *large_alloc(size_t n, size_t align, int zero) {
     size_t page = os_page_size();
     if (n > MAX_REQUEST || align > MAX_REQUEST - n) return NULL;
+    heap_purge_due_arenas(); /* before the new pages fault in */
     size_t len = align_up(n + CHUNK_HDR + (align > ALIGNMENT ? align : 0), page);
     /* zeroed or aligned blocks take fresh pages: already zero, and no
      * cached mapping has the alignment */
@@ -336,6 +337,7 @@ void large_free(void *p, const char *who) {
         os_unmap(base, len);
     else
         unmap_block(base, len);
+    heap_purge_due_arenas();
 }
 
 /*

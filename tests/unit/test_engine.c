@@ -426,6 +426,31 @@ TEST(test_purge_waits_for_the_delay) {
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
 }
 
+/* Calls for mapped blocks take no arena lock, but run a pass that is due:
+ * a program that frees heap blocks and then only allocates and frees
+ * large ones gets the freed memory purged all the same. */
+TEST(test_purge_from_large_calls) {
+    enum { DELAY = 100 };
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, DELAY) == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
+    static char *v[SPAN], *w[SPAN];
+    make_span(v);
+    make_span(w);
+    free_span(v); /* makes a pass due */
+    usleep((DELAY + 50) * 1000);
+    CHECK(resident_blocks(v) == SPAN);
+    char *big = memalloc(1 << 20);
+    REQUIRE(big && !region_lookup(big));
+    CHECK(resident_blocks(v) < SPAN / 10);
+    free_span(w);
+    usleep((DELAY + 50) * 1000);
+    CHECK(resident_blocks(w) == SPAN);
+    memfree(big);
+    CHECK(resident_blocks(w) < SPAN / 10);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
+}
+
 TEST(test_alignment) {
     for (size_t a = 1; a <= ((size_t)32 << 20); a <<= 1) {
         size_t sizes[] = {0, 1, 100, 5000, 200000};
@@ -542,6 +567,7 @@ int main(void) {
     RUN(test_huge_page_advice);
     RUN(test_purge_and_unmap);
     RUN(test_purge_waits_for_the_delay);
+    RUN(test_purge_from_large_calls);
     RUN(test_alignment);
     RUN(test_checker_sees_corruption);
     RUN(test_misuse_reports);
