@@ -571,14 +571,15 @@ static struct tcache *tc_new(void) {
 }
 
 /* The arena for a new cache (tc_lock held): the one with the fewest live
- * caches, the first of those; an arena not yet set up counts none. Not a
- * turn: threads that come and go one after another then use the same
- * arena, and adopt the pages their predecessors left there. */
+ * caches, the first of those; the next arena is set up only when every
+ * one set up has ARENA_SHARE live caches. Not a turn: threads that come
+ * and go one after another then use the same arena, and adopt the pages
+ * their predecessors left there. */
 static struct arena *pick_arena(void) {
     unsigned best = 0;
     for (unsigned i = 1; i < ma_narenas; i++)
         if (arena_caches[i] < arena_caches[best]) best = i;
-    struct arena *a = arena_caches[best] ? arena_setup_next() : NULL;
+    struct arena *a = arena_caches[best] >= ARENA_SHARE ? arena_setup_next() : NULL;
     return a ? a : &ma_arenas[best];
 }
 

@@ -5,10 +5,10 @@
  *      its counts are kept;
  *   2. objects freed by another thread go home to their page, in their own
  *      arena, after their thread exited; nothing is lost;
- *   3. threads running at once are spread over the arenas (one per CPU,
- *      at most 8), each set up when a thread first needs it (until then
- *      none of its memory is resident); threads one after another use the
- *      same one;
+ *   3. threads running at once share an arena up to ARENA_SHARE caches,
+ *      then spread over more (one per CPU, at most 8), each set up when a
+ *      thread first needs it (until then none of its memory is resident);
+ *      threads one after another use the same one;
  *   4. fork while another thread's pages hold objects: the child gets them
  *      back, and its heap checks clean;
  *   5. objects freed by another thread while their owner runs serve the
@@ -101,7 +101,7 @@ TEST(test_cross_thread_frees_go_home) {
 }
 
 /* ---- 3. arenas ---- */
-static pthread_barrier_t both;
+static pthread_barrier_t both; /* the threads of at_once */
 static void *first_block_arena(void *arg) {
     (void)arg;
     pthread_barrier_wait(&both);
@@ -110,6 +110,15 @@ static void *first_block_arena(void *arg) {
     pthread_barrier_wait(&both); /* hold p until both have one */
     memfree(p);
     return a;
+}
+
+/* The arenas of the first blocks of n threads that hold them at once. */
+static void at_once(int n, void **arena) {
+    pthread_t t[ARENA_SHARE + 1];
+    pthread_barrier_init(&both, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) REQUIRE(pthread_create(&t[i], NULL, first_block_arena, NULL) == 0);
+    for (int i = 0; i < n; i++) pthread_join(t[i], &arena[i]);
+    pthread_barrier_destroy(&both);
 }
 
 /* The arena of a thread's first block, with no other thread about. */
@@ -135,19 +144,22 @@ TEST(test_threads_spread_over_arenas) {
     /* an arena not set up had no resident page (each has pages of its own) */
     CHECK(sizeof(struct arena) % 4096 == 0);
     CHECKF(idle_arena_pages == 0, "%zu pages", idle_arena_pages);
-    pthread_barrier_init(&both, NULL, 2);
+    /* two threads at once, and the main thread: at most ARENA_SHARE
+     * caches, which one arena serves */
+    void *at[ARENA_SHARE + 1];
+    at_once(2, at);
+    CHECK(s.arenas == 1); /* (no other thread has run yet) */
+    CHECK(at[0] == &ma_arenas[0] && at[1] == &ma_arenas[0] && stats().arenas == 1);
+    /* ARENA_SHARE + 1 at once: more caches than an arena serves, spread
+     * over two arenas where the CPUs allow (never fewer than before) */
+    at_once(ARENA_SHARE + 1, at);
+    int spread = 0;
+    for (int i = 1; i <= ARENA_SHARE; i++) spread |= at[i] != at[0];
+    if (most >= 2) CHECK(spread);
+    size_t want = most < 2 ? most : 2;
+    CHECK(stats().arenas == (s.arenas > want ? s.arenas : want));
     pthread_t t1, t2;
     void *a1, *a2;
-    REQUIRE(pthread_create(&t1, NULL, first_block_arena, NULL) == 0);
-    REQUIRE(pthread_create(&t2, NULL, first_block_arena, NULL) == 0);
-    pthread_join(t1, &a1);
-    pthread_join(t2, &a2);
-    pthread_barrier_destroy(&both);
-    if (most >= 2) CHECK(a1 != a2); /* threads at the same time, different arenas */
-    /* the main thread's cache and these two at once: three arenas where
-     * the CPUs allow, and never fewer than before */
-    size_t want = most < 3 ? most : 3;
-    CHECK(stats().arenas == (s.arenas > want ? s.arenas : want));
     /* threads one after another: the same arena (the least used), where
      * each finds the pages the one before left */
     REQUIRE(pthread_create(&t1, NULL, first_block_arena_alone, NULL) == 0);
@@ -342,9 +354,9 @@ TEST(test_orphans_go_back_with_their_last_object) {
 int main(void) {
     memfree(memalloc(1)); /* the main thread sets its cache up first */
     idle_arena_pages = resident_pages(&ma_arenas[1], sizeof ma_arenas - sizeof ma_arenas[0]);
+    RUN(test_threads_spread_over_arenas); /* first: no other thread has run */
     RUN(test_exit_flushes_the_cache);
     RUN(test_cross_thread_frees_go_home);
-    RUN(test_threads_spread_over_arenas);
     RUN(test_fork_returns_other_caches);
     RUN(test_remote_frees_serve_the_owner);
     RUN(test_idle_pages_wait_for_the_next_thread);
