@@ -262,9 +262,12 @@ static void page_release(struct spage *g) {
     arena_unlock(a);
 }
 
+static void tc_window(struct tcache *t);
+
 /* A page of class k with a free object for t: an orphan of t's arena
  * (adopted), else a new one. NULL if out of memory. */
 static struct spage *page_new(struct tcache *t, unsigned k) {
+    if (t->locks >= ARENA_WINDOW) tc_window(t);
     struct arena *a = t->arena;
     struct spage **ring = &a->orphans[k];
     arena_lock(a);
@@ -570,16 +573,16 @@ static struct tcache *tc_new(void) {
     return t;
 }
 
-/* The arena for a new cache (tc_lock held): the one with the fewest live
- * caches, the first of those; the next arena is set up only when every
- * one set up has ARENA_SHARE live caches. Not a turn: threads that come
- * and go one after another then use the same arena, and adopt the pages
- * their predecessors left there. */
-static struct arena *pick_arena(void) {
+/* The arena with the fewest live caches, the first of those; or, if that
+ * one has share or more, the next one, set up now where the CPUs allow
+ * (tc_lock held). A new cache takes least_used(ARENA_SHARE). Not a turn:
+ * threads that come and go one after another then use the same arena,
+ * and adopt the pages their predecessors left there. */
+static struct arena *least_used(unsigned share) {
     unsigned best = 0;
     for (unsigned i = 1; i < ma_narenas; i++)
         if (arena_caches[i] < arena_caches[best]) best = i;
-    struct arena *a = arena_caches[best] >= ARENA_SHARE ? arena_setup_next() : NULL;
+    struct arena *a = arena_caches[best] >= share ? arena_setup_next() : NULL;
     return a ? a : &ma_arenas[best];
 }
 
@@ -590,7 +593,7 @@ struct tcache *tc_get(void) {
     pthread_mutex_lock(&tc_lock);
     struct tcache *t = tc_new();
     if (t) {
-        t->arena = pick_arena();
+        t->arena = least_used(ARENA_SHARE);
         arena_caches[t->arena - ma_arenas]++;
         t->next = tc_live;
         if (tc_live) tc_live->prev = t;
@@ -613,12 +616,35 @@ struct tcache *tc_self(void) {
     return tc_state == TC_LIVE ? tc_current : NULL;
 }
 
+/* t took its arena's lock ARENA_WINDOW times: if it waited for it a
+ * quarter of them or more, it moves to the arena with the fewest live
+ * caches, or to a new one if every arena has some (no lock held). Its
+ * pages stay: a page goes back to the arena of its region. */
+static void tc_window(struct tcache *t) {
+    if (t->contended * 4 >= t->locks) {
+        pthread_mutex_lock(&tc_lock);
+        arena_caches[t->arena - ma_arenas]--;
+        t->arena = least_used(1);
+        arena_caches[t->arena - ma_arenas]++;
+        pthread_mutex_unlock(&tc_lock);
+    }
+    t->locks = t->contended = 0;
+}
+
 struct arena *tc_arena(void) {
-    return tc_current->arena;
+    struct tcache *t = tc_current;
+    if (__builtin_expect(t->locks >= ARENA_WINDOW, 0)) tc_window(t);
+    return t->arena;
 }
 
 void arena_lock(struct arena *a) {
-    pthread_mutex_lock(&a->lock);
+    int waited = pthread_mutex_trylock(&a->lock) != 0;
+    if (waited) pthread_mutex_lock(&a->lock);
+    struct tcache *t = tc_current;
+    if (tc_state == TC_LIVE && t->arena == a) { /* (else t may be the const tc_empty) */
+        t->locks++;
+        t->contended += (unsigned)waited;
+    }
 }
 
 void arena_unlock(struct arena *a) {

@@ -110,6 +110,7 @@ struct tcache {
     struct spage *idle_big;     /* a current page of class idle_big_k, */
     unsigned idle_big_k;        /* several windows long, idle when noted */
     struct arena *arena;        /* where pages come from */
+    unsigned locks, contended;  /* arena_lock calls on arena, and those that waited */
     struct tcache *next, *prev; /* the registry of live caches */
 };
 
@@ -313,6 +314,11 @@ size_t tc_orphan_free(const struct arena *a);
  * thread), 2-6% lower on threads, for the same times (three sets of 41
  * alternating runs). */
 #define ARENA_SHARE 3
+/* A thread that found its arena's lock taken in a quarter or more of
+ * ARENA_WINDOW calls to take it moves to the arena with the fewest live
+ * caches, or to a new one where the CPUs allow: threads that contend do
+ * not stay crowded by ARENA_SHARE. */
+#define ARENA_WINDOW 64
 /* The checker's view of one page: 0 if fine, else a reason. */
 const char *tc_check_page(const struct spage *g, unsigned k, const struct tcache *owner);
 /* The registry's lock (tc_lock): while it is held no cache comes or goes

@@ -121,6 +121,29 @@ static void at_once(int n, void **arena) {
     pthread_barrier_destroy(&both);
 }
 
+/* A thread in arena 0 (with the main thread) allocates a chunk while the
+ * main thread holds the arena's lock, CONTEND_ROUNDS times; the arena of
+ * its last chunk. Round i: the main thread takes the lock and says go; the
+ * thread says ready and waits for the lock; the main thread lets it go and
+ * waits until the thread says done before it takes the lock again. */
+enum { CONTEND_ROUNDS = 2 * ARENA_WINDOW };
+static int round_go, round_ready, round_done = -1;
+static void *contend(void *arg) {
+    (void)arg;
+    memfree(memalloc(16)); /* its cache: in arena 0, with the main thread's */
+    __atomic_store_n(&round_done, 0, __ATOMIC_RELEASE);
+    struct arena *a = NULL;
+    for (int i = 1; i <= CONTEND_ROUNDS; i++) {
+        while (__atomic_load_n(&round_go, __ATOMIC_ACQUIRE) != i) sched_yield();
+        __atomic_store_n(&round_ready, i, __ATOMIC_RELEASE);
+        char *p = memalloc(100 << 10); /* a chunk: the arena's lock */
+        if (p && region_lookup(p)) a = region_of(p)->arena;
+        memfree(p);
+        __atomic_store_n(&round_done, i, __ATOMIC_RELEASE);
+    }
+    return a;
+}
+
 /* The arena of a thread's first block, with no other thread about. */
 static void *first_block_arena_alone(void *arg) {
     (void)arg;
@@ -146,10 +169,29 @@ TEST(test_threads_spread_over_arenas) {
     CHECKF(idle_arena_pages == 0, "%zu pages", idle_arena_pages);
     /* two threads at once, and the main thread: at most ARENA_SHARE
      * caches, which one arena serves */
+    memfree(memalloc(16)); /* the main thread's cache, in arena 0 */
     void *at[ARENA_SHARE + 1];
     at_once(2, at);
     CHECK(s.arenas == 1); /* (no other thread has run yet) */
     CHECK(at[0] == &ma_arenas[0] && at[1] == &ma_arenas[0] && stats().arenas == 1);
+    /* a thread that keeps finding arena 0's lock taken moves: to arena 1,
+     * set up for it, where the CPUs allow */
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 1 << 20) == 0);
+    pthread_t tc;
+    void *moved;
+    REQUIRE(pthread_create(&tc, NULL, contend, NULL) == 0);
+    for (int i = 1; i <= CONTEND_ROUNDS; i++) {
+        while (__atomic_load_n(&round_done, __ATOMIC_ACQUIRE) != i - 1) sched_yield();
+        pthread_mutex_lock(&ma_arenas[0].lock);
+        __atomic_store_n(&round_go, i, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&round_ready, __ATOMIC_ACQUIRE) != i) sched_yield();
+        usleep(1000); /* the thread waits for the lock now */
+        pthread_mutex_unlock(&ma_arenas[0].lock);
+    }
+    pthread_join(tc, &moved);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
+    CHECK(moved == &ma_arenas[most >= 2 ? 1 : 0]);
+    CHECK(stats().arenas == (most >= 2 ? 2 : 1));
     /* ARENA_SHARE + 1 at once: more caches than an arena serves, spread
      * over two arenas where the CPUs allow (never fewer than before) */
     at_once(ARENA_SHARE + 1, at);
