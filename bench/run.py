@@ -25,6 +25,7 @@ failing peer is reported, not fatal).
                          [--out docs/benchmarks.md] [--callgrind|--no-callgrind]
 """
 import argparse
+import collections
 import concurrent.futures
 import datetime
 import hashlib
@@ -457,6 +458,50 @@ def ratios(stats, names, key):
     return vs_glibc, vs_peer
 
 
+def paired(runs, names, key):
+    """Like ratios(), but round by round: {workload: {alloc: median over the
+    rounds of its value / glibc's in the same round}} and {workload:
+    (median over the rounds of memalloc's / the best peer's in that round,
+    the peer best in most rounds)}. The runs of one round are adjacent in
+    time, so a slow or fast phase of the machine moves them together."""
+    vs_glibc, vs_peer = {}, {}
+    for wl, per in runs.items():
+        base = per.get("glibc", [])
+        vs_glibc[wl] = {}
+        for a in names:
+            xs = [r[key] / b[key] for r, b in zip(per[a], base) if r["ok"] and b["ok"] and b[key]]
+            vs_glibc[wl][a] = statistics.median(xs) if xs and len(xs) == len(base) else None
+        xs, best = [], collections.Counter()
+        for i, m in enumerate(per.get("memalloc", [])):
+            peers = [(per[p][i][key], p) for p in PEER_NAMES if p in per and per[p][i]["ok"]]
+            if m["ok"] and peers and min(peers)[0]:
+                xs.append(m[key] / min(peers)[0])
+                best[min(peers)[1]] += 1
+        vs_peer[wl] = ((statistics.median(xs), best.most_common(1)[0][0]) if xs
+                       else (None, None))
+    return vs_glibc, vs_peer
+
+
+def paired_table(names, vs_glibc, vs_peer):
+    shown = [a for a in names if a != "glibc"]
+    lines = ["| workload | " + " | ".join(shown) + " | memalloc ÷ best peer |",
+             "|" + "---|" * (len(shown) + 2)]
+    for wl in vs_glibc:
+        r, who = vs_peer[wl]
+        lines.append(f"| {wl} | " + " | ".join(fmt_ratio(vs_glibc[wl][a]) for a in shown)
+                     + f" | {fmt_ratio(r)}" + (f" ({who})" if who else "") + " |")
+    gm = []
+    for a in shown:
+        xs = [vs_glibc[wl][a] for wl in vs_glibc if vs_glibc[wl][a] is not None]
+        missing = len(vs_glibc) - len(xs)
+        gm.append(fmt_mean(geomean(xs)) + (f" ({len(xs)} of {len(vs_glibc)})" if missing and xs
+                                           else ""))
+    g = geomean([vs_peer[wl][0] for wl in vs_peer])
+    lines.append("| **geometric mean** | " + " | ".join(f"**{c}**" for c in gm)
+                 + f" | **{fmt_mean(g)}** |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- report
 
 def plural(n, word):
@@ -693,6 +738,17 @@ def write_report(path, ctx):
              "over the workloads, to three decimals (the targets compare it with 1 and with the "
              "peers').\n")
     L.append(table(stats, names, "time", fmt_time, tg, tp))
+    L.append("")
+    L.append("### Time, round by round\n")
+    L.append("The same runs, paired: for each workload, the median over the rounds of an "
+             "allocator's time divided by glibc's time in the same round (and of memalloc's "
+             "divided by the fastest peer's in that round; named, the peer fastest in most "
+             "rounds). The runs of a round follow one another, so when the machine has a slow "
+             "or fast phase lasting several rounds (the real programs show them: every "
+             "allocator's gcc runs fall into a fast and a slow group), it moves all of a "
+             "round's runs together, where the ratio of two medians can take one from each "
+             "group. A workload where the two tables disagree is within the machine's noise.\n")
+    L.append(paired_table(names, *paired(ctx["runs"], names, "seconds")))
     L.append("")
     L.append("## Peak RSS\n")
     L.append("Median peak resident set in MiB; in parentheses the ratio to glibc. The last column "
