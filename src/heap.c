@@ -220,7 +220,9 @@ static void purge_top(struct region *r) {
 static void purge_now(struct arena *a) {
     uint64_t delay = opt_get(OPT_PURGE_DELAY), now = delay ? os_now_ms() : 0;
     for (struct region *r = a->regions; r; r = r->next) purge_top(r);
-    __atomic_store_n(&a->purge_due, purge_spans(a, now, delay) ? now + delay : 0, __ATOMIC_RELAXED);
+    int left = purge_spans(a, now, delay);
+    left |= tc_orphans_purge(a, now, delay);
+    __atomic_store_n(&a->purge_due, left ? now + delay : 0, __ATOMIC_RELAXED);
 }
 
 /* Purging is due: now, or after the purge delay (a pass then serves all
@@ -232,6 +234,10 @@ static void purge_soon(struct arena *a) {
         purge_now(a);
     else if (a->purge_due == 0)
         __atomic_store_n(&a->purge_due, os_now_ms() + delay, __ATOMIC_RELAXED);
+}
+
+void heap_purge_later(struct arena *a) {
+    purge_soon(a);
 }
 
 void heap_purge_if_due(struct arena *a) {

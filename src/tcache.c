@@ -373,16 +373,51 @@ static void count_free(struct tcache *t, unsigned k) {
 }
 
 /* An orphan g with no object in use (lock held): kept within the arena's
- * budget for idle orphans, else given back. */
+ * budget for idle orphans, at the head of its ring (the next thread to
+ * need a page of its class adopts the most recently idle first, so the
+ * ones no thread needs sink to the tail and age there), else given back.
+ * A purge pass of the arena is due: the idle orphans it finds older than
+ * the purge delay give their memory back (tc_orphans_purge). */
 static void orphan_idle(struct arena *a, struct spage *g) {
     size_t touched = (size_t)(page_bump(g) - page_base(g));
+    struct spage **ring = &a->orphans[g->k];
+    ring_del(ring, g);
     if (a->orphan_kept + touched > TC_ORPHAN_KEEP) {
-        ring_del(&a->orphans[g->k], g);
         page_release_locked(a, g);
         return;
     }
+    ring_push_head(ring, g);
     g->kept = (uint32_t)touched;
+    g->idle = (uint32_t)os_now_ms();
     a->orphan_kept += touched;
+    if (page_bump(g) > g->start) heap_purge_later(a);
+}
+
+int tc_orphans_purge(struct arena *a, uint64_t now, uint64_t delay) {
+    int left = 0;
+    size_t pg = os_page_size();
+    for (unsigned k = 0; k < TC_CLASSES; k++) {
+        struct spage *ring = a->orphans[k], *g = ring;
+        if (!g) continue;
+        do {
+            /* idle, with objects beyond its header's OS page handed out */
+            char *from = (char *)align_up((uintptr_t)g + PAGE_HDR, pg);
+            char *to = (char *)align_up((uintptr_t)page_bump(g), pg);
+            if (g->kept && page_bump(g) > g->start && to > from) {
+                if ((uint32_t)now - g->idle < delay) {
+                    left = 1;
+                } else if (os_purge(from, (size_t)(to - from)) == 0) {
+                    /* every object is free: the page starts afresh (it
+                     * still counts what it touched against the budget,
+                     * which so bounds the idle orphans' address space) */
+                    g->free = NULL;
+                    __atomic_store_n(&g->handed, 0, __ATOMIC_RELAXED);
+                }
+            }
+            g = g->next;
+        } while (g != ring);
+    }
+    return left;
 }
 
 /* Free p into orphan g, under its arena's lock, so that a page whose

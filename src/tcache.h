@@ -43,7 +43,8 @@
  *    use, and idle ones within TC_ORPHAN_KEEP), where the next thread
  *    needing a page of that class adopts them; meanwhile frees into an
  *    orphan take the arena's lock, so that it goes back with its last
- *    object.
+ *    object; an idle orphan that waits for the purge delay gives its
+ *    objects' memory back (tc_orphans_purge) and starts afresh.
  *
  * A free object keeps, in its first 16 bytes:
  *    next  the next free object, or NULL;
@@ -96,6 +97,7 @@ struct spage {
     uintptr_t tag; /* os_cookie_value ^ address: a sane header */
     char *end;     /* past the last object */
     uint32_t kept; /* an idle orphan: the bytes it counts against its arena's budget */
+    uint32_t idle; /* an idle orphan: os_now_ms() when it became idle (low 32 bits) */
     /* line 2: other threads' frees */
     _Alignas(64) struct tblock *thread_free;
 };
@@ -303,7 +305,8 @@ void tc_sum(struct tc_sums *s);
 size_t tc_orphan_free(const struct arena *a);
 /* Idle orphans: an arena keeps the pages of exited threads that have no
  * object in use while the bytes they have touched stay within this budget
- * (arena->orphan_kept, under its lock), for the next threads to adopt. */
+ * (arena->orphan_kept, under its lock), for the next threads to adopt;
+ * one that is purged meanwhile still counts them. */
 #define TC_ORPHAN_KEEP ((size_t)1 << 20)
 /* Live caches an arena serves before another is set up (arenas stay at
  * most one per CPU). The caches take an arena's lock only on their slow

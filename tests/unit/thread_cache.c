@@ -17,7 +17,10 @@
  *      budget, and the next thread adopts them instead of taking new ones;
  *      a trim gives them back;
  *   7. the pages of an exited thread whose objects another thread frees
- *      go back to the heap with their last object, without a trim.
+ *      go back to the heap with their last object, without a trim;
+ *   8. an idle page of an exited thread that no thread adopts within the
+ *      purge delay gives its memory back, and the next thread still
+ *      adopts it.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -393,6 +396,72 @@ TEST(test_orphans_go_back_with_their_last_object) {
     CHECK(memalloc_check() == 0);
 }
 
+/* ---- 8. idle orphans age ---- */
+enum { AGE_N = 200, AGE_SIZE = 1000, AGE_DELAY = 500 };
+static char *aged[AGE_N];
+static void *allocate_free_exit(void *arg) {
+    (void)arg;
+    for (int i = 0; i < AGE_N; i++) aged[i] = memalloc(AGE_SIZE);
+    for (int i = 0; i < AGE_N; i++) {
+        if (aged[i]) memset(aged[i], 0x5a, AGE_SIZE);
+        memfree(aged[i]);
+    }
+    return NULL;
+}
+/* The pages of aged[] (single-window ones): all, or those that are pages
+ * still (the thread gave some back to the heap as they fell idle); and
+ * the OS pages of their objects past each header's own OS page that are
+ * resident. */
+static size_t aged_pages(struct spage **g, size_t max, size_t *resident, int all) {
+    size_t n = 0, pg = (size_t)sysconf(_SC_PAGESIZE);
+    *resident = 0;
+    for (int i = 0; i < AGE_N; i++) {
+        struct spage *p = page_header((uintptr_t)aged[i] & ~(uintptr_t)(PAGE_WINDOW - 1));
+        size_t j = 0;
+        while (j < n && g[j] != p) j++;
+        if (j < n || n == max || (p->tag == 0 && !all)) continue;
+        g[n++] = p;
+        char *from = (char *)(((uintptr_t)p + PAGE_HDR + pg - 1) & ~(pg - 1));
+        *resident += resident_pages(from, (size_t)(page_base(p) + PAGE_WINDOW - from));
+    }
+    return n;
+}
+
+TEST(test_idle_orphans_give_their_memory_back) {
+    CHECK(memalloc_trim(0) >= 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, AGE_DELAY) == 0);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, allocate_free_exit, NULL) == 0);
+    pthread_join(t, NULL);
+    REQUIRE(aged[0] && aged[AGE_N - 1]);
+    struct spage *g[16];
+    size_t resident, n = aged_pages(g, 16, &resident, 0);
+    /* idle orphans now, their objects resident (the purge delay has not passed) */
+    CHECK(n >= 2);
+    for (size_t i = 0; i < n; i++) CHECK(g[i]->owner == NULL && g[i]->used == 0 && g[i]->kept);
+    CHECKF(resident >= n, "%zu resident", resident);
+    usleep((AGE_DELAY + 100) * 1000);
+    memfree(memalloc(1 << 20)); /* a mapped block: the due purge passes run */
+    n = aged_pages(g, 16, &resident, 0);
+    CHECKF(resident == 0, "%zu OS pages still resident", resident);
+    for (size_t i = 0; i < n; i++)
+        CHECK(g[i]->owner == NULL && g[i]->handed == 0 && g[i]->free == NULL && g[i]->kept != 0);
+    CHECK(memalloc_check() == 0);
+    /* the next thread adopts them all the same, and finds its objects whole */
+    REQUIRE(pthread_create(&t, NULL, allocate_free_exit, NULL) == 0);
+    pthread_join(t, NULL);
+    struct spage *again[16];
+    size_t m = aged_pages(again, 16, &resident, 1);
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < m && again[j] != g[i]) j++;
+        CHECKF(j < m, "page %p not adopted", (void *)g[i]);
+    }
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 10) == 0);
+    CHECK(memalloc_trim(0) >= 0);
+}
+
 int main(void) {
     memfree(memalloc(1)); /* the main thread sets its cache up first */
     idle_arena_pages = resident_pages(&ma_arenas[1], sizeof ma_arenas - sizeof ma_arenas[0]);
@@ -403,5 +472,6 @@ int main(void) {
     RUN(test_remote_frees_serve_the_owner);
     RUN(test_idle_pages_wait_for_the_next_thread);
     RUN(test_orphans_go_back_with_their_last_object);
+    RUN(test_idle_orphans_give_their_memory_back);
     return harness_finish();
 }
