@@ -228,16 +228,12 @@ static void purge_now(struct arena *a) {
 /* Purging is due: now, or after the purge delay (a pass then serves all
  * the dirt gathered meanwhile, and what is reused before it is not
  * purged and faulted in again). */
-static void purge_soon(struct arena *a) {
+void heap_purge_soon(struct arena *a) {
     size_t delay = opt_get(OPT_PURGE_DELAY);
     if (delay == 0)
         purge_now(a);
     else if (a->purge_due == 0)
         __atomic_store_n(&a->purge_due, os_now_ms() + delay, __ATOMIC_RELAXED);
-}
-
-void heap_purge_later(struct arena *a) {
-    purge_soon(a);
 }
 
 void heap_purge_if_due(struct arena *a) {
@@ -283,7 +279,7 @@ static void span_merged(const struct chunk *n, size_t *dirt, uint64_t *oldest) {
  *     that just became part of a large span (all of it if it just became
  *     large); once SPAN_DIRTY_MAX bytes are counted, a purge of every large
  *     free chunk is due: a pass per few MiB freed, never a system call per
- *     free. Due purges run after the purge delay (purge_soon).
+ *     free. Due purges run after the purge delay (heap_purge_soon).
  */
 struct region *heap_free(struct arena *a, struct chunk *c) {
     size_t size = chunk_size(c);
@@ -333,10 +329,10 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     size_t trim = trim_threshold();
     if (next == region_fence(r)) {
         if (r->fresh > (char *)c && (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
-            purge_soon(a);
+            heap_purge_soon(a);
     } else if (size >= PURGE_SPAN) {
         a->span_dirty += largest < PURGE_SPAN ? size : size - largest;
-        if (a->span_dirty >= SPAN_DIRTY_MAX) purge_soon(a);
+        if (a->span_dirty >= SPAN_DIRTY_MAX) heap_purge_soon(a);
     }
     heap_purge_if_due(a);
     return NULL;

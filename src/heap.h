@@ -177,7 +177,7 @@ int heap_resize(struct arena *a, struct chunk *c, size_t nb, size_t want);
 void heap_purge_if_due(struct arena *a);
 /* A purge pass of arena a is due after the purge delay, if none is yet
  * (lock held); at once if the delay is 0. */
-void heap_purge_later(struct arena *a);
+void heap_purge_soon(struct arena *a);
 /* tcache.c: give back the memory of a's idle orphans that have been idle
  * for delay ms or more (lock held); 1 if a younger one was left. */
 int tc_orphans_purge(struct arena *a, uint64_t now, uint64_t delay);

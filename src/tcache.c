@@ -390,7 +390,7 @@ static void orphan_idle(struct arena *a, struct spage *g) {
     g->kept = (uint32_t)touched;
     g->idle = (uint32_t)os_now_ms();
     a->orphan_kept += touched;
-    if (page_bump(g) > g->start) heap_purge_later(a);
+    if (page_bump(g) > g->start) heap_purge_soon(a);
 }
 
 int tc_orphans_purge(struct arena *a, uint64_t now, uint64_t delay) {
