@@ -399,32 +399,42 @@ TEST(test_orphans_go_back_with_their_last_object) {
 /* ---- 8. idle orphans age ---- */
 enum { AGE_N = 200, AGE_SIZE = 1000, AGE_DELAY = 500 };
 static char *aged[AGE_N];
+static int aged_broken; /* objects that did not keep what was written */
 static void *allocate_free_exit(void *arg) {
     (void)arg;
-    for (int i = 0; i < AGE_N; i++) aged[i] = memalloc(AGE_SIZE);
+    for (int i = 0; i < AGE_N; i++)
+        if ((aged[i] = memalloc(AGE_SIZE)) != NULL) memset(aged[i], 0x5a, AGE_SIZE);
     for (int i = 0; i < AGE_N; i++) {
-        if (aged[i]) memset(aged[i], 0x5a, AGE_SIZE);
+        for (int b = 0; aged[i] && b < AGE_SIZE; b++)
+            if (aged[i][b] != 0x5a) {
+                aged_broken++;
+                break;
+            }
         memfree(aged[i]);
     }
     return NULL;
 }
 /* The pages of aged[] (single-window ones): all, or those that are pages
- * still (the thread gave some back to the heap as they fell idle); and
- * the OS pages of their objects past each header's own OS page that are
- * resident. */
-static size_t aged_pages(struct spage **g, size_t max, size_t *resident, int all) {
-    size_t n = 0, pg = (size_t)sysconf(_SC_PAGESIZE);
-    *resident = 0;
+ * still (the thread gave some back to the heap as they fell idle). */
+static size_t aged_pages(struct spage **g, size_t max, int all) {
+    size_t n = 0;
     for (int i = 0; i < AGE_N; i++) {
         struct spage *p = page_header((uintptr_t)aged[i] & ~(uintptr_t)(PAGE_WINDOW - 1));
         size_t j = 0;
         while (j < n && g[j] != p) j++;
         if (j < n || n == max || (p->tag == 0 && !all)) continue;
         g[n++] = p;
-        char *from = (char *)(((uintptr_t)p + PAGE_HDR + pg - 1) & ~(pg - 1));
-        *resident += resident_pages(from, (size_t)(page_base(p) + PAGE_WINDOW - from));
     }
     return n;
+}
+/* The OS pages of pages g[0..n) past each header's own that are resident. */
+static size_t resident_past_headers(struct spage *const *g, size_t n) {
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), r = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *from = (char *)(((uintptr_t)g[i] + PAGE_HDR + pg - 1) & ~(pg - 1));
+        r += resident_pages(from, (size_t)(page_base(g[i]) + PAGE_WINDOW - from));
+    }
+    return r;
 }
 
 TEST(test_idle_orphans_give_their_memory_back) {
@@ -435,23 +445,26 @@ TEST(test_idle_orphans_give_their_memory_back) {
     pthread_join(t, NULL);
     REQUIRE(aged[0] && aged[AGE_N - 1]);
     struct spage *g[16];
-    size_t resident, n = aged_pages(g, 16, &resident, 0);
+    size_t n = aged_pages(g, 16, 0), resident = resident_past_headers(g, n);
     /* idle orphans now, their objects resident (the purge delay has not passed) */
     CHECK(n >= 2);
     for (size_t i = 0; i < n; i++) CHECK(g[i]->owner == NULL && g[i]->used == 0 && g[i]->kept);
     CHECKF(resident >= n, "%zu resident", resident);
     usleep((AGE_DELAY + 100) * 1000);
     memfree(memalloc(1 << 20)); /* a mapped block: the due purge passes run */
-    n = aged_pages(g, 16, &resident, 0);
+    /* the same pages, orphans still (not given back), their objects purged */
+    resident = resident_past_headers(g, n);
     CHECKF(resident == 0, "%zu OS pages still resident", resident);
     for (size_t i = 0; i < n; i++)
-        CHECK(g[i]->owner == NULL && g[i]->handed == 0 && g[i]->free == NULL && g[i]->kept != 0);
+        CHECK(g[i]->tag != 0 && g[i]->owner == NULL && g[i]->handed == 0 && g[i]->free == NULL &&
+              g[i]->kept != 0);
     CHECK(memalloc_check() == 0);
     /* the next thread adopts them all the same, and finds its objects whole */
     REQUIRE(pthread_create(&t, NULL, allocate_free_exit, NULL) == 0);
     pthread_join(t, NULL);
+    CHECK(aged_broken == 0);
     struct spage *again[16];
-    size_t m = aged_pages(again, 16, &resident, 1);
+    size_t m = aged_pages(again, 16, 1);
     for (size_t i = 0; i < n; i++) {
         size_t j = 0;
         while (j < m && again[j] != g[i]) j++;
