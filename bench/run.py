@@ -13,13 +13,19 @@ Owns the benchmark procedure and its report; touches nothing of the engine.
    programs; peak RSS is ru_maxrss from wait4() on that child (done by the
    small bench/launch.c, which forks the program: see why there). A run that
    crashes, exits non-zero, times out, or prints another checksum or output
-   than glibc's counts as FAILED.
+   than glibc's counts as FAILED; so does a run whose stderr carries ld.so's
+   warning that it could not preload the library (it then runs the program
+   on glibc), and a memalloc run that does not prove memalloc served it: each
+   runs with MEMALLOC_STATS=1 and must end with memalloc's summary line
+   `memalloc: allocs=N ...`, N > 0, on its stderr (see preload_error).
 3. Count the instructions of a malloc+free pair under callgrind (when valgrind
    is installed, or with --callgrind).
 4. Write the report (markdown) and its chart (SVG, drawn here).
 
-Standard library only. Exit status 1 if a memalloc run failed, else 0 (a
-failing peer is reported, not fatal).
+Standard library only. Exit status 1 if a memalloc run failed (on a
+workload or in the fast-path count), else 0 (a failing peer is reported, not
+fatal). A failed run is never timed: the report marks it FAILED, and every
+geometric mean names the workloads it leaves out.
 
     python3 bench/run.py [--rounds N] [--only w1,w2] [--memalloc PATH]
                          [--out docs/benchmarks.md] [--callgrind|--no-callgrind]
@@ -87,6 +93,19 @@ GCC_FUNCS = 60
 
 REPORT_RE = re.compile(r"seconds=([0-9.]+) ops=(\d+) ops_per_s=\S+ checksum=([0-9a-f]+)")
 
+# ld.so's warning when it cannot load a library named in LD_PRELOAD (missing
+# file, wrong architecture, not a shared object...): it prints this on the
+# program's stderr and runs the program without the library.
+PRELOAD_FAILED = "from LD_PRELOAD cannot be preloaded"
+
+# memalloc's exit summary, printed by every process it served when
+# MEMALLOC_STATS=1 (at exit(), to a copy of the stderr the process started
+# with). The counters run whatever the option says; the option only adds a
+# dup() at start-up and this line at exit, after a C workload has stopped its
+# clock.
+MEMALLOC_PROOF_ENV = {"MEMALLOC_STATS": "1"}
+SUMMARY_RE = re.compile(r"^memalloc: allocs=(\d+) ", re.M)
+
 # Failures of a peer that are the peer's own known bugs: allocator, a piece of
 # the failure message, the explanation printed in the notes.
 KNOWN_ISSUES = [
@@ -149,6 +168,35 @@ def allocators(memalloc):
             notes.append(f"{name} skipped: {soname} not found (Debian package `{package}`).")
     found.append(("memalloc", memalloc))
     return found, notes
+
+
+def proof_env(alloc):
+    """What a run of alloc adds to its environment so that it can prove which
+    allocator served it (only memalloc can)."""
+    return dict(MEMALLOC_PROOF_ENV) if alloc == "memalloc" else {}
+
+
+def preload_error(alloc, stderr):
+    """Why a run cannot count as alloc's, or None. Any run whose stderr has
+    ld.so's warning ran without its preload. A memalloc run must also carry
+    positive proof: memalloc's summary line from each process that printed
+    one, at least one, each with allocs > 0 (a process memalloc was loaded
+    into but whose malloc calls went elsewhere would count none). The launcher
+    runs without the preload (bench/launch.c sets LD_PRELOAD in its child
+    only), so every summary line is the program's or its children's."""
+    for line in stderr.splitlines():
+        if PRELOAD_FAILED in line:
+            return f"not preloaded, ran on glibc: {line.strip()[:200]}"
+    if alloc != "memalloc":
+        return None
+    counts = [int(n) for n in SUMMARY_RE.findall(stderr)]
+    if not counts:
+        return ("no proof that memalloc served the run: no `memalloc: allocs=` summary line "
+                "on stderr (run with MEMALLOC_STATS=1)")
+    if min(counts) == 0:
+        return ("no proof that memalloc served the run: a summary line says allocs=0 "
+                f"(allocs={','.join(map(str, counts))})")
+    return None
 
 
 def run_env(preload, extra=None):
@@ -221,12 +269,18 @@ def describe_status(status, timeout, wall):
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
-def last_line(path):
+def read_text(path):
     try:
-        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines()]
+        return Path(path).read_text(errors="replace")
     except OSError:
         return ""
-    lines = [ln for ln in lines if ln]
+
+
+def last_line(text):
+    """The last line of a run's stderr that is not memalloc's summary: the
+    program's own last word, for the reason of a failure."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not SUMMARY_RE.match(ln)]
     return lines[-1][:200] if lines else ""
 
 
@@ -255,8 +309,9 @@ class Suite:
         if "gcc" in names:
             self.gcc_input.write_text(gen_c_source(GCC_FUNCS))
 
-    def run(self, name, preload):
-        """One run: dict(ok, seconds, rss_kib, check, error)."""
+    def run(self, name, alloc, preload):
+        """One run of workload name on allocator alloc: dict(ok, seconds,
+        rss_kib, check, error). ok only with the proof of preload_error."""
         out, err = self.tmp / "stdout", self.tmp / "stderr"
         extra, product = {}, None
         if name in C_WORKLOADS:
@@ -279,12 +334,17 @@ class Suite:
             product.unlink()
 
         files = {"stdout": out, "stderr": err, "result": self.tmp / "result"}
+        extra.update(proof_env(alloc))
         status, wall, rss = spawn(self.bindir / "launch", argv, preload, run_env(None, extra), files,
                                   self.timeout)
         res = {"ok": False, "seconds": wall, "rss_kib": rss, "check": None, "error": None}
-        if status != 0:
-            why = last_line(err)
+        stderr = read_text(err)
+        if status != 0 and PRELOAD_FAILED not in stderr:  # else the cause is the preload
+            why = last_line(stderr)
             res["error"] = describe_status(status, self.timeout, wall) + (f": {why}" if why else "")
+            return res
+        res["error"] = preload_error(alloc, stderr)
+        if res["error"]:
             return res
         text = out.read_text(errors="replace")
         if name in C_WORKLOADS:
@@ -371,14 +431,20 @@ def build_workloads(bindir):
 # ---------------------------------------------------------------- callgrind
 
 def callgrind_ir(exe, variant, n, preload, tmp, name):
-    """(instructions executed by `fastpath variant n`, None) or (None, error)."""
+    """(instructions executed by `fastpath variant n`, None) or (None, error).
+    The same proof of preload as a timed run (preload_error); the summary
+    memalloc prints at exit costs the same in both counts, so it cancels."""
     outfile = tmp / f"callgrind.{name}.{variant}.{n}"
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outfile}", str(exe), variant,
             str(n)]
-    r = subprocess.run(argv, env=run_env(preload), capture_output=True, text=True, check=False)
+    r = subprocess.run(argv, env=run_env(preload, proof_env(name)), capture_output=True, text=True,
+                       check=False)
     try:
-        if r.returncode != 0:
-            return None, f"exit status {r.returncode}: {r.stderr.strip().splitlines()[-1:]}"
+        if r.returncode != 0 and PRELOAD_FAILED not in r.stderr:
+            return None, f"exit status {r.returncode}: {last_line(r.stderr)}"
+        why = preload_error(name, r.stderr)
+        if why:
+            return None, why
         m = re.search(r"^(?:summary|totals):\s*(\d+)", outfile.read_text(), re.M)
         return (int(m.group(1)), None) if m else (None, "no totals in callgrind output")
     finally:
@@ -407,16 +473,36 @@ def fastpath_counts(allocs, bindir, tmp, n):
 
 # ---------------------------------------------------------------- statistics
 
+# A ratio below is a float, or, where there is none, the reason as a str
+# ("memalloc FAILED", "glibc FAILED", ...): no workload leaves a table or a
+# mean without its reason being printed.
+
 def geomean(xs):
-    xs = [x for x in xs if x and x > 0]
+    """Geometric mean of positive numbers; None for none."""
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def mean_of(values):
+    """{workload: ratio or reason} -> (geometric mean of the ratios, [(workload,
+    reason)] of those it leaves out)."""
+    xs = [v for v in values.values() if isinstance(v, float) and v > 0]
+    out = [(wl, v if isinstance(v, str) else f"ratio {v}") for wl, v in values.items()
+           if not (isinstance(v, float) and v > 0)]
+    return geomean(xs), out
+
+
+def divide(x, y):
+    return x / y if y > 0 else f"glibc's figure is {y}"
 
 
 def summarise(runs):
     """Per allocator: dict(ok, time, rss, error) from its runs."""
     failed = [r for r in runs if not r["ok"]]
     if failed:
-        return {"ok": False, "error": f"{len(failed)}/{len(runs)} runs failed: {failed[0]['error']}"}
+        errors = list(dict.fromkeys(r["error"] for r in failed))  # each distinct reason once
+        why = errors[0] + (f" (and {plural(len(errors) - 1, 'other message')})"
+                           if len(errors) > 1 else "")
+        return {"ok": False, "error": f"{len(failed)}/{len(runs)} runs failed: {why}"}
     return {"ok": True, "time": statistics.median(r["seconds"] for r in runs),
             "rss": statistics.median(r["rss_kib"] for r in runs) / 1024.0,
             "tmin": min(r["seconds"] for r in runs), "tmax": max(r["seconds"] for r in runs)}
@@ -440,21 +526,27 @@ def mark_mismatches(runs_by_alloc):
                 r["error"] = f"output differs from {ref_name}'s ({r['check'][:12]} vs {ref[:12]})"
 
 
+def no_peer(installed):
+    return "every peer FAILED" if installed else "no peer installed"
+
+
 def ratios(stats, names, key):
     """{workload: {alloc: value / glibc's}} and {workload: (memalloc / best
-    peer, best peer name)}."""
+    peer, best peer name)}; a reason instead of a ratio where an allocator
+    failed. A peer that failed on a workload is no candidate for its best."""
     vs_glibc, vs_peer = {}, {}
+    installed = [p for p in PEER_NAMES if p in names]
     for wl, per in stats.items():
-        base = per.get("glibc")
-        vs_glibc[wl] = {a: (per[a][key] / base[key] if per[a]["ok"] and base and base["ok"]
-                            else None) for a in names}
-        peers = [(per[p][key], p) for p in PEER_NAMES if p in per and per[p]["ok"]]
-        m = per.get("memalloc")
-        if peers and m and m["ok"]:
-            best, who = min(peers)
-            vs_peer[wl] = (m[key] / best, who)
+        base = per["glibc"]
+        vs_glibc[wl] = {a: (f"{a} FAILED" if not per[a]["ok"] else "glibc FAILED"
+                            if not base["ok"] else divide(per[a][key], base[key])) for a in names}
+        peers = [(per[p][key], p) for p in installed if per[p]["ok"] and per[p][key] > 0]
+        if not per["memalloc"]["ok"]:
+            vs_peer[wl] = ("memalloc FAILED", None)
+        elif not peers:
+            vs_peer[wl] = (no_peer(installed), None)
         else:
-            vs_peer[wl] = (None, min(peers)[1] if peers else None)
+            vs_peer[wl] = (per["memalloc"][key] / min(peers)[0], min(peers)[1])
     return vs_glibc, vs_peer
 
 
@@ -463,22 +555,35 @@ def paired(runs, names, key):
     rounds of its value / glibc's in the same round}} and {workload:
     (median over the rounds of memalloc's / the best peer's in that round,
     the peer best in most rounds)}. The runs of one round are adjacent in
-    time, so a slow or fast phase of the machine moves them together."""
+    time, so a slow or fast phase of the machine moves them together. Every
+    round must count: an allocator that failed in any round has its reason
+    instead of a ratio, as in ratios(), and so has the best-peer ratio when
+    memalloc failed in any round or no peer succeeded in one."""
     vs_glibc, vs_peer = {}, {}
+    installed = [p for p in PEER_NAMES if p in names]
     for wl, per in runs.items():
-        base = per.get("glibc", [])
+        base = per["glibc"]
         vs_glibc[wl] = {}
         for a in names:
-            xs = [r[key] / b[key] for r, b in zip(per[a], base) if r["ok"] and b["ok"] and b[key]]
-            vs_glibc[wl][a] = statistics.median(xs) if xs and len(xs) == len(base) else None
+            if not all(r["ok"] for r in per[a]):
+                vs_glibc[wl][a] = f"{a} FAILED"
+            elif not all(b["ok"] and b[key] > 0 for b in base):
+                vs_glibc[wl][a] = "glibc FAILED"
+            else:
+                vs_glibc[wl][a] = statistics.median(r[key] / b[key] for r, b in zip(per[a], base))
         xs, best = [], collections.Counter()
-        for i, m in enumerate(per.get("memalloc", [])):
-            peers = [(per[p][i][key], p) for p in PEER_NAMES if p in per and per[p][i]["ok"]]
-            if m["ok"] and peers and min(peers)[0]:
+        for i, m in enumerate(per["memalloc"]):
+            peers = [(per[p][i][key], p) for p in installed
+                     if per[p][i]["ok"] and per[p][i][key] > 0]
+            if m["ok"] and peers:
                 xs.append(m[key] / min(peers)[0])
                 best[min(peers)[1]] += 1
-        vs_peer[wl] = ((statistics.median(xs), best.most_common(1)[0][0]) if xs
-                       else (None, None))
+        if not all(m["ok"] for m in per["memalloc"]):
+            vs_peer[wl] = ("memalloc FAILED", None)
+        elif len(xs) < len(per["memalloc"]):
+            vs_peer[wl] = (no_peer(installed) + (" in a round" if installed else ""), None)
+        else:
+            vs_peer[wl] = (statistics.median(xs), best.most_common(1)[0][0])
     return vs_glibc, vs_peer
 
 
@@ -487,18 +592,11 @@ def paired_table(names, vs_glibc, vs_peer):
     lines = ["| workload | " + " | ".join(shown) + " | memalloc ÷ best peer |",
              "|" + "---|" * (len(shown) + 2)]
     for wl in vs_glibc:
-        r, who = vs_peer[wl]
-        lines.append(f"| {wl} | " + " | ".join(fmt_ratio(vs_glibc[wl][a]) for a in shown)
-                     + f" | {fmt_ratio(r)}" + (f" ({who})" if who else "") + " |")
-    gm = []
-    for a in shown:
-        xs = [vs_glibc[wl][a] for wl in vs_glibc if vs_glibc[wl][a] is not None]
-        missing = len(vs_glibc) - len(xs)
-        gm.append(fmt_mean(geomean(xs)) + (f" ({len(xs)} of {len(vs_glibc)})" if missing and xs
-                                           else ""))
-    g = geomean([vs_peer[wl][0] for wl in vs_peer])
-    lines.append("| **geometric mean** | " + " | ".join(f"**{c}**" for c in gm)
-                 + f" | **{fmt_mean(g)}** |")
+        lines.append(f"| {wl} | " + " | ".join(fmt_cell(vs_glibc[wl][a], a) for a in shown)
+                     + f" | {fmt_peer_cell(*vs_peer[wl])} |")
+    gm = [fmt_geomean({wl: vs_glibc[wl][a] for wl in vs_glibc}) for a in shown]
+    gm.append(fmt_geomean({wl: vs_peer[wl][0] for wl in vs_peer}))
+    lines.append("| **geometric mean** | " + " | ".join(gm) + " |")
     return "\n".join(lines)
 
 
@@ -525,6 +623,28 @@ def fmt_ratio(r):
     return "–" if r is None else (f"{r:.2f}×" if r < 10 else f"{r:.1f}×")
 
 
+def fmt_cell(r, alloc):
+    """A ratio in alloc's column, or why there is none: **FAILED** when alloc
+    itself failed, else the reason."""
+    if isinstance(r, str):
+        return "**FAILED**" if r == f"{alloc} FAILED" else r
+    return fmt_ratio(r)
+
+
+def fmt_peer_cell(r, who):
+    return fmt_cell(r, "memalloc") + (f" ({who})" if who and not isinstance(r, str) else "")
+
+
+def fmt_geomean(values):
+    """A table's geometric-mean cell: the mean in bold, and next to it the
+    workloads it leaves out and why."""
+    g, out = mean_of(values)
+    text = f"**{fmt_mean(g)}**"
+    if out:
+        text += " leaves out " + ", ".join(f"{wl} ({why})" for wl, why in out)
+    return text
+
+
 def table(stats, names, key, fmt, vs_glibc, vs_peer):
     head = "| workload | " + " | ".join(names) + " | memalloc ÷ best peer |"
     lines = [head, "|" + "---|" * (len(names) + 2)]
@@ -537,31 +657,25 @@ def table(stats, names, key, fmt, vs_glibc, vs_peer):
             elif a == "glibc":
                 cells.append(fmt(s[key]))
             else:
-                cells.append(f"{fmt(s[key])} ({fmt_ratio(vs_glibc[wl][a])})")
-        r, who = vs_peer[wl]
-        cells.append(f"{fmt_ratio(r)} ({who})" if r is not None else "–")
+                cells.append(f"{fmt(s[key])} ({fmt_cell(vs_glibc[wl][a], a)})")
+        cells.append(fmt_peer_cell(*vs_peer[wl]))
         lines.append(f"| {wl} | " + " | ".join(cells) + " |")
-    gm = []
-    for a in names:
-        xs = [vs_glibc[wl][a] for wl in stats if vs_glibc[wl][a] is not None]
-        g = geomean(xs)
-        missing = len(stats) - len(xs)
-        gm.append(("1.000×" if a == "glibc" else fmt_mean(g))
-                  + (f" ({len(xs)} of {len(stats)})" if missing and g else ""))
-    g = geomean([vs_peer[wl][0] for wl in stats])
-    lines.append("| **geometric mean, ratio to glibc** | " + " | ".join(f"**{c}**" for c in gm)
-                 + f" | **{fmt_mean(g)}** |")
+    gm = [fmt_geomean({wl: vs_glibc[wl][a] for wl in stats}) for a in names]
+    gm.append(fmt_geomean({wl: vs_peer[wl][0] for wl in stats}))
+    lines.append("| **geometric mean, ratio to glibc** | " + " | ".join(gm) + " |")
     return "\n".join(lines)
 
 
 def svg_chart(vs_glibc, names, rounds):
     """Grouped horizontal bars: time ratio to glibc per workload and
-    allocator, on a log2 axis with a line at 1."""
+    allocator, on a log2 axis with a line at 1. A missing ratio is its reason
+    in words; a geomean bar names the workloads it leaves out."""
     shown = [a for a in names if a != "glibc"]
     rows = list(vs_glibc) + ["geomean"]
     data = {wl: vs_glibc[wl] for wl in vs_glibc}
-    data["geomean"] = {a: geomean([vs_glibc[wl][a] for wl in vs_glibc]) for a in shown}
-    values = [v for wl in rows for a in shown for v in [data[wl].get(a)] if v]
+    means = {a: mean_of({wl: vs_glibc[wl][a] for wl in vs_glibc}) for a in shown}
+    data["geomean"] = {a: means[a][0] for a in shown}
+    values = [v for wl in rows for a in shown for v in [data[wl].get(a)] if isinstance(v, float)]
     lo = max(-6, math.floor(math.log2(min(values + [0.5]))))
     hi = min(8, math.ceil(math.log2(max(values + [2.0]))))
     bar, gap, group_gap = 9, 1, 12
@@ -609,9 +723,14 @@ def svg_chart(vs_glibc, names, rounds):
         for j, a in enumerate(shown):
             y = gy + j * (bar + gap)
             r = data[wl].get(a)
-            if r is None:
+            without = ""
+            if wl == "geomean" and means[a][1]:
+                without = " without " + ", ".join(w for w, _ in means[a][1])
+            if not isinstance(r, float):
+                why = (r if r == f"{a} FAILED" else f"{a}: {r}") if isinstance(r, str) \
+                    else f"{a}: no mean,{without}"
                 out.append(f'<text x="{x(1.0) + 4:.1f}" y="{y + bar - 1}" font-size="9" '
-                           f'fill="{COLORS.get(a, "#777")}">{esc(a)} FAILED</text>')
+                           f'fill="{COLORS.get(a, "#777")}">{esc(why)}</text>')
                 continue
             x0, x1 = sorted((x(1.0), x(r)))
             out.append(f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 1):.1f}" height="{bar}" '
@@ -620,6 +739,10 @@ def svg_chart(vs_glibc, names, rounds):
             tx, anchor = (x1 + 3, "start") if r >= 1 else (x0 - 3, "end")
             out.append(f'<text x="{tx:.1f}" y="{y + bar - 1}" font-size="9" text-anchor="{anchor}"'
                        f' fill="#333">{fmt_ratio(r)}</text>')
+            if without:  # right of the bar and its figure, or of the line at 1
+                wx = x1 + 40 if r >= 1 else x(1.0) + 4
+                out.append(f'<text x="{wx:.1f}" y="{y + bar - 1}" font-size="9" fill="#c00">'
+                           f'{esc(without.strip())}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -688,6 +811,41 @@ def machine_rows(allocs, memalloc, suite, engine):
     return rows
 
 
+def memalloc_failures(stats, fastpath):
+    """What memalloc failed: the workloads, and the fast-path count (a str
+    there is its reason; the whole count not being run is no failure). The
+    report's warning and the exit status both come from this."""
+    failed = [wl for wl in stats if not stats[wl]["memalloc"]["ok"]]
+    if isinstance(fastpath, dict) and any(
+            not isinstance(v, float) for v in fastpath.get("memalloc", {}).values()):
+        failed.append("the fast-path count")
+    return failed
+
+
+def failure_notes(stats, names):
+    """A note per allocator and workload that failed, with the known issue
+    that explains it, if any, and what its failure leaves out."""
+    notes = []
+    for wl in stats:
+        for a in names:
+            s = stats[wl][a]
+            if s["ok"]:
+                continue
+            if a == "memalloc":
+                left = ("shown FAILED in every table, and named next to every geometric mean "
+                        "that leaves it out")
+            elif a == "glibc":
+                left = "no ratio to glibc on it: every geometric mean names it as left out"
+            else:
+                left = (f"left out of {a}'s figures, where its geometric means name it, and no "
+                        f"candidate for best peer on {wl}")
+            notes.append(f"**{a} FAILED on {wl}** ({left}): {s['error']}")
+            for who, needle, why in KNOWN_ISSUES:
+                if who == a and needle in s["error"]:
+                    notes.append(f"  - {why}")
+    return notes
+
+
 def write_report(path, ctx):
     stats, names, rounds = ctx["stats"], ctx["names"], ctx["rounds"]
     tg, tp = ratios(stats, names, "time")
@@ -704,6 +862,10 @@ def write_report(path, ctx):
              f" The whole run took {ctx['elapsed']}; the load average was {ctx['load']} at the "
              f"start and {os.getloadavg()[0]:.2f} at the end (other work on the machine makes the "
              f"figures noisier).\n")
+    failed = memalloc_failures(stats, ctx["fastpath"])
+    if failed:
+        L.append(f"**memalloc FAILED on {', '.join(failed)}** (reasons under Notes): no figure "
+                 f"below stands for memalloc there, and the runner exited with status 1.\n")
     L.append("## Machine\n")
     L.append("| | |\n|---|---|")
     L += [f"| {k} | {v} |" for k, v in ctx["machine"]]
@@ -730,6 +892,16 @@ def write_report(path, ctx):
              "taken by `bench/launch.c`, a small process that forks the program, so that the "
              "figure is the program's own and not the runner's (for gcc, the largest of the "
              "driver, cc1 and as).\n")
+    L.append("A run counts for an allocator only if the preload took effect. ld.so, when it "
+             "cannot preload a library, warns (`... from LD_PRELOAD cannot be preloaded ... "
+             "ignored`) and runs the program on glibc: any run with that warning on its stderr is "
+             "FAILED. Every memalloc run also runs with `MEMALLOC_STATS=1` and counts only with "
+             "positive proof: memalloc's exit summary `memalloc: allocs=N ...` on its stderr, with "
+             "N > 0 in every process that printed one. The option adds only a `dup()` at start-up "
+             "and that line at exit, after a C workload has stopped its clock.\n")
+    L.append("A FAILED run is never timed. A workload where an allocator failed in any round "
+             "shows **FAILED** for it; a ratio that cannot be computed says why; a geometric mean "
+             "that leaves workloads out names them next to the number.\n")
     L.append("## Time\n")
     L.append(f"![time relative to glibc]({svg_path.name})\n")
     L.append("Median seconds; in parentheses the ratio to glibc (below 1 is faster than glibc). "
@@ -774,17 +946,9 @@ def write_report(path, ctx):
         L.append(f"Not measured: {fp}. Run `python3 bench/run.py --callgrind` with valgrind "
                  f"installed.")
     L.append("")
-    notes = list(ctx["notes"])
-    for wl in stats:
-        for a in names:
-            s = stats[wl][a]
-            if not s["ok"]:
-                notes.append(f"**{a} FAILED on {wl}**: {s['error']}")
-                for who, needle, why in KNOWN_ISSUES:
-                    if who == a and needle in s["error"]:
-                        notes.append(f"  - {why}")
+    notes = list(ctx["notes"]) + failure_notes(stats, names)
     if tp:
-        slow = [(r, wl) for wl, (r, _) in tp.items() if r]
+        slow = [(r, wl) for wl, (r, _) in tp.items() if isinstance(r, float)]
         if slow:
             r, wl = max(slow)
             notes.append(f"memalloc's largest time ratio to the best peer: {fmt_ratio(r)} on {wl}.")
@@ -799,7 +963,7 @@ def write_report(path, ctx):
         for a in names:
             runs = ctx["runs"][wl][a]
             secs = " ".join(fmt_time(r["seconds"]) if r["ok"] else "FAILED" for r in runs)
-            rss = " ".join(fmt_mib(r["rss_kib"] / 1024) for r in runs)
+            rss = " ".join(fmt_mib(r["rss_kib"] / 1024) if r["ok"] else "FAILED" for r in runs)
             L.append(f"| {wl} | {a} | {secs} | {rss} |")
     L.append("\n</details>\n")
     path.write_text("\n".join(L))
@@ -896,7 +1060,7 @@ def main():
                 k = rnd % len(allocs)
                 for name, preload in allocs[k:] + allocs[:k]:
                     done += 1
-                    r = suite.run(wl, preload)
+                    r = suite.run(wl, name, preload)
                     runs[wl][name].append(r)
                     what = (f"{r['seconds']:.3f} s  {r['rss_kib'] / 1024:7.2f} MiB" if r["ok"]
                             else f"FAILED: {r['error']}")
@@ -924,7 +1088,7 @@ def main():
     write_report(out, ctx)
     log(f"wrote {rel(out)} and {rel(out.with_suffix('.svg'))} in {ctx['elapsed']}")
     print(Path(out).read_text().split("## Time\n", 1)[1].split("## Notes", 1)[0])
-    failed = [wl for wl in stats if not stats[wl]["memalloc"]["ok"]]
+    failed = memalloc_failures(stats, fastpath)
     if failed:
         log(f"memalloc FAILED on: {', '.join(failed)}")
         return 1
