@@ -7,11 +7,28 @@
  * CHECK(cond) counts a failure and prints "file:line: CHECK failed: cond" on
  * stderr; the test goes on. CHECKF(cond, fmt, ...) also prints the values
  * given. REQUIRE(cond) is CHECK that returns from the current (void)
- * function when it fails. A test passes when none of its checks failed;
- * harness_finish() prints "N passed, N failed" (tests) alone on a line and
- * returns 1 if any failed, else 0. The counters are atomic, so checks may
- * run in several threads at once; after fork() a child should report
- * through its exit status instead.
+ * function when it fails. SKIP(fmt, ...) marks the current test skipped,
+ * with a reason, and returns from it: only for what the machine lacks (no
+ * transparent huge pages, one CPU), never for what the tests' dependencies
+ * should provide. A test passes when none of its checks failed and it did
+ * not skip; a test with failed checks fails even if it skipped afterwards.
+ * harness_finish() prints "N passed, N failed, N skipped" (tests) alone on
+ * a line of stdout and returns 1 if any test failed or any check failed
+ * (checks made outside every test count as one failed test, "main"), else
+ * 0. The counters are atomic, so checks may run in several threads at
+ * once; after fork() a child should report through its exit status
+ * instead.
+ *
+ * Results for scripts/test.sh: when HARNESS_RESULTS names a file, each test
+ * appends a line "run<TAB>SUITE<TAB>TEST" as it starts and
+ * "pass|fail|skip<TAB>SUITE<TAB>TEST<TAB>REASON" when it ends (O_APPEND, one
+ * write(2) per line, so the programs that ctest runs in parallel may share
+ * the file). SUITE is $HARNESS_TEST (tests/CMakeLists.txt sets it to the
+ * ctest name, since one program may run as several ctest tests) or the
+ * program's name. A "run" line with no end line means the program died in
+ * that test; test.sh counts it as failed, and also combines these lines
+ * with ctest's verdict on the program (a crash or a timeout outside any
+ * test is a failure too).
  *
  * The harness itself never allocates (stderr is unbuffered; stdout's
  * buffer is allocated once by stdio at its first use).
@@ -19,6 +36,9 @@
 #ifndef HARNESS_H
 #define HARNESS_H
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +47,20 @@
 #include <time.h>
 #include <unistd.h>
 
+extern char *program_invocation_short_name; /* glibc's (errno.h with _GNU_SOURCE) */
+
 /* Failed checks are all counted; only the first HARNESS_MAX_REPORTS print. */
 #define HARNESS_MAX_REPORTS 100
 
 static unsigned long harness_checks, harness_check_failures;
-static unsigned harness_tests_passed, harness_tests_failed;
+static unsigned harness_tests_passed, harness_tests_failed, harness_tests_skipped;
+/* Failed checks counted against a test (the rest were made outside every test). */
+static unsigned long harness_failures_in_tests;
+/* The current test skipped (SKIP), and why. */
+static int harness_skipped;
+static char harness_skip_reason[256];
+/* HARNESS_RESULTS was set but could not be written: the program fails. */
+static int harness_record_failed;
 
 static inline int harness_fail(const char *file, int line, const char *expr) {
     unsigned long n = __atomic_add_fetch(&harness_check_failures, 1, __ATOMIC_RELAXED);
@@ -67,8 +96,47 @@ static inline int harness_fail(const char *file, int line, const char *expr) {
         if (!CHECK_(cond, #cond)) return;                                                          \
     } while (0)
 
+/* Mark the current test skipped, with a printf-style reason, and return
+ * from the enclosing void function. */
+#define SKIP(...)                                                                                  \
+    do {                                                                                           \
+        harness_skip(__VA_ARGS__);                                                                 \
+        return;                                                                                    \
+    } while (0)
+
 #define TEST(name) static void name(void)
 #define RUN(name)  harness_run(#name, name)
+
+static inline __attribute__((format(printf, 1, 2))) void harness_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(harness_skip_reason, sizeof harness_skip_reason, fmt, ap);
+    va_end(ap);
+    harness_skipped = 1;
+}
+
+/* Append "status<TAB>suite<TAB>test<TAB>reason" to $HARNESS_RESULTS, if set
+ * (tabs and newlines in the reason become spaces). */
+static inline void harness_record(const char *status, const char *test, const char *reason) {
+    const char *file = getenv("HARNESS_RESULTS");
+    if (!file || !*file) return;
+    const char *suite = getenv("HARNESS_TEST");
+    if (!suite || !*suite) suite = program_invocation_short_name;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%s\t%s\t%s\t", status, suite, test);
+    if (n < 0 || (size_t)n >= sizeof line - 1) n = (int)sizeof line - 2;
+    for (const char *r = reason; r && *r && (size_t)n < sizeof line - 2; r++)
+        line[n++] = *r == '\t' || *r == '\n' ? ' ' : *r;
+    line[n++] = '\n';
+    int saved = errno;
+    int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, line, (size_t)n) != (ssize_t)n) {
+        fprintf(stderr, "harness: cannot append to HARNESS_RESULTS=%s\n", file);
+        harness_record_failed = 1;
+    }
+    if (fd >= 0) close(fd);
+    errno = saved;
+}
 
 static inline double harness_now(void) {
     struct timespec ts;
@@ -80,28 +148,50 @@ static inline void harness_run(const char *name, void (*fn)(void)) {
     const char *only = getenv("HARNESS_ONLY"); /* e.g. "test_a,test_b": run just those */
     if (only && *only && !strstr(only, name)) return;
     unsigned long before = __atomic_load_n(&harness_check_failures, __ATOMIC_RELAXED);
+    harness_skipped = 0;
+    harness_skip_reason[0] = 0;
+    harness_record("run", name, "");
     fprintf(stderr, "[ RUN  ] %s\n", name);
     double t0 = harness_now();
     fn();
     double secs = harness_now() - t0;
     unsigned long failed = __atomic_load_n(&harness_check_failures, __ATOMIC_RELAXED) - before;
-    if (failed == 0) {
+    harness_failures_in_tests += failed;
+    if (failed) {
+        char why[64];
+        snprintf(why, sizeof why, "%lu failed check%s", failed, failed == 1 ? "" : "s");
+        harness_tests_failed++;
+        fprintf(stderr, "[ FAIL ] %s: %s (%.2f s)\n", name, why, secs);
+        harness_record("fail", name, why);
+    } else if (harness_skipped) {
+        harness_tests_skipped++;
+        fprintf(stderr, "[ SKIP ] %s: %s\n", name, harness_skip_reason);
+        harness_record("skip", name, harness_skip_reason);
+    } else {
         harness_tests_passed++;
         fprintf(stderr, "[   OK ] %s (%.2f s)\n", name, secs);
-    } else {
-        harness_tests_failed++;
-        fprintf(stderr, "[ FAIL ] %s: %lu failed check%s (%.2f s)\n", name, failed,
-                failed == 1 ? "" : "s", secs);
+        harness_record("pass", name, "");
     }
 }
 
-/* Prints the summary; returns the process exit status. */
+/* Prints the summary; returns the process exit status. Checks that failed
+ * outside every test (in main, say) count as one failed test, "main". */
 static inline int harness_finish(void) {
-    fprintf(stderr, "%lu checks, %lu failed\n", harness_checks, harness_check_failures);
+    unsigned long all = __atomic_load_n(&harness_check_failures, __ATOMIC_RELAXED);
+    if (all > harness_failures_in_tests) {
+        char why[80];
+        snprintf(why, sizeof why, "%lu failed check%s outside the tests",
+                 all - harness_failures_in_tests, all - harness_failures_in_tests == 1 ? "" : "s");
+        harness_tests_failed++;
+        fprintf(stderr, "[ FAIL ] main: %s\n", why);
+        harness_record("fail", "main", why);
+    }
+    fprintf(stderr, "%lu checks, %lu failed\n", harness_checks, all);
     fflush(stderr);
-    printf("%u passed, %u failed\n", harness_tests_passed, harness_tests_failed);
+    printf("%u passed, %u failed, %u skipped\n", harness_tests_passed, harness_tests_failed,
+           harness_tests_skipped);
     fflush(stdout);
-    return harness_tests_failed || harness_check_failures ? 1 : 0;
+    return harness_tests_failed || all || harness_record_failed ? 1 : 0;
 }
 
 /* ---- test data: a byte pattern that depends on offset and seed ---- */
