@@ -14,15 +14,32 @@ setup() {
     [[ -z $stderr ]] || fail "stderr not empty under the preload: $stderr"
 }
 
-@test "library: exports the malloc family" {
-    local sym missing=()
+# What the library exports: glibc 2.36's allocation names (README) and the
+# engine's own API (include/memalloc.h).
+MA_LIBC_NAMES=(malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign
+    valloc pvalloc malloc_usable_size mallopt mallinfo mallinfo2 malloc_trim malloc_stats)
+MA_API_NAMES=(memalloc defalloc memfree memresize memdup memoryset memalloc_aligned
+    memalloc_usable_size memalloc_trim memalloc_check memalloc_get_stats memalloc_print_stats
+    memalloc_set_option memalloc_get_option)
+
+@test "library: exports the libc allocation names and the engine's API, and nothing else" {
+    local sym missing=() extra=() defined
     run nm -D --defined-only "$MEMALLOC_LIB_REAL"
     [[ $status -eq 0 ]] || fail "nm failed: $output"
-    for sym in malloc free calloc realloc posix_memalign aligned_alloc memalign \
-        malloc_usable_size; do
-        grep -Eq " [TWi] $sym(@@?[A-Z0-9_.]+)?\$" <<<"$output" || missing+=("$sym")
+    # "ADDRESS TYPE NAME[@VERSION]": the functions, without their versions
+    defined=$(awk 'NF == 3 { sub(/@.*/, "", $3); print $2, $3 }' <<<"$output")
+    local -a expected=("${MA_LIBC_NAMES[@]}")
+    is_standin || expected+=("${MA_API_NAMES[@]}")
+    for sym in "${expected[@]}"; do
+        grep -Eq "^[TWi] $sym\$" <<<"$defined" || missing+=("$sym")
     done
     ((${#missing[@]} == 0)) || fail "not exported by $MEMALLOC_LIB_REAL: ${missing[*]}"
+    is_standin && return 0
+    # Nothing else: an internal symbol that leaks out is caught here.
+    while read -r _ sym; do
+        [[ " ${expected[*]} " == *" $sym "* ]] || extra+=("$sym")
+    done <<<"$defined"
+    ((${#extra[@]} == 0)) || fail "exported by $MEMALLOC_LIB_REAL but not expected: ${extra[*]}"
 }
 
 @test "library: mapped into a preloaded process (/proc/self/maps)" {
@@ -88,6 +105,38 @@ setup() {
         [[ $status -eq 0 && $output == ok ]] || fail "perl ($v): status $status, output $output"
         [[ -z $stderr ]] || fail "MEMALLOC_STATS $v: stderr not empty:" "$stderr"
     done
+}
+
+@test "library: MEMALLOC_STATS=1 prints the summary at exit(), not at _exit()" {
+    is_standin && skip "stand-in library"
+    local probe=$MEMALLOC_BUILD/probes/probe
+    [[ -x $probe ]] || fail "probe not built: $probe"
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_STATS=1 "$probe" hold 100 exit
+    [[ $status -eq 0 && $output == bye ]] || fail "exit(): status $status, output $output" "$stderr"
+    [[ $stderr =~ ^memalloc:\ allocs=[1-9][0-9]*\ [^$'\n']*$ ]] ||
+        fail "exit(): not one summary line on stderr:" "$stderr"
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_STATS=1 "$probe" hold 100 _exit
+    [[ $status -eq 0 && $output == bye ]] || fail "_exit(): status $status, output $output" "$stderr"
+    [[ -z $stderr ]] || fail "_exit(): stderr not empty:" "$stderr"
+}
+
+@test "library: malloc_stats() prints the one summary line, with memalloc_get_stats' figures" {
+    is_standin && skip "stand-in library"
+    local probe=$MEMALLOC_BUILD/probes/probe
+    [[ -x $probe ]] || fail "probe not built: $probe"
+    # A small block and a mapped one; then memalloc_get_stats and at once
+    # malloc_stats: the probe prints the first's figures under the names
+    # README's summary line uses, in its order.
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" "$probe" hold 100 hold 1m \
+        stats-vs-malloc_stats
+    [[ $status -eq 0 ]] || fail "probe: status $status" "$output" "$stderr"
+    [[ $output =~ ^stats:\ (allocs=([0-9]+)\ .*mmapped_blocks=([0-9]+)\ .*)$ ]] ||
+        fail "probe: unexpected output" "$output"
+    local figures=${BASH_REMATCH[1]} allocs=${BASH_REMATCH[2]} mapped=${BASH_REMATCH[3]}
+    ((allocs >= 2 && mapped >= 1)) || fail "figures do not count the two blocks: $figures"
+    [[ $stderr == "memalloc: $figures" ]] ||
+        fail "malloc_stats() printed another line than memalloc_get_stats' figures" \
+            "expected: memalloc: $figures" "stderr: $stderr"
 }
 
 @test "library: MEMALLOC_STATS=1 goes to stderr only" {

@@ -47,7 +47,7 @@ EOF
 }
 
 @test "gcc: compiles the engine sources with -O2" {
-    local src n=0 f
+    local src f mode count
     local -a files=()
     for src in "$MA_ROOT"/src/*.c; do files+=("$src"); done
     ((${#files[@]} > 0)) || fail "no sources in $MA_ROOT/src"
@@ -57,14 +57,21 @@ EOF
         -I "$MA_ROOT/src" "${files[@]}"
     [[ $(ma_rc gcc base) == 0 ]] || fail "gcc fails without the preload" "$(cat "$MA_OUT/gcc.base.err")"
     [[ ! -s $MA_OUT/gcc.pre.err ]] || fail "gcc wrote to stderr under the preload"
+    # Each run produced one non-empty object file per source, and no other.
+    for mode in base pre stats; do
+        count=$(find "$T/obj.$mode" -type f -name '*.o' -size +0 | wc -l)
+        ((count == ${#files[@]})) ||
+            fail "gcc ($mode) left $count object files for ${#files[@]} sources" \
+                "$(ls -l "$T/obj.$mode")"
+        count=$(find "$T/obj.$mode" -mindepth 1 | wc -l)
+        ((count == ${#files[@]})) || fail "gcc ($mode) left other files:" "$(ls -l "$T/obj.$mode")"
+    done
     for src in "${files[@]}"; do
         f=$(basename "${src%.c}").o
-        [[ -s $T/obj.pre/$f ]] || fail "missing object $f"
         # gcc output does not depend on addresses: the objects are identical.
         cmp "$T/obj.base/$f" "$T/obj.pre/$f" || fail "$f differs with the preload"
-        n=$((n + 1))
+        cmp "$T/obj.base/$f" "$T/obj.stats/$f" || fail "$f differs with MEMALLOC_STATS=1"
     done
-    [[ $n == "${#files[@]}" ]]
 }
 
 @test "sqlite3: 50k rows from a recursive CTE, indexes and aggregates" {

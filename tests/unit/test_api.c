@@ -393,6 +393,9 @@ TEST(test_trim) {
     int r = memalloc_trim(0);
     CHECK(errno == 777);
     CHECKF(r == 1, "memalloc_trim(0) with %d free 64 KiB blocks returned %d", N / 2, r);
+    /* at once again: nothing is left to give back */
+    r = memalloc_trim(0);
+    CHECKF(r == 0, "memalloc_trim(0) right after a trim returned %d", r);
     CHECK(memalloc_check() == 0);
     /* the live blocks are intact, and the released memory is usable again */
     for (int i = 1; i < N; i += 2) {
@@ -406,9 +409,13 @@ TEST(test_trim) {
         REQUIRE(v[i] != NULL);
         CHECK(first_nonzero(v[i], 64 * KiB) == 64 * KiB);
     }
+    /* the blocks written and freed are dirty free memory: a trim that
+     * keeps 1 MiB at each heap top still gives some back; a second, none */
     for (int i = 0; i < N; i++) memfree(v[i]);
     r = memalloc_trim(opaque(1 * MiB));
-    CHECK(r == 0 || r == 1);
+    CHECKF(r == 1, "memalloc_trim(1 MiB) after freeing %d written 64 KiB blocks returned %d", N, r);
+    r = memalloc_trim(opaque(1 * MiB));
+    CHECKF(r == 0, "memalloc_trim(1 MiB) right after a trim returned %d", r);
     CHECK(memalloc_check() == 0);
 }
 
@@ -536,16 +543,36 @@ TEST(test_options) {
     CHECK(memalloc_get_option(MEMALLOC_OPT_STATS) == 0);
 }
 
+/* The summary line: its fields named and in order, with the figures that
+ * memalloc_get_stats gives at the same moment. */
 TEST(test_print_stats) {
+    char *small = memalloc(100), *big = memalloc(2 * MiB);
+    REQUIRE(small && big);
     int fds[2];
     REQUIRE(pipe(fds) == 0);
+    struct memalloc_stats s = stats(); /* nothing allocates from here to the print */
     memalloc_print_stats(fds[1]);
     close(fds[1]);
     char buf[4096];
     ssize_t total = 0, r;
     while ((r = read(fds[0], buf + total, sizeof buf - 1 - (size_t)total)) > 0) total += r;
     close(fds[0]);
-    CHECKF(total > 0, "memalloc_print_stats wrote %zd bytes", total);
+    buf[total > 0 ? total : 0] = 0;
+    char want[1024];
+    snprintf(want, sizeof want,
+             "memalloc: allocs=%llu frees=%llu in_use=%zu peak_in_use=%zu regions=%zu "
+             "heap_in_use=%zu heap_free=%zu mmapped_blocks=%zu peak_mmapped_blocks=%zu "
+             "total_mmapped_blocks=%llu thread_cached=%zu arena_cached=%zu arenas=%zu\n",
+             (unsigned long long)s.allocs, (unsigned long long)s.frees, s.in_use, s.peak_in_use,
+             s.regions, s.heap_in_use, s.heap_free, s.mmapped_blocks, s.peak_mmapped_blocks,
+             (unsigned long long)s.total_mmapped_blocks, s.thread_cached, s.arena_cached, s.arenas);
+    CHECKF(strcmp(buf, want) == 0, "memalloc_print_stats wrote:\n%s    expected:\n%s", buf, want);
+    /* the figures count what this test holds */
+    CHECK(s.allocs >= s.frees + 2);
+    CHECK(s.in_use >= 2 * MiB + 100);
+    CHECK(s.mmapped_blocks >= 1 && s.regions >= 1 && s.arenas >= 1);
+    memfree(small);
+    memfree(big);
 }
 
 int main(void) {
