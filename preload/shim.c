@@ -15,6 +15,7 @@
 #include "chunk.h"
 #include "memalloc.h"
 #include "options.h"
+#include "stats.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -109,8 +110,8 @@ static int set_clamped(enum ma_opt o, int value, size_t max) {
  * mallopt, as glibc 2.36 answers it: 1 for every parameter (unknown ones
  * included) but an M_MXFAST above 160. M_MMAP_THRESHOLD and
  * M_TRIM_THRESHOLD take effect (the threshold at most 32 MiB, half a
- * region); the others have no effect here: memalloc has one arena, no
- * fastbins and no top pad.
+ * region); the others have no effect here: memalloc sets its arenas up
+ * by the CPUs, and has no fastbins and no top pad.
  */
 EXPORT int mallopt(int param, int value) {
     ma_init();
@@ -167,5 +168,5 @@ EXPORT struct mallinfo mallinfo(void) {
 
 /* MEMALLOC_STATS=1: the summary at exit (destructors run on exit(), not _exit()). */
 __attribute__((destructor)) static void memalloc_at_exit(void) {
-    ma_exit_report();
+    stats_exit_report();
 }

@@ -2,13 +2,16 @@
 # Run every test of memalloc, every step even when one fails, then print a
 # line per step and the totals, and exit non-zero if any test or build
 # failed:
-#   1. gcc build (-Werror): unit, contract and thread tests (ctest), then
-#      real programs, misuse programs, probes and stress-ng under
-#      LD_PRELOAD (bats);
-#   2. UndefinedBehaviorSanitizer build: every non-thread test (ctest);
-#   3. ThreadSanitizer build: the thread tests (ctest);
-#   4. clang build (-Werror), and its ctest.
-# Build trees go to build/, build-ubsan/, build-tsan/ and build-clang/.
+#   1. gcc build (-Werror): unit, contract and thread tests and the layering
+#      check (ctest), then real programs, misuse programs, probes, glibc's
+#      regressions and stress-ng under LD_PRELOAD (bats);
+#   2. Debug build (-O0, the engine's runtime assertions, ma_assert): ctest;
+#   3. UndefinedBehaviorSanitizer build, assertions on: every non-thread
+#      test (ctest);
+#   4. ThreadSanitizer build, assertions on: the thread tests (ctest);
+#   5. clang build (-Werror), and its ctest.
+# Build trees go to build/, build-debug/, build-ubsan/, build-tsan/ and
+# build-clang/.
 #
 # Tests are counted one by one: each test of a harness program (the
 # programs of tests/unit write a line per test to $HARNESS_RESULTS, see
@@ -233,9 +236,10 @@ summary() {
 
 ctest_step "gcc" build "" ""
 bats_step "gcc" build
-ctest_step "ubsan" build-ubsan "-DMEMALLOC_SANITIZE=undefined" "-LE thread" \
+ctest_step "debug" build-debug "-DCMAKE_BUILD_TYPE=Debug" ""
+ctest_step "ubsan" build-ubsan "-DMEMALLOC_SANITIZE=undefined -DMEMALLOC_ASSERT=ON" "-LE thread" \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-ctest_step "tsan" build-tsan "-DMEMALLOC_SANITIZE=thread" "-L thread" \
+ctest_step "tsan" build-tsan "-DMEMALLOC_SANITIZE=thread -DMEMALLOC_ASSERT=ON" "-L thread" \
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 ctest_step "clang" build-clang "" "" CC=clang
 summary

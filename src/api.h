@@ -1,9 +1,10 @@
 /*
- * api.h: the engine's entry points as the preload shim needs them: the
- * same operations as memalloc.h, with the name of the libc function the
+ * api.h: the entry points, as the public API (memalloc.h) and the preload
+ * shim call them: the same operations, with the name of the function the
  * program called, for error messages. malloc and free are inline here: a
  * pop from or a push to a page the thread owns, else the out-of-line slow
- * path.
+ * path. api.c holds the slow paths and the one classifier of pointers
+ * handed back (classify).
  */
 #ifndef MEMALLOC_API_H
 #define MEMALLOC_API_H
@@ -22,32 +23,32 @@ void *ma_realloc(void *p, size_t n, const char *who);
 void *ma_aligned(size_t align, size_t n);
 size_t ma_usable_size(const void *p, const char *who);
 int ma_trim(size_t pad);
-/* Print the summary if MEMALLOC_STATS asked for it (called at exit). */
-void ma_exit_report(void);
 
+/* Budget: the class, a load of the thread's current page, and tc_pop. */
 static inline void *ma_malloc(size_t n) {
-    if (__builtin_expect(n <= TC_MAX_REQUEST, 1)) {
-        void *p = tc_pop(tc_current, tc_class(n));
-        if (__builtin_expect(p != NULL, 1)) return p;
+    if (likely(n <= CLASS_MAX)) {
+        void *p = tc_pop(tc_current, class_of(n));
+        if (likely(p != NULL)) return p;
     }
     return ma_malloc_slow(n);
 }
 
 /* free of p, an object in use of page g owned by another thread (or by
  * none): tc_push_remote, else the slow path. */
-void ma_free_foreign(struct tcache *t, struct tcache *owner, struct spage *g, void *p,
+void ma_free_foreign(struct tcache *t, struct tcache *owner, struct page *g, void *p,
                      const char *who);
 
-/* Every call below is a tail call: the fast path needs no stack frame. */
+/* Budget: page_of_object, the owner test, and tc_push_own. Every call
+ * below is a tail call: the fast path needs no stack frame. */
 static inline void ma_free(void *p, const char *who) {
     struct tcache *t = tc_current;
-    struct spage *g = tc_object_page(p);
-    if (__builtin_expect(g == NULL, 0)) {
+    struct page *g = page_of_object(p);
+    if (unlikely(g == NULL)) {
         ma_free_slow(p, who);
         return;
     }
-    struct tcache *owner = __atomic_load_n(&g->owner, __ATOMIC_RELAXED);
-    if (__builtin_expect(owner != t, 0)) {
+    struct tcache *owner = load_relaxed(&g->owner);
+    if (unlikely(owner != t)) {
         ma_free_foreign(t, owner, g, p, who);
         return;
     }

@@ -1,9 +1,7 @@
 /*
- * bins.c: segregated free lists (bins) and their bitmap. Owns the mapping
- * from chunk size to bin and the list links inside free chunks; knows
- * nothing of regions or neighbours.
+ * bins.c: segregated free lists (bins) and their bitmap (see bins.h).
  */
-#include "heap.h"
+#include "bins.h"
 
 unsigned bin_index(size_t size) {
     if (size < NSMALLBINS * 16) return (unsigned)(size >> 4);
@@ -13,35 +11,37 @@ unsigned bin_index(size_t size) {
     return i < NBINS ? i : NBINS - 1;
 }
 
-void bins_init(struct arena *a) {
-    for (unsigned i = 0; i < NBINS; i++) a->bins[i].next = a->bins[i].prev = &a->bins[i];
-    for (unsigned w = 0; w < BITMAP_WORDS; w++) a->bitmap[w] = 0;
+void bins_init(struct bins *b) {
+    for (unsigned i = 0; i < NBINS; i++) b->list[i].next = b->list[i].prev = &b->list[i];
+    for (unsigned w = 0; w < BITMAP_WORDS; w++) b->bitmap[w] = 0;
 }
 
-void bin_insert(struct arena *a, struct chunk *c) {
+void bin_insert(struct bins *b, struct chunk *c) {
+    ma_assert(!cinuse(c) && chunk_size(c) >= MIN_CHUNK && ((uintptr_t)c & 15) == 0);
     unsigned i = bin_index(chunk_size(c));
-    struct freelink *bin = &a->bins[i], *l = chunk_link(c);
+    struct freelink *bin = &b->list[i], *l = chunk_link(c);
     l->next = bin->next;
     l->prev = bin;
     bin->next->prev = l;
     bin->next = l;
-    a->bitmap[i / 64] |= (uint64_t)1 << (i % 64);
+    b->bitmap[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
-void bin_unlink(struct arena *a, struct chunk *c) {
+void bin_unlink(struct bins *b, struct chunk *c) {
     struct freelink *l = chunk_link(c);
+    ma_assert(!cinuse(c) && l->next->prev == l && l->prev->next == l);
     l->prev->next = l->next;
     l->next->prev = l->prev;
     if (l->next == l->prev) { /* the list may now be empty */
         unsigned i = bin_index(chunk_size(c));
-        if (a->bins[i].next == &a->bins[i]) a->bitmap[i / 64] &= ~((uint64_t)1 << (i % 64));
+        if (b->list[i].next == &b->list[i]) b->bitmap[i / 64] &= ~((uint64_t)1 << (i % 64));
     }
 }
 
 /* The first non-empty bin at index >= i, or NBINS. */
-static unsigned next_bin(const struct arena *a, unsigned i) {
+static unsigned next_bin(const struct bins *b, unsigned i) {
     for (unsigned w = i / 64; w < BITMAP_WORDS; w++) {
-        uint64_t bits = a->bitmap[w];
+        uint64_t bits = b->bitmap[w];
         if (w == i / 64) bits &= ~(uint64_t)0 << (i % 64);
         if (bits) return w * 64 + (unsigned)__builtin_ctzll(bits);
     }
@@ -59,9 +59,9 @@ static unsigned next_bin(const struct arena *a, unsigned i) {
  *     (its chunks may be smaller than nb; a bin spans 1/8 of a power of 2).
  *  3. otherwise the first non-empty higher bin: all its chunks are > nb.
  */
-struct chunk *bin_take(struct arena *a, size_t nb) {
+struct chunk *bin_take(struct bins *b, size_t nb) {
     unsigned i = bin_index(nb);
-    struct freelink *bin = &a->bins[i];
+    struct freelink *bin = &b->list[i];
     struct chunk *best = NULL;
     if (bin->next != bin) {
         if (i < NSMALLBINS) {
@@ -79,10 +79,10 @@ struct chunk *bin_take(struct arena *a, size_t nb) {
         }
     }
     if (!best) {
-        unsigned j = next_bin(a, i + 1);
+        unsigned j = next_bin(b, i + 1);
         if (j == NBINS) return NULL;
-        best = link_chunk(a->bins[j].next);
+        best = link_chunk(b->list[j].next);
     }
-    bin_unlink(a, best);
+    bin_unlink(b, best);
     return best;
 }

@@ -1,18 +1,20 @@
 /*
- * check.c: the heap checker. With every lock held, walks every arena's
- * regions chunk by chunk and its bins, every page of size classes, every
- * mmapped block, the calling thread's cache and the orphaned pages, and
- * verifies the invariants written in chunk.h, heap.h and tcache.h, plus the
- * counters. Other threads' pages change without a lock: only their headers
- * and windows are checked, not their lists.
- * Reports each violation on stderr (the first 20) and returns how many.
+ * check.c: the heap checker (memalloc_check). With every lock held
+ * (lock_world), walks every arena's regions chunk by chunk and its bins,
+ * every page of size classes, every mapped block, the calling thread's
+ * cache and the orphaned pages, and verifies the invariants written in
+ * chunk.h, bins.h, region.h, page.h and orphan.h, plus the counters.
+ * Other threads' pages change without a lock: only their headers and
+ * windows are checked, not their lists. Reports each violation on stderr
+ * (the first 20) and returns how many. The top of the engine: it reads
+ * every layer's structures and changes none.
  */
-#include "api.h"
-#include "error.h"
-#include "heap.h"
+#include "arena.h"
+#include "counters.h"
+#include "init.h"
 #include "large.h"
 #include "memalloc.h"
-#include "stats.h"
+#include "msg.h"
 #include "tcache.h"
 
 struct walk {
@@ -49,11 +51,11 @@ static int all_zero(const char *p, const char *end) {
 static void check_windows(struct region *r, struct walk *w);
 
 /* Walk one region from its first chunk to the fencepost. */
-static void check_region(struct arena *a, struct region *r, struct walk *w) {
+static void check_region(struct heap *h, struct region *r, struct walk *w) {
     char *fence = (char *)region_fence(r);
     struct chunk *c = region_first(r);
     int prev_free = 0;
-    EXPECT(w, r->arena == a, "region of another arena", r);
+    EXPECT(w, r->heap == h, "region of another arena", r);
     EXPECT(w, region_lookup(r) == r && region_lookup(fence) == r, "region missing from the map", r);
     EXPECT(w, pinuse(c), "first chunk without PINUSE", c);
     while ((char *)c < fence) {
@@ -95,13 +97,13 @@ static void check_region(struct arena *a, struct region *r, struct walk *w) {
  * with symmetric links (so listed at most once); with the per-bin counts of
  * the region walk equal to the list lengths, every free chunk is listed.
  */
-static void check_bins(struct arena *a, struct walk *w) {
+static void check_bins(struct heap *h, struct walk *w) {
     size_t listed = 0;
     for (unsigned i = 0; i < NBINS; i++) {
         size_t len = 0;
-        struct freelink *bin = &a->bins[i];
+        struct freelink *bin = &h->bins.list[i];
         int nonempty = bin->next != bin;
-        int bit = (a->bitmap[i / 64] >> (i % 64)) & 1;
+        int bit = (h->bins.bitmap[i / 64] >> (i % 64)) & 1;
         EXPECT(w, nonempty == bit, "bitmap bit disagrees with its bin", bin);
         for (struct freelink *l = bin->next; l != bin; l = l->next) {
             struct chunk *c = link_chunk(l);
@@ -118,30 +120,31 @@ static void check_bins(struct arena *a, struct walk *w) {
         }
         EXPECT(w, len == w->per_bin[i], "free chunks missing from their bin's list", bin);
     }
-    EXPECT(w, listed == w->free_chunks, "free lists and regions disagree on the free chunks", a);
+    EXPECT(w, listed == w->free_chunks, "free lists and regions disagree on the free chunks", h);
 }
 
 static void check_large(const struct chunk *c, void *ctx) {
     struct walk *w = ctx;
     size_t page = os_page_size();
-    EXPECT(w, tag_ok(c) && is_mmapped(c) && cinuse(c), "broken mmapped chunk", c);
-    EXPECT(w, ((uintptr_t)c - c->prev_foot) % page == 0, "mmapped chunk lead off a page", c);
-    EXPECT(w, (chunk_size(c) + c->prev_foot) % page == 0, "mmapped length off a page", c);
+    EXPECT(w, tag_ok(c) && is_mmapped(c) && cinuse(c), "broken mapped chunk", c);
+    EXPECT(w, ((uintptr_t)c - c->prev_foot) % page == 0, "mapped chunk lead off a page", c);
+    EXPECT(w, (chunk_size(c) + c->prev_foot) % page == 0, "mapped length off a page", c);
     w->large_blocks++;
     w->large_bytes += chunk_size(c) + c->prev_foot;
     w->usable_bytes += usable_size(c);
 }
 
-static void expect_page(struct walk *w, const struct spage *g, unsigned k,
+/* Page g of class k, owned by owner: its lists too if the calling thread
+ * owns it, or nobody does (an orphan: its arena's lock is held). */
+static void expect_page(struct walk *w, const struct page *g, unsigned k,
                         const struct tcache *owner) {
-    const char *why = tc_check_page(g, k, owner);
+    const char *why = page_check(g, k, owner, !owner || owner == tc_self());
     if (why) report(w, why, g);
 }
 
 /* The pages of a region: every run of marked windows starts at a page
- * that passes tc_check_page (which checks that each of its windows names
- * it; its lists only if the calling thread owns it, or nobody does); no
- * window is marked that no page covers. */
+ * that passes page_check (which checks that each of its windows names
+ * it); no window is marked that no page covers. */
 static void check_windows(struct region *r, struct walk *w) {
     for (size_t i = 1; i < REGION_WINDOWS;) {
         uint32_t v = r->win[i];
@@ -149,14 +152,14 @@ static void check_windows(struct region *r, struct walk *w) {
             i++;
             continue;
         }
-        const struct spage *g = page_header((uintptr_t)r + (i << PAGE_SHIFT));
-        if (v != (uint32_t)((const char *)g - (const char *)r) || g->tag != tc_key(g) ||
-            g->k >= TC_CLASSES || g->nwin == 0) {
+        const struct page *g = page_header((uintptr_t)r + (i << WINDOW_SHIFT));
+        if (v != (uint32_t)((const char *)g - (const char *)r) || g->tag != obj_key(g) ||
+            g->k >= NCLASSES || g->nwin == 0) {
             report(w, "window marked without a page", g);
             i++;
             continue;
         }
-        const struct tcache *owner = __atomic_load_n(&g->owner, __ATOMIC_RELAXED);
+        const struct tcache *owner = load_relaxed(&g->owner);
         if (!owner || owner == tc_self()) {
             /* walked in full below, from the queues and orphan rings */
             w->pages_seen++;
@@ -170,14 +173,14 @@ static void check_windows(struct region *r, struct walk *w) {
 
 /* The calling thread's cache: its pages, current and queued. */
 static void check_cache(const struct tcache *t, struct walk *w) {
-    for (unsigned k = 0; k < TC_CLASSES; k++) {
-        const struct spage *g = t->cur[k];
+    for (unsigned k = 0; k < NCLASSES; k++) {
+        const struct page *g = t->cur[k];
         if (g != &tc_nopage) {
             expect_page(w, g, k, t);
             EXPECT(w, !g->next, "current page also queued", g);
             w->pages_walked++;
         }
-        const struct spage *ring = t->queue[k];
+        const struct page *ring = t->queue[k];
         size_t n = 0;
         for (g = ring; g && (n == 0 || g != ring); g = g->next) {
             expect_page(w, g, k, t);
@@ -194,12 +197,12 @@ static void check_cache(const struct tcache *t, struct walk *w) {
 /* Arena a's orphaned pages (lock held). */
 static void check_orphans(struct arena *a, struct walk *w) {
     size_t kept = 0;
-    for (unsigned k = 0; k < TC_CLASSES; k++) {
-        const struct spage *ring = a->orphans[k], *g;
+    for (unsigned k = 0; k < NCLASSES; k++) {
+        const struct page *ring = a->orphans.ring[k], *g;
         size_t n = 0;
         for (g = ring; g && (n == 0 || g != ring); g = g->next) {
             expect_page(w, g, k, NULL);
-            EXPECT(w, region_of(g)->arena == a, "orphaned page of another arena", g);
+            EXPECT(w, arena_of(region_of(g)) == a, "orphaned page of another arena", g);
             EXPECT(w, g->next && g->next->prev == g, "broken orphan ring", g);
             EXPECT(w, (g->used == 0) == (g->kept != 0), "idle orphan not counted, or counted busy",
                    g);
@@ -211,47 +214,43 @@ static void check_orphans(struct arena *a, struct walk *w) {
             }
         }
     }
-    EXPECT(w, kept == a->orphan_kept && kept <= TC_ORPHAN_KEEP,
+    EXPECT(w, kept == a->orphans.kept && kept <= ORPHAN_KEEP,
            "idle orphans disagree with their budget", a);
 }
 
 int memalloc_check(void) {
     struct walk w = {0};
-    ma_init();
-    tc_registry_lock(); /* no arena is set up meanwhile */
-    arenas_lock_all();
-    pthread_mutex_lock(&large_lock);
+    ready();
+    lock_world(); /* (no arena is set up meanwhile) */
     for (unsigned i = ma_narenas; i < MAX_ARENAS; i++)
-        EXPECT(&w, !ma_arenas[i].regions && !ma_arenas[i].nregions,
+        EXPECT(&w, !ma_arenas[i].heap.regions && !ma_arenas[i].heap.nregions,
                "regions in an arena beyond the arena count", &ma_arenas[i]);
     for (unsigned i = 0; i < ma_narenas; i++) {
         struct arena *a = &ma_arenas[i];
+        struct heap *h = &a->heap;
         size_t n = 0, before = w.in_use_bytes;
         w.free_chunks = 0;
         for (unsigned b = 0; b < NBINS; b++) w.per_bin[b] = 0;
-        for (struct region *r = a->regions; r; r = r->next, n++) {
+        for (struct region *r = h->regions; r; r = r->next, n++) {
             EXPECT(&w, !r->next || r->next->prev == r, "asymmetric region links", r);
-            check_region(a, r, &w);
+            check_region(h, r, &w);
         }
-        EXPECT(&w, n == a->nregions, "region count disagrees with the list", a);
-        check_bins(a, &w);
+        EXPECT(&w, n == h->nregions, "region count disagrees with the list", a);
+        check_bins(h, &w);
         check_orphans(a, &w);
-        EXPECT(&w, w.in_use_bytes - before == a->heap_in_use, "heap_in_use disagrees with the walk",
-               a);
+        EXPECT(&w, w.in_use_bytes - before == h->in_use, "heap_in_use disagrees with the walk", a);
     }
     struct large_stats ls;
     large_foreach(check_large, &w);
-    large_get_stats(&ls);
+    large_stats_locked(&ls);
     EXPECT(&w, ls.blocks == w.large_blocks && ls.bytes == w.large_bytes,
-           "mmapped block counters disagree with the registry", &w);
-    EXPECT(&w, __atomic_load_n(&ma_counters.in_use, __ATOMIC_RELAXED) == w.usable_bytes,
+           "mapped block counters disagree with the registry", &w);
+    EXPECT(&w, load_relaxed(&ma_counters.in_use) == w.usable_bytes,
            "in_use disagrees with the live and cached blocks", &w);
     struct tcache *t = tc_self();
     if (t) check_cache(t, &w);
     EXPECT(&w, w.pages_seen == w.pages_walked,
            "pages in the regions and on the queues and orphan rings disagree", &w);
-    pthread_mutex_unlock(&large_lock);
-    arenas_unlock_all();
-    tc_registry_unlock();
+    unlock_world();
     return w.errors;
 }

@@ -1,5 +1,7 @@
 /*
- * chunk.h: the block ("chunk") layout shared by every part of the engine.
+ * chunk.h: the block ("chunk") layout, shared by the chunk engine (heap.c,
+ * bins.c, region.c), the mapped blocks (large.c), the pages (page.c) and
+ * the checker. Header only: layout, flags, tags and size arithmetic.
  *
  * A chunk in a heap region. Addresses grow downwards; every chunk address is
  * a multiple of 16 and every chunk size a multiple of 16, at least 32:
@@ -18,7 +20,7 @@
  *            | head of the next chunk (PINUSE says whether we are in use) |
  *
  * usable size: heap chunk = size - 8 (it owns the next chunk's prev_foot);
- *              mmapped chunk = size - 16 (payload to the end of the mapping).
+ *              mapped chunk = size - 16 (payload to the end of the mapping).
  *
  * Invariants (checked by check.c):
  *   size % 16 == 0, size >= MIN_CHUNK; chunks tile each region exactly,
@@ -28,13 +30,13 @@
  *   bin_index(size), whose bitmap bit is set iff the list is non-empty;
  *   tag == chunk_tag(c, size) for every chunk head (catches foreign and
  *   interior pointers and headers overwritten by the program).
- * Mmapped chunk: prev_foot = offset of the chunk from the mapping start.
+ * Mapped chunk: prev_foot = offset of the chunk from the mapping start.
  *
- * Heads are read and written with relaxed atomics: the free fast path reads
- * the head of its block without a lock while the engine, under a lock, may
- * flip PINUSE in that same head (its predecessor was carved or freed). Only
- * lock holders write heads, so a load then a store loses nothing; on x86-64
- * both are plain moves.
+ * Heads are read and written with relaxed atomics: the validation of a
+ * pointer handed back (heap_validate) reads its chunk's head without a
+ * lock while the engine, under a lock, may flip PINUSE in that same head
+ * (its predecessor was carved or freed). Only lock holders write heads,
+ * so a load then a store loses nothing; on x86-64 both are plain moves.
  */
 #ifndef MEMALLOC_CHUNK_H
 #define MEMALLOC_CHUNK_H
@@ -43,6 +45,7 @@
 #include <stdint.h>
 
 #include "os.h"
+#include "util.h"
 
 #define PINUSE    ((size_t)1) /* previous chunk is in use (or there is none) */
 #define CINUSE    ((size_t)2) /* this chunk is in use */
@@ -71,10 +74,10 @@ struct freelink {
 };
 
 static inline size_t head_get(const struct chunk *c) {
-    return __atomic_load_n(&c->head, __ATOMIC_RELAXED);
+    return load_relaxed(&c->head);
 }
 static inline void head_put(struct chunk *c, size_t head) {
-    __atomic_store_n(&c->head, head, __ATOMIC_RELAXED);
+    store_relaxed(&c->head, head);
 }
 /* Set or clear flag bits of a head (lock held: the only writer). */
 static inline void head_or(struct chunk *c, size_t bits) {
@@ -145,13 +148,6 @@ static inline size_t request_size(size_t n) {
 }
 static inline size_t usable_size(const struct chunk *c) {
     return chunk_size(c) - (is_mmapped(c) ? CHUNK_HDR : HEAP_EXTRA);
-}
-
-static inline uintptr_t align_up(uintptr_t v, size_t a) {
-    return (v + a - 1) & ~(uintptr_t)(a - 1);
-}
-static inline uintptr_t align_down(uintptr_t v, size_t a) {
-    return v & ~(uintptr_t)(a - 1);
 }
 
 #endif

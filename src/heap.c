@@ -1,15 +1,15 @@
 /*
- * heap.c: the free-list engine over one arena's regions: carving (split),
- * freeing (coalesce), in-place resize, aligned carving and trimming. Every
- * function runs with a->lock held. The system calls made here are mapping
- * a new region (rare) and purging free pages (a top, or the large spans,
- * after hysteresis): pages handed out meanwhile by another thread must not
- * be purged, so purging cannot wait for the unlock. Unmapping is left to
- * the caller, after unlocking.
+ * heap.c: the chunk engine over one heap (see heap.h): carving (split),
+ * freeing (coalesce), in-place resize, aligned carving, purging and
+ * trimming. The system calls made here, under the heap's lock, are
+ * mapping a new region (rare) and purging free OS pages (a top, or the
+ * large spans, after hysteresis): pages handed out meanwhile by another
+ * thread must not be purged, so purging cannot wait for the unlock.
+ * Unmapping is left to the lock holder, after unlocking (h->gone).
  */
 #include "heap.h"
 
-#include "error.h"
+#include "msg.h"
 #include "options.h"
 
 /* Free chunks this large give their inner pages back once SPAN_DIRTY_MAX
@@ -22,7 +22,7 @@
 /* Free chunks of BIG_SPAN or more, mostly what large blocks left, stay
  * BIG_SPAN_DELAY purge delays, up to BIG_SPAN_YOUNG bytes per arena: a
  * program that frees and allocates large blocks in turn reuses them
- * resident, where purging costs a page fault per 4 KiB page each time
+ * resident, where purging costs a page fault per OS page each time
  * (the mapping cache keeps freed mappings for the same reason). */
 #define BIG_SPAN       ((size_t)1 << 20)
 #define BIG_SPAN_DELAY 10
@@ -63,9 +63,10 @@ static void span_copy(struct chunk *part, const struct chunk *c) {
  *  2. else hand out the whole chunk and tell the next chunk we are in use;
  *  3. raise the region's fresh mark past everything now written or usable.
  */
-static void carve(struct arena *a, struct chunk *c, size_t nb) {
+static void carve(struct heap *h, struct chunk *c, size_t nb) {
     size_t size = chunk_size(c);
     size_t pflag = head_get(c) & PINUSE;
+    ma_assert(!cinuse(c) && nb >= MIN_CHUNK && nb % ALIGNMENT == 0 && size >= nb);
     if (size - nb >= MIN_CHUNK) {
         struct chunk *rest = chunk_at(c, nb);
         /* the rest was freed when c was, or purged with it (its inner
@@ -75,7 +76,7 @@ static void carve(struct arena *a, struct chunk *c, size_t nb) {
         set_head(c, nb, CINUSE | pflag);
         set_head(rest, size - nb, PINUSE | purged);
         set_foot(rest, size - nb);
-        bin_insert(a, rest);
+        bin_insert(&h->bins, rest);
         region_touch(region_of(c), (char *)rest + MIN_CHUNK);
     } else {
         nb = size;
@@ -83,22 +84,51 @@ static void carve(struct arena *a, struct chunk *c, size_t nb) {
         head_or(chunk_next(c), PINUSE);
         region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
     }
-    a->heap_in_use += nb;
+    h->in_use += nb;
 }
 
-/* A free chunk of at least nb bytes, unbinned: from the bins or a new region. */
-static struct chunk *find_chunk(struct arena *a, size_t nb) {
-    heap_purge_if_due(a);
-    struct chunk *c = bin_take(a, nb);
-    if (!c && nb <= REGION_CAPACITY) c = region_create(a);
+void heap_init(struct heap *h) {
+    bins_init(&h->bins);
+}
+
+/* A new region of h: linked into its list; its single free chunk, unbinned. */
+static struct chunk *add_region(struct heap *h) {
+    struct chunk *c = region_new(h);
+    if (!c) return NULL;
+    struct region *r = region_of(c);
+    r->next = h->regions;
+    if (h->regions) h->regions->prev = r;
+    h->regions = r;
+    h->nregions++;
     return c;
 }
 
-void *heap_alloc(struct arena *a, size_t nb, size_t *zero_len) {
-    struct chunk *c = find_chunk(a, nb);
+/* Take empty region r out of h, onto h->gone. */
+static void drop_region(struct heap *h, struct region *r) {
+    region_forget(r);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        h->regions = r->next;
+    if (r->next) r->next->prev = r->prev;
+    if (h->spare == r) h->spare = NULL;
+    h->nregions--;
+    r->next = h->gone;
+    h->gone = r;
+}
+
+/* A free chunk of at least nb bytes, unbinned: from the bins or a new region. */
+static struct chunk *find_chunk(struct heap *h, size_t nb) {
+    struct chunk *c = bin_take(&h->bins, nb);
+    if (!c && nb <= REGION_CAPACITY) c = add_region(h);
+    return c;
+}
+
+void *heap_alloc(struct heap *h, size_t nb, size_t *zero_len) {
+    struct chunk *c = find_chunk(h, nb);
     if (!c) return NULL;
     char *fresh = region_of(c)->fresh;
-    carve(a, c, nb);
+    carve(h, c, nb);
     if (zero_len) {
         /* Bytes at or above fresh are zero already, but for the last word,
          * which is the next chunk's prev_foot and may hold an old footer. */
@@ -126,13 +156,13 @@ static size_t aligned_gap(const struct chunk *c, size_t align, size_t off) {
     return q - p;
 }
 
-void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align, size_t off) {
-    struct chunk *c = bin_take(a, nb);
+void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
+    struct chunk *c = bin_take(&h->bins, nb);
     if (c && aligned_gap(c, align, off) + nb > chunk_size(c)) {
-        bin_insert(a, c);
+        bin_insert(&h->bins, c);
         c = NULL;
     }
-    if (!c) c = find_chunk(a, nb + align + MIN_CHUNK);
+    if (!c) c = find_chunk(h, nb + align + MIN_CHUNK);
     if (!c) return NULL;
     size_t lead = aligned_gap(c, align, off);
     if (lead) {
@@ -142,16 +172,28 @@ void *heap_alloc_aligned(struct arena *a, size_t nb, size_t align, size_t off) {
         if (!purged && is_span(c2, size - lead)) span_copy(c2, c);
         set_head(c, lead, (head_get(c) & PINUSE) | purged);
         set_foot(c, lead);
-        bin_insert(a, c);
+        bin_insert(&h->bins, c);
         set_head(c2, size - lead, purged);
         c = c2;
     }
-    carve(a, c, nb);
+    carve(h, c, nb);
     return chunk_payload(c);
 }
 
-static _Noreturn void corrupt(struct arena *a, const struct chunk *near) {
-    pthread_mutex_unlock(&a->lock);
+void heap_invalid(const struct region *r, const struct chunk *c, const char *who) {
+    const char *what = "invalid pointer", *fence = (const char *)region_fence(r);
+    if ((const char *)c >= (const char *)region_first(r) && (const char *)c < fence) {
+        size_t head = head_get(c), size = head & SIZE_MASK;
+        if (head_tag_ok(c, head) && size >= MIN_CHUNK &&
+            size <= (size_t)(fence - (const char *)c) && !(head & MMAPPED))
+            what = !(head & CINUSE) ? freed_twice_what(who) : "heap corruption near";
+    }
+    ma_fatal(who, what, chunk_payload(c));
+}
+
+/* A neighbour's header that free must trust is broken: the program wrote
+ * over it. */
+static _Noreturn void corrupt(const struct chunk *near) {
     ma_fatal("free", "heap corruption near", chunk_payload(near));
 }
 
@@ -174,12 +216,12 @@ static int purge_inside(struct chunk *c) {
  * already and not merged since are skipped); 1 if a younger one was left
  * for later. A stamp in the future cannot be a real one: such a chunk is
  * purged. */
-static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
+static int purge_spans(struct heap *h, uint64_t now, uint64_t delay) {
     int left = 0;
     size_t young = 0; /* bytes of young spans left: at most SPAN_YOUNG_MAX */
     size_t big = 0;   /* of those of BIG_SPAN or more: at most BIG_SPAN_YOUNG */
     for (unsigned i = bin_index(PURGE_SPAN); i < NBINS; i++) {
-        struct freelink *bin = &a->bins[i];
+        struct freelink *bin = &h->bins.list[i];
         for (struct freelink *l = bin->next; l != bin; l = l->next) {
             struct chunk *c = link_chunk(l);
             size_t size = chunk_size(c);
@@ -200,7 +242,7 @@ static int purge_spans(struct arena *a, uint64_t now, uint64_t delay) {
             purge_inside(c);
         }
     }
-    a->span_dirty = 0;
+    h->span_dirty = 0;
     return left;
 }
 
@@ -215,42 +257,20 @@ static void purge_top(struct region *r) {
         region_purge_top(r, c, trim / 2);
 }
 
-/* A purge pass over the arena: every dirty top, then every large span
- * free for the purge delay; another pass is due for the younger ones. */
-static void purge_now(struct arena *a) {
-    uint64_t delay = opt_get(OPT_PURGE_DELAY), now = delay ? os_now_ms() : 0;
-    for (struct region *r = a->regions; r; r = r->next) purge_top(r);
-    int left = purge_spans(a, now, delay);
-    left |= tc_orphans_purge(a, now, delay);
-    __atomic_store_n(&a->purge_due, left ? now + delay : 0, __ATOMIC_RELAXED);
+int heap_purge(struct heap *h, uint64_t now, uint64_t delay) {
+    for (struct region *r = h->regions; r; r = r->next) purge_top(r);
+    return purge_spans(h, now, delay);
 }
 
-/* Purging is due: now, or after the purge delay (a pass then serves all
- * the dirt gathered meanwhile, and what is reused before it is not
- * purged and faulted in again). */
-void heap_purge_soon(struct arena *a) {
-    size_t delay = opt_get(OPT_PURGE_DELAY);
+/* Due now, or after the purge delay: a pass then serves all the dirt
+ * gathered meanwhile, and what is reused before it is not purged and
+ * faulted in again. */
+void heap_purge_soon(struct heap *h) {
+    uint64_t delay = opt_get(OPT_PURGE_DELAY);
     if (delay == 0)
-        purge_now(a);
-    else if (a->purge_due == 0)
-        __atomic_store_n(&a->purge_due, os_now_ms() + delay, __ATOMIC_RELAXED);
-}
-
-void heap_purge_if_due(struct arena *a) {
-    if (a->purge_due && os_now_ms() >= a->purge_due) purge_now(a);
-}
-
-void heap_purge_due_arenas(void) {
-    uint64_t now = 0;
-    for (unsigned i = 0, n = arenas_count(); i < n; i++) {
-        struct arena *a = &ma_arenas[i];
-        uint64_t due = __atomic_load_n(&a->purge_due, __ATOMIC_RELAXED);
-        if (!due) continue;
-        if (!now) now = os_now_ms();
-        if (now < due || pthread_mutex_trylock(&a->lock) != 0) continue;
-        heap_purge_if_due(a); /* (a purge unmaps no region: a plain unlock) */
-        pthread_mutex_unlock(&a->lock);
-    }
+        heap_purge_at(h, 1); /* (a time long past) */
+    else if (h->purge_due == 0)
+        heap_purge_at(h, os_now_ms() + delay);
 }
 
 /* Free chunk n merges into a chunk being freed: add its dirt (all of it if
@@ -279,22 +299,23 @@ static void span_merged(const struct chunk *n, size_t *dirt, uint64_t *oldest) {
  *     that just became part of a large span (all of it if it just became
  *     large); once SPAN_DIRTY_MAX bytes are counted, a purge of every large
  *     free chunk is due: a pass per few MiB freed, never a system call per
- *     free. Due purges run after the purge delay (heap_purge_soon).
+ *     free. Due passes run after the purge delay (heap_purge_soon).
  */
-struct region *heap_free(struct arena *a, struct chunk *c) {
+void heap_free(struct heap *h, struct chunk *c) {
     size_t size = chunk_size(c);
     struct region *r = region_of(c);
     size_t largest = 0; /* the largest free neighbour merged */
     size_t dirt = size; /* of the span c becomes, and the time of its oldest */
     uint64_t oldest = UINT64_MAX;
-    a->heap_in_use -= size;
+    ma_assert(cinuse(c) && size >= MIN_CHUNK && h->in_use >= size);
+    h->in_use -= size;
     head_clear(c, CINUSE); /* if c merges into its predecessor, its stale head says "freed" */
     if (!pinuse(c)) {
         struct chunk *prev = (struct chunk *)((char *)c - c->prev_foot);
         if (c->prev_foot > (size_t)((char *)c - (char *)region_first(r)) || !tag_ok(prev) ||
             cinuse(prev) || chunk_size(prev) != c->prev_foot)
-            corrupt(a, c);
-        bin_unlink(a, prev);
+            corrupt(c);
+        bin_unlink(&h->bins, prev);
         span_merged(prev, &dirt, &oldest);
         size += chunk_size(prev);
         if (chunk_size(prev) > largest) largest = chunk_size(prev);
@@ -302,8 +323,8 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     }
     struct chunk *next = chunk_at(c, size);
     if (!cinuse(next)) {
-        if (!tag_ok(next)) corrupt(a, c);
-        bin_unlink(a, next);
+        if (!tag_ok(next)) corrupt(c);
+        bin_unlink(&h->bins, next);
         span_merged(next, &dirt, &oldest);
         size += chunk_size(next);
         if (chunk_size(next) > largest) largest = chunk_size(next);
@@ -319,23 +340,21 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
     }
 
     if (size == REGION_CAPACITY) { /* the region is empty */
-        if (a->spare && a->spare != r && region_is_empty(a->spare)) {
-            region_detach(a, r);
-            return r;
+        if (h->spare && h->spare != r && region_is_empty(h->spare)) {
+            drop_region(h, r);
+            return;
         }
-        a->spare = r;
+        h->spare = r;
     }
-    bin_insert(a, c);
+    bin_insert(&h->bins, c);
     size_t trim = trim_threshold();
     if (next == region_fence(r)) {
         if (r->fresh > (char *)c && (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
-            heap_purge_soon(a);
+            heap_purge_soon(h);
     } else if (size >= PURGE_SPAN) {
-        a->span_dirty += largest < PURGE_SPAN ? size : size - largest;
-        if (a->span_dirty >= SPAN_DIRTY_MAX) heap_purge_soon(a);
+        h->span_dirty += largest < PURGE_SPAN ? size : size - largest;
+        if (h->span_dirty >= SPAN_DIRTY_MAX) heap_purge_soon(h);
     }
-    heap_purge_if_due(a);
-    return NULL;
 }
 
 /*
@@ -345,13 +364,13 @@ struct region *heap_free(struct arena *a, struct chunk *c) {
  *  2. if the chunk now exceeds nb by a minimum chunk, split off the tail and
  *     free it (which coalesces it with a free successor).
  */
-int heap_resize(struct arena *a, struct chunk *c, size_t nb, size_t want) {
+int heap_resize(struct heap *h, struct chunk *c, size_t nb, size_t want) {
     size_t size = chunk_size(c);
     if (nb > size) {
         struct chunk *next = chunk_at(c, size);
         if (cinuse(next) || size + chunk_size(next) < nb) return 0;
-        bin_unlink(a, next);
-        a->heap_in_use += chunk_size(next);
+        bin_unlink(&h->bins, next);
+        h->in_use += chunk_size(next);
         size += chunk_size(next);
         set_head(c, size, CINUSE | (head_get(c) & PINUSE));
         head_or(chunk_at(c, size), PINUSE);
@@ -362,7 +381,7 @@ int heap_resize(struct arena *a, struct chunk *c, size_t nb, size_t want) {
         struct chunk *rest = chunk_at(c, nb);
         set_head(c, nb, CINUSE | (head_get(c) & PINUSE));
         set_head(rest, size - nb, CINUSE | PINUSE);
-        heap_free(a, rest); /* c stays in use: the region cannot empty */
+        heap_free(h, rest); /* c stays in use: the region cannot empty */
     }
     return 1;
 }
@@ -373,20 +392,18 @@ int heap_resize(struct arena *a, struct chunk *c, size_t nb, size_t want) {
  *  2. a region's top: purge it down to pad bytes;
  *  3. any other free chunk: purge its whole pages past header and links.
  */
-int heap_trim(struct arena *a, size_t pad, struct region **unmap) {
+int heap_trim(struct heap *h, size_t pad) {
     int released = 0;
     size_t page = os_page_size();
     for (unsigned i = bin_index(page + MIN_CHUNK); i < NBINS; i++) {
-        struct freelink *bin = &a->bins[i];
+        struct freelink *bin = &h->bins.list[i];
         for (struct freelink *l = bin->next, *next; l != bin; l = next) {
             next = l->next;
             struct chunk *c = link_chunk(l);
             struct region *r = region_of(c);
             if (chunk_size(c) == REGION_CAPACITY) {
-                bin_unlink(a, c);
-                region_detach(a, r);
-                r->next = *unmap;
-                *unmap = r;
+                bin_unlink(&h->bins, c);
+                drop_region(h, r);
                 released = 1;
             } else if (chunk_next(c) == region_fence(r)) {
                 released |= region_purge_top(r, c, pad);
@@ -396,4 +413,20 @@ int heap_trim(struct arena *a, size_t pad, struct region **unmap) {
         }
     }
     return released;
+}
+
+void heap_free_stats(const struct heap *h, struct heap_free_stats *out) {
+    struct heap_free_stats s = {0, 0, 0};
+    for (unsigned b = 0; b < NBINS; b++) {
+        const struct freelink *bin = &h->bins.list[b];
+        for (const struct freelink *l = bin->next; l != bin; l = l->next) {
+            s.bytes += chunk_size(link_chunk(l));
+            s.chunks++;
+        }
+    }
+    for (const struct region *r = h->regions; r; r = r->next) {
+        const struct chunk *fence = region_fence(r);
+        if (!pinuse(fence)) s.top_bytes += fence->prev_foot;
+    }
+    *out = s;
 }

@@ -1,5 +1,5 @@
 /*
- * large.c: mmapped blocks, their registry, and the cache of freed mappings
+ * large.c: mapped blocks, their registry, and the cache of freed mappings
  * (see large.h).
  *
  * Layout: the mapping starts at base; the chunk header sits lead bytes in,
@@ -8,12 +8,13 @@
  */
 #include "large.h"
 
-#include "error.h"
-#include "heap.h"
-#include "options.h"
-#include "stats.h"
+#include <pthread.h>
 
-pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+#include "counters.h"
+#include "msg.h"
+#include "options.h"
+
+static pthread_mutex_t large_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static uintptr_t *table; /* keys: payload addresses; 0 = empty slot */
 static size_t table_cap; /* a power of two, or 0 */
@@ -40,7 +41,7 @@ static unsigned recent_pos;
  *     enough, the largest one, grown with mremap (its pages move, resident);
  *  3. an entry unused for MCACHE_AGE_MS leaves at the next large call, and
  *     malloc_trim empties the cache: memory no longer used goes back.
- * System calls are made after large_lock is released.
+ * System calls are made after the lock is released.
  */
 #define MCACHE_SLOTS     16
 #define MCACHE_BYTES     ((size_t)128 << 20)
@@ -57,12 +58,17 @@ static size_t mcache_bytes;
 
 static void mcache_remove(unsigned i) {
     mcache_bytes -= mcache[i].len;
-    for (unsigned j = i + 1; j < mcache_count; j++) mcache[j - 1] = mcache[j];
+    for (unsigned j = i + 1; j < mcache_count; j++) {
+        mcache[j - 1] = mcache[j];
+        /* (not a call to memmove: the library imports as few functions
+         * as it can, os.c says why) */
+        __asm__ volatile("" ::: "memory");
+    }
     mcache_count--;
 }
 
 /* Move the entries that must leave (too many, too large, too old) into
- * out; returns how many. large_lock held. */
+ * out; returns how many. Lock held. */
 static unsigned mcache_evict(uint64_t now, struct mcache_entry *out) {
     unsigned n = 0;
     while (mcache_count && (mcache_count > MCACHE_SLOTS - 1 || mcache_bytes > MCACHE_BYTES ||
@@ -99,19 +105,14 @@ static struct mcache_entry mcache_take(size_t need) {
 
 int large_cache_release(void) {
     struct mcache_entry out[MCACHE_SLOTS];
-    pthread_mutex_lock(&large_lock);
+    pthread_mutex_lock(&large_mutex);
     unsigned n = mcache_count;
     for (unsigned i = 0; i < n; i++) out[i] = mcache[i];
     mcache_count = 0;
     mcache_bytes = 0;
-    pthread_mutex_unlock(&large_lock);
+    pthread_mutex_unlock(&large_mutex);
     unmap_all(out, n);
     return n > 0;
-}
-
-size_t large_cache_bytes(unsigned *count) {
-    *count = mcache_count;
-    return mcache_bytes;
 }
 
 /* Ask for transparent huge pages for a new or grown mapping of a block
@@ -130,7 +131,7 @@ static char *map_block(size_t *lenp) {
     size_t len = *lenp;
     struct mcache_entry old[MCACHE_SLOTS + 1];
     uint64_t now = os_now_ms();
-    pthread_mutex_lock(&large_lock);
+    pthread_mutex_lock(&large_mutex);
     unsigned n = mcache_evict(now, old);
     struct mcache_entry e = mcache_count ? mcache_take(len) : (struct mcache_entry){0};
     if (e.base && e.len > len + len / 4) {
@@ -144,7 +145,7 @@ static char *map_block(size_t *lenp) {
             old[n++] = tail;
         }
     }
-    pthread_mutex_unlock(&large_lock);
+    pthread_mutex_unlock(&large_mutex);
     unmap_all(old, n);
     if (e.base) {
         if (e.len >= len) {
@@ -167,11 +168,11 @@ static void unmap_block(char *base, size_t len) {
         return;
     }
     uint64_t now = os_now_ms();
-    pthread_mutex_lock(&large_lock);
+    pthread_mutex_lock(&large_mutex);
     mcache[mcache_count++] = (struct mcache_entry){base, len, now};
     mcache_bytes += len;
     n = mcache_evict(now, old);
-    pthread_mutex_unlock(&large_lock);
+    pthread_mutex_unlock(&large_mutex);
     unmap_all(old, n);
 }
 
@@ -249,7 +250,6 @@ static void account_map(const struct chunk *c, int sign) {
 void *large_alloc(size_t n, size_t align, int zero) {
     size_t page = os_page_size();
     if (n > MAX_REQUEST || align > MAX_REQUEST - n) return NULL;
-    heap_purge_due_arenas(); /* before the new pages fault in */
     size_t len = align_up(n + CHUNK_HDR + (align > ALIGNMENT ? align : 0), page);
     /* zeroed or aligned blocks take fresh pages: already zero, and no
      * cached mapping has the alignment */
@@ -270,14 +270,14 @@ void *large_alloc(size_t n, size_t align, int zero) {
     c->prev_foot = (size_t)((char *)c - base);
     set_head(c, len - c->prev_foot, CINUSE | MMAPPED);
 
-    pthread_mutex_lock(&large_lock);
+    pthread_mutex_lock(&large_mutex);
     int rc = table_insert((uintptr_t)payload);
     if (rc == 0) {
         account_map(c, +1);
         st.total_blocks++;
-        stats_on_alloc(usable_size(c));
+        counters_alloc(usable_size(c));
     }
-    pthread_mutex_unlock(&large_lock);
+    pthread_mutex_unlock(&large_mutex);
     if (rc != 0) {
         unmap_block(base, len);
         return NULL;
@@ -285,26 +285,27 @@ void *large_alloc(size_t n, size_t align, int zero) {
     return payload;
 }
 
+/* Was p freed recently (lock held)? */
+static int recently_freed(const void *p) {
+    for (unsigned k = 0; k < RECENT; k++)
+        if (recent[k] == (uintptr_t)p) return 1;
+    return 0;
+}
+
 /* Abort, naming who, because p is not a live block: freed, or never ours.
- * Called with large_lock held; releases it. */
+ * Called with the lock held; releases it. */
 static _Noreturn void not_live(const void *p, const char *who) {
-    int twice = large_recently_freed(p);
-    pthread_mutex_unlock(&large_lock);
+    int twice = recently_freed(p);
+    pthread_mutex_unlock(&large_mutex);
     ma_fatal(who, twice ? freed_twice_what(who) : "invalid pointer", p);
 }
 
 size_t large_usable(const void *p, const char *who) {
-    pthread_mutex_lock(&large_lock);
+    pthread_mutex_lock(&large_mutex);
     if (table_find((uintptr_t)p) < 0) not_live(p, who);
     size_t n = usable_size(payload_chunk(p));
-    pthread_mutex_unlock(&large_lock);
+    pthread_mutex_unlock(&large_mutex);
     return n;
-}
-
-int large_recently_freed(const void *p) {
-    for (unsigned k = 0; k < RECENT; k++)
-        if (recent[k] == (uintptr_t)p) return 1;
-    return 0;
 }
 
 /* Take p out of the registry; on failure abort, naming who. Lock held. */
@@ -313,7 +314,7 @@ static struct chunk *unregister(void *p, const char *who) {
     if (i < 0) not_live(p, who);
     struct chunk *c = payload_chunk(p);
     if (!tag_ok(c) || !is_mmapped(c) || !cinuse(c)) {
-        pthread_mutex_unlock(&large_lock);
+        pthread_mutex_unlock(&large_mutex);
         ma_fatal(who, "heap corruption near", p);
     }
     table_remove((size_t)i);
@@ -322,11 +323,11 @@ static struct chunk *unregister(void *p, const char *who) {
 }
 
 void large_free(void *p, const char *who) {
-    pthread_mutex_lock(&large_lock);
+    pthread_mutex_lock(&large_mutex);
     struct chunk *c = unregister(p, who);
-    stats_on_free(usable_size(c));
+    counters_free(usable_size(c));
     recent[recent_pos++ % RECENT] = (uintptr_t)p;
-    pthread_mutex_unlock(&large_lock);
+    pthread_mutex_unlock(&large_mutex);
     options_raise_mmap_threshold(chunk_size(c));
     char *base = (char *)c - c->prev_foot;
     size_t len = chunk_size(c) + c->prev_foot;
@@ -337,11 +338,10 @@ void large_free(void *p, const char *who) {
         os_unmap(base, len);
     else
         unmap_block(base, len);
-    heap_purge_due_arenas();
 }
 
 /*
- * Resize a mmapped block to n bytes:
+ * Resize a mapped block to n bytes:
  *  1. if the new length fits the mapping and uses at least half of it, keep it;
  *  2. below the mmap threshold, let the caller move it into the heap;
  *  3. else mremap the whole mapping (it may move; the lead stays the same).
@@ -361,12 +361,12 @@ void *large_resize(void *p, size_t n) {
             need = align_up(len + extra, os_page_size());
     }
 
-    pthread_mutex_lock(&large_lock);
+    pthread_mutex_lock(&large_mutex);
     c = unregister(p, "realloc");
     /* out of the counters too while it is out of the registry, so that
      * memalloc_check sees them agree at any moment */
-    stats_on_resize(usable_size(c), 0);
-    pthread_mutex_unlock(&large_lock);
+    counters_resize(usable_size(c), 0);
+    pthread_mutex_unlock(&large_mutex);
     char *base = os_remap((char *)c - lead, len, need);
     int moved = base != NULL;
     if (!base) base = (char *)c - lead;
@@ -375,11 +375,11 @@ void *large_resize(void *p, size_t n) {
         advise(base, need);
         set_head(c, need - lead, CINUSE | MMAPPED);
     }
-    pthread_mutex_lock(&large_lock);
+    pthread_mutex_lock(&large_mutex);
     int rc = table_insert((uintptr_t)chunk_payload(c));
     account_map(c, +1);
-    stats_on_resize(0, usable_size(c));
-    pthread_mutex_unlock(&large_lock);
+    counters_resize(0, usable_size(c));
+    pthread_mutex_unlock(&large_mutex);
     if (rc != 0) ma_fatal("realloc", "out of memory for the block registry of", p);
     return moved ? chunk_payload(c) : NULL;
 }
@@ -389,6 +389,27 @@ void large_foreach(void (*fn)(const struct chunk *c, void *ctx), void *ctx) {
         if (table[i]) fn(payload_chunk((void *)table[i]), ctx);
 }
 
-void large_get_stats(struct large_stats *out) {
+void large_stats_locked(struct large_stats *out) {
     *out = st;
+    out->cached_blocks = mcache_count;
+    out->cached_bytes = mcache_bytes;
+}
+
+void large_stats(struct large_stats *out) {
+    pthread_mutex_lock(&large_mutex);
+    large_stats_locked(out);
+    pthread_mutex_unlock(&large_mutex);
+}
+
+void large_lock(void) {
+    pthread_mutex_lock(&large_mutex);
+}
+
+void large_unlock(void) {
+    pthread_mutex_unlock(&large_mutex);
+}
+
+void large_fork_child(void) {
+    static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    large_mutex = fresh;
 }

@@ -7,7 +7,7 @@
 
 #include <errno.h>
 
-#include "error.h"
+#include "msg.h"
 #include "os.h"
 
 struct option_def {
@@ -30,10 +30,7 @@ size_t ma_dyn_mmap;
 
 void options_raise_mmap_threshold(size_t size) {
     if (size > MMAP_THRESHOLD_MAX || opt_fixed(OPT_MMAP_THRESHOLD)) return;
-    size_t d = __atomic_load_n(&ma_dyn_mmap, __ATOMIC_RELAXED);
-    while (size > d && !__atomic_compare_exchange_n(&ma_dyn_mmap, &d, size, 1, __ATOMIC_RELAXED,
-                                                    __ATOMIC_RELAXED)) {
-    }
+    raise_relaxed(&ma_dyn_mmap, size);
 }
 
 size_t ma_options[OPT_COUNT] = {
@@ -116,7 +113,7 @@ void options_init(void) {
 int options_set(enum ma_opt o, size_t value) {
     if ((unsigned)o >= OPT_COUNT) return EINVAL;
     if (value < defs[o].min || value > defs[o].max) return EINVAL;
-    __atomic_store_n(&ma_options[o], value, __ATOMIC_RELAXED);
-    __atomic_or_fetch(&ma_options_fixed, 1u << o, __ATOMIC_RELAXED);
+    store_relaxed(&ma_options[o], value);
+    or_relaxed(&ma_options_fixed, 1u << o);
     return 0;
 }

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "util.h"
+
 enum ma_opt {
     OPT_MMAP_THRESHOLD, /* requests >= this many bytes get their own mapping */
     OPT_TRIM_THRESHOLD, /* dirty bytes at a region's top before it is purged */
@@ -18,15 +20,15 @@ enum ma_opt {
     OPT_COUNT
 };
 
-extern size_t ma_options[OPT_COUNT];
-extern unsigned ma_options_fixed; /* bit o: option o was set (environment or call) */
-extern size_t ma_dyn_mmap;        /* the size of the largest mmapped block freed, <= 32 MiB */
+extern MA_HIDDEN size_t ma_options[OPT_COUNT];
+extern MA_HIDDEN unsigned ma_options_fixed; /* bit o: option o was set (environment or call) */
+extern MA_HIDDEN size_t ma_dyn_mmap; /* the size of the largest mapped block freed, <= 32 MiB */
 
 static inline size_t opt_get(enum ma_opt o) {
-    return __atomic_load_n(&ma_options[o], __ATOMIC_RELAXED);
+    return load_relaxed(&ma_options[o]);
 }
 static inline int opt_fixed(enum ma_opt o) {
-    return (__atomic_load_n(&ma_options_fixed, __ATOMIC_RELAXED) >> o) & 1;
+    return (load_relaxed(&ma_options_fixed) >> o) & 1;
 }
 
 /*
@@ -40,13 +42,13 @@ static inline int opt_fixed(enum ma_opt o) {
 static inline size_t mmap_threshold(void) {
     size_t t = opt_get(OPT_MMAP_THRESHOLD);
     if (opt_fixed(OPT_MMAP_THRESHOLD)) return t;
-    size_t d = __atomic_load_n(&ma_dyn_mmap, __ATOMIC_RELAXED);
+    size_t d = load_relaxed(&ma_dyn_mmap);
     return d > t ? d : t;
 }
 static inline size_t trim_threshold(void) {
     size_t t = opt_get(OPT_TRIM_THRESHOLD);
     if (opt_fixed(OPT_TRIM_THRESHOLD) || opt_fixed(OPT_MMAP_THRESHOLD)) return t;
-    size_t d = 2 * __atomic_load_n(&ma_dyn_mmap, __ATOMIC_RELAXED);
+    size_t d = 2 * load_relaxed(&ma_dyn_mmap);
     return d > t ? d : t;
 }
 /* A mapped block of size bytes was freed: raise the dynamic thresholds. */

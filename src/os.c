@@ -1,7 +1,8 @@
 /*
  * os.c: the platform layer (see os.h). Linux only: mmap, munmap, mremap,
- * madvise, write, sched_getaffinity, the clock and the auxiliary vector. Each call saves and
- * restores errno so that the allocator's callers never see it change.
+ * madvise, write, sched_getaffinity, the clock and the auxiliary vector.
+ * Each call saves and restores errno so that the allocator's callers
+ * never see it change.
  */
 #define _GNU_SOURCE
 #include "os.h"
@@ -16,6 +17,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "util.h"
 
 extern char **environ;
 
@@ -117,8 +120,8 @@ void os_advise_huge(void *p, size_t size) {
 }
 
 /* Through syscall(), which sits next to mmap in the C library, rather than
- * sched_getaffinity: one fewer stretch of the library's code faulted in
- * (each costs the process up to 64 KiB of resident memory). */
+ * sched_getaffinity: the program faults in no other stretch of the C
+ * library's code for it. */
 unsigned os_ncpu(void) {
     int saved = errno;
     uint64_t mask[16] = {0};
@@ -135,11 +138,10 @@ uint64_t os_now_ms(void) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* (A loop of its own, not strlen and strncmp: each function the library
- * imports costs about 70 bytes of dynamic symbol, name and relocation;
- * with four fewer, its first page holds them all: one resident page less
- * in every process. The same for fcntl, sched_yield and write, through
- * syscall.) */
+/* A loop of its own rather than strlen and strncmp, as fcntl, sched_yield
+ * and write go through syscall: the library imports as few functions as
+ * it can, so that its dynamic symbols and relocations fit in one page
+ * (docs/design.md). */
 const char *os_getenv(const char *name) {
     char **env = environ;
     if (!env) return NULL;

@@ -1,8 +1,9 @@
 /*
- * os.h: the platform layer. The only code that maps, unmaps, remaps or
- * purges memory, reads the environment or the auxiliary vector, writes
- * messages or aborts. Every function keeps errno as it found it and
- * reports failure through its return value. Nothing here allocates.
+ * os.h: the platform layer, the lowest of the engine. The only code that
+ * maps, unmaps, remaps or purges memory, reads the environment or the
+ * auxiliary vector, writes messages or aborts. Every function keeps errno
+ * as it found it and reports failure through its return value. Nothing
+ * here allocates, and nothing here calls the rest of the engine.
  */
 #ifndef MEMALLOC_OS_H
 #define MEMALLOC_OS_H
@@ -10,13 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
+
 /* Page size of the system (read once; valid before os_init too: 4096 until then). */
 size_t os_page_size(void);
 /* Read the page size and the random cookie from the auxiliary vector. */
 void os_init(void);
 /* 64 random bits from the kernel's AT_RANDOM bytes (constant per process
  * once os_init has run). A variable, for the fast paths' inline checks. */
-extern uint64_t os_cookie_value;
+extern MA_HIDDEN uint64_t os_cookie_value;
 
 /* Map size bytes of fresh, zeroed, read-write memory. NULL on failure. */
 void *os_map(size_t size);

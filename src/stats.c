@@ -1,56 +1,49 @@
 /*
- * stats.c: figures about the heap (memalloc_get_stats, mallinfo) and the
- * one-line summary (malloc_stats, MEMALLOC_STATS=1 at exit).
+ * stats.c: figures about the heap (memalloc_get_stats) and the one-line
+ * summary (malloc_stats, MEMALLOC_STATS=1 at exit); see stats.h.
  */
 #include "stats.h"
 
-#include "error.h"
-#include "heap.h"
+#include "arena.h"
+#include "counters.h"
+#include "init.h"
 #include "large.h"
-#include "memalloc.h"
+#include "msg.h"
+#include "options.h"
+#include "page.h"
 #include "tcache.h"
 
 void memalloc_get_stats(struct memalloc_stats *out) {
-    struct large_stats ls;
     struct memalloc_stats s = {0};
     struct tc_sums ts;
-    unsigned mcached;
+    struct large_stats ls;
+    tc_sum(&ts);
+    size_t pages = pages_total_bytes();
+    large_stats(&ls);
+    s.allocs = load_relaxed(&ma_counters.allocs) + ts.allocs;
+    s.frees = load_relaxed(&ma_counters.frees) + ts.frees;
+    size_t out_of_engine = load_relaxed(&ma_counters.in_use);
+    s.peak_in_use = load_relaxed(&ma_counters.peak);
 
     size_t orphan_free = 0;
-    tc_sum(&ts);
-    pthread_mutex_lock(&large_lock);
-    large_get_stats(&ls);
-    s.mmap_cached_bytes = large_cache_bytes(&mcached);
-    s.mmap_cached_blocks = mcached;
-    s.allocs = __atomic_load_n(&ma_counters.allocs, __ATOMIC_RELAXED) + ts.allocs;
-    s.frees = __atomic_load_n(&ma_counters.frees, __ATOMIC_RELAXED) + ts.frees;
-    size_t out_of_engine = __atomic_load_n(&ma_counters.in_use, __ATOMIC_RELAXED);
-    s.peak_in_use = __atomic_load_n(&ma_counters.peak, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&large_lock);
-
     for (unsigned i = 0, n = arenas_count(); i < n; i++) {
         struct arena *a = &ma_arenas[i];
-        pthread_mutex_lock(&a->lock);
-        for (unsigned b = 0; b < NBINS; b++) { /* (an arena counted is set up) */
-            for (struct freelink *l = a->bins[b].next; l != &a->bins[b]; l = l->next) {
-                s.heap_free += chunk_size(link_chunk(l));
-                s.heap_free_blocks++;
-            }
-        }
-        for (struct region *r = a->regions; r; r = r->next) {
-            struct chunk *fence = region_fence(r);
-            if (!pinuse(fence)) s.top_free += fence->prev_foot;
-        }
-        s.regions += a->nregions;
-        s.heap_mapped += a->nregions * REGION_SIZE;
-        s.heap_in_use += a->heap_in_use;
-        orphan_free += tc_orphan_free(a);
-        pthread_mutex_unlock(&a->lock);
+        struct heap_free_stats hs;
+        arena_lock(a);
+        heap_free_stats(&a->heap, &hs);
+        s.heap_free += hs.bytes;
+        s.heap_free_blocks += hs.chunks;
+        s.top_free += hs.top_bytes;
+        s.regions += a->heap.nregions;
+        s.heap_mapped += a->heap.nregions * REGION_SIZE;
+        s.heap_in_use += a->heap.in_use;
+        orphan_free += orphans_free_bytes(&a->orphans);
+        arena_unlock(a);
     }
-    /* out of the engine: chunks in use, and whole pages; in the pages,
-     * ts.live bytes are the program's, the rest is free */
-    size_t chunks = out_of_engine > ts.pages ? out_of_engine - ts.pages : 0;
-    size_t page_free = ts.pages > ts.live ? ts.pages - ts.live : 0;
+    /* out of the engine: chunks in use, mapped blocks, and whole pages;
+     * of the pages, ts.live bytes are the program's, the rest is free */
+    size_t chunks = out_of_engine > pages ? out_of_engine - pages : 0;
+    size_t page_free = pages > ts.live ? pages - ts.live : 0;
     s.in_use = chunks + ts.live;
     s.arena_cached = orphan_free < page_free ? orphan_free : page_free;
     s.thread_cached = page_free - s.arena_cached;
@@ -60,6 +53,8 @@ void memalloc_get_stats(struct memalloc_stats *out) {
     s.peak_mmapped_blocks = ls.peak_blocks;
     s.peak_mmapped_bytes = ls.peak_bytes;
     s.total_mmapped_blocks = ls.total_blocks;
+    s.mmap_cached_blocks = ls.cached_blocks;
+    s.mmap_cached_bytes = ls.cached_bytes;
     *out = s;
 }
 
@@ -88,6 +83,9 @@ void memalloc_print_stats(int fd) {
     field(&m, "thread_cached", s.thread_cached);
     field(&m, "arena_cached", s.arena_cached);
     field(&m, "arenas", s.arenas);
-    m.buf[m.len++] = '\n';
-    os_write(fd, m.buf, m.len);
+    msg_write(&m, fd);
+}
+
+void stats_exit_report(void) {
+    if (ready() && opt_get(OPT_STATS)) memalloc_print_stats(init_stats_fd());
 }

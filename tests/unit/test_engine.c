@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "heap.h"
+#include "arena.h"
 #include "large.h"
 #include "memalloc.h"
 

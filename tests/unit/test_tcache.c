@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "heap.h"
+#include "arena.h"
 #include "large.h"
 #include "memalloc.h"
 #include "tcache.h"
@@ -60,22 +60,21 @@ TEST(test_classes) {
      * that holds it; class sizes grow by 16 bytes to 128, then by at
      * most a quarter */
     unsigned prev = 0;
-    for (size_t n = 0; n <= TC_MAX_REQUEST; n++) {
-        unsigned k = tc_class(n);
-        if (!CHECK_(k < TC_CLASSES && tc_class_size[k] >= n &&
-                        (k <= 1 || tc_class_size[k - 1] < n) && k >= prev,
+    for (size_t n = 0; n <= CLASS_MAX; n++) {
+        unsigned k = class_of(n);
+        if (!CHECK_(k < NCLASSES && class_size[k] >= n && (k <= 1 || class_size[k - 1] < n) &&
+                        k >= prev,
                     "class of a request"))
             return;
         prev = k;
     }
-    CHECK(tc_class_size[0] == 16 && tc_class_size[1] == 16 && tc_class_size[8] == 128 &&
-          tc_class_size[9] == 160 && tc_class_size[20] == 1024 && tc_class_size[21] == 1280);
-    CHECK(tc_class_size[TC_CLASSES - 1] == TC_MAX_REQUEST);
-    for (unsigned k = 2; k < TC_CLASSES; k++) {
-        CHECK(tc_class_size[k] > tc_class_size[k - 1]);
-        CHECK(tc_class_size[k] - tc_class_size[k - 1] <= (k <= 8 ? 16 : tc_class_size[k - 1] / 4));
-        CHECK(tc_class_size[k] % 16 == 0 &&
-              tc_class_size[k] == tc_class_size[tc_class(tc_class_size[k])]);
+    CHECK(class_size[0] == 16 && class_size[1] == 16 && class_size[8] == 128 &&
+          class_size[9] == 160 && class_size[20] == 1024 && class_size[21] == 1280);
+    CHECK(class_size[NCLASSES - 1] == CLASS_MAX);
+    for (unsigned k = 2; k < NCLASSES; k++) {
+        CHECK(class_size[k] > class_size[k - 1]);
+        CHECK(class_size[k] - class_size[k - 1] <= (k <= 8 ? 16 : class_size[k - 1] / 4));
+        CHECK(class_size[k] % 16 == 0 && class_size[k] == class_size[class_of(class_size[k])]);
     }
     /* the usable size is the class's; objects have no header, and sit on
      * the grid of their class: aligned to the largest power of two that
@@ -84,25 +83,25 @@ TEST(test_classes) {
         char *p = memalloc(n);
         size_t u = memalloc_usable_size(p);
         CHECK(u >= n);
-        if (n <= TC_MAX_REQUEST) {
-            CHECK(u == tc_class_size[tc_class(n)]);
+        if (n <= CLASS_MAX) {
+            CHECK(u == class_size[class_of(n)]);
             size_t pf = u & (~u + 1);
             CHECK(((uintptr_t)p & ((pf < 4096 ? pf : 4096) - 1)) == 0);
-            struct spage *g = page_of(region_of(p), p);
+            struct page *g = page_of(region_of(p), p);
             CHECK(g != NULL && g->size == u && page_holds(g, p));
         }
         memset(p, 0x5c, u);
         memfree(p);
     }
     /* an aligned request takes the first class aligned enough */
-    CHECK(tc_aligned_class(300, 256) == tc_class(512));
-    CHECK(tc_aligned_class(5000, 4096) == tc_class(8192));
-    CHECK(tc_aligned_class(100, 8192) == TC_CLASSES);
-    CHECK(tc_aligned_class(TC_MAX_REQUEST + 1, 64) == TC_CLASSES);
+    CHECK(class_aligned(300, 256) == class_of(512));
+    CHECK(class_aligned(5000, 4096) == class_of(8192));
+    CHECK(class_aligned(100, 8192) == NCLASSES);
+    CHECK(class_aligned(CLASS_MAX + 1, 64) == NCLASSES);
     for (size_t align = 32; align <= 4096; align *= 2) {
-        for (size_t n = 0; n <= TC_MAX_REQUEST; n += 7) {
-            unsigned k = tc_aligned_class(n, align), want = tc_class(n);
-            while (want < TC_CLASSES && tc_class_size[want] % align) want++;
+        for (size_t n = 0; n <= CLASS_MAX; n += 7) {
+            unsigned k = class_aligned(n, align), want = class_of(n);
+            while (want < NCLASSES && class_size[want] % align) want++;
             if (!CHECK_(k == want, "aligned class")) break;
         }
     }
@@ -113,16 +112,16 @@ TEST(test_classes) {
  * at every byte offset from below the page to past its largest span, it
  * agrees with the plain test, with the factor the pages really carry. */
 TEST(test_grid_test_is_exact) {
-    for (unsigned k = 1; k < TC_CLASSES; k++) {
-        char *p = memalloc(tc_class_size[k]);
-        struct spage *real = page_of(region_of(p), p);
+    for (unsigned k = 1; k < NCLASSES; k++) {
+        char *p = memalloc(class_size[k]);
+        struct page *real = page_of(region_of(p), p);
         if (!CHECK_(real != NULL && real->k == k, "page of the class")) return;
-        struct spage g = *real;
+        struct page g = *real;
         uint32_t size = g.size;
-        int64_t span = (int64_t)(PAGE_MIN_OBJS + 1) * size + (int64_t)PAGE_WINDOW, off;
+        int64_t span = (int64_t)(PAGE_MIN_OBJS + 1) * size + (int64_t)WINDOW_SIZE, off;
         g.handed = (uint32_t)(span / size * size);
         g.start = (char *)((uintptr_t)1 << 40); /* never dereferenced */
-        for (off = -(int64_t)(2 * PAGE_WINDOW); off < span + (int64_t)size; off++) {
+        for (off = -(int64_t)(2 * WINDOW_SIZE); off < span + (int64_t)size; off++) {
             int want = off >= 0 && off < (int64_t)g.handed && off % size == 0;
             if (page_holds(&g, g.start + off) != want) break;
         }
@@ -165,7 +164,7 @@ TEST(test_reuse_from_the_page) {
 /* The pages of class k that t owns: its current page and its queue. */
 static size_t pages_of(const struct tcache *t, unsigned k) {
     size_t n = t->cur[k] != &tc_nopage;
-    const struct spage *g = t->queue[k];
+    const struct page *g = t->queue[k];
     if (g) do {
             n++;
             g = g->next;
@@ -176,7 +175,7 @@ static size_t pages_of(const struct tcache *t, unsigned k) {
 TEST(test_pages_come_and_go) {
     enum { N = 10000 };
     static char *v[N];
-    unsigned k = tc_class(40);
+    unsigned k = class_of(40);
     struct tcache *t = tc_self();
     REQUIRE(t != NULL);
     CHECK(memalloc_trim(0) >= 0);
@@ -186,7 +185,7 @@ TEST(test_pages_come_and_go) {
     size_t pages = pages_of(t, k);
     CHECKF(pages == 8, "%zu pages", pages);
     for (int i = 0; i < N; i++) {
-        struct spage *g = page_of(region_of(v[i]), v[i]);
+        struct page *g = page_of(region_of(v[i]), v[i]);
         if (!CHECK_(g && g->owner == t && g->k == k && ((uintptr_t)page_base(g) & 0xffff) == 0 &&
                         (char *)g - page_base(g) >= 64 &&
                         (char *)g - page_base(g) <= (ptrdiff_t)page_color_offset(PAGE_COLORS - 1),
@@ -207,10 +206,10 @@ TEST(test_pages_come_and_go) {
     CHECK(pages_of(t, k) == 0 && stats().heap_in_use <= heap0);
     CHECK(memalloc_check() == 0);
     /* pages of the biggest classes span several windows */
-    char *big = memalloc(TC_MAX_REQUEST);
-    struct spage *g = page_of(region_of(big), big);
+    char *big = memalloc(CLASS_MAX);
+    struct page *g = page_of(region_of(big), big);
     CHECK(g != NULL && g->nwin > 1 && (size_t)(g->end - g->start) / g->size >= PAGE_MIN_OBJS);
-    CHECK(page_of(region_of(big), big + TC_MAX_REQUEST - 1) == g);
+    CHECK(page_of(region_of(big), big + CLASS_MAX - 1) == g);
     memfree(big);
     CHECK(memalloc_check() == 0);
 }
@@ -246,12 +245,12 @@ TEST(test_light_page_touches_one_system_page) {
     CHECK(memalloc_trim(0) >= 0); /* idle pages back, free spans purged */
     char *p = memalloc(3000);
     REQUIRE(p != NULL);
-    struct spage *g = page_of(region_of(p), p);
+    struct page *g = page_of(region_of(p), p);
     REQUIRE(g != NULL && g->nwin == 1);
     size_t sys = (size_t)sysconf(_SC_PAGESIZE);
     CHECK((char *)page_chunk(g) == page_base(g) && cinuse(page_chunk(g)));
     CHECK(p + 3000 <= page_base(g) + sys);
-    long n = resident(page_base(g) + sys, PAGE_WINDOW - sys);
+    long n = resident(page_base(g) + sys, WINDOW_SIZE - sys);
     CHECKF(n == 0, "%ld system pages of the window past the first resident", n);
     memfree(p);
     CHECK(memalloc_check() == 0);
@@ -308,7 +307,7 @@ static void free_interior(void) {
     memfree(victim + 16);
 }
 static void free_unused(void) {
-    struct spage *g = page_of(region_of(victim), victim);
+    struct page *g = page_of(region_of(victim), victim);
     memfree(g->end - g->size); /* on the grid, never handed out */
 }
 
@@ -346,13 +345,13 @@ TEST(test_checker_walks_the_pages) {
     CHECK(memalloc_check() >= 1);
     b->key = key;
     CHECK(memalloc_check() == 0);
-    struct spage *g = page_of(region_of(p), p);
+    struct page *g = page_of(region_of(p), p);
     REQUIRE(g != NULL);
     g->used++; /* a count that lost track */
     CHECK(memalloc_check() >= 1);
     g->used--;
     struct region *r = region_of(g);
-    size_t w = ((uintptr_t)g >> PAGE_SHIFT) & (REGION_WINDOWS - 1);
+    size_t w = ((uintptr_t)g >> WINDOW_SHIFT) & (REGION_WINDOWS - 1);
     r->win[w] += 64; /* a window map that lost track */
     CHECK(memalloc_check() >= 1);
     r->win[w] -= 64;

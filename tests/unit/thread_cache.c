@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "heap.h"
+#include "arena.h"
 #include "memalloc.h"
 #include "tcache.h"
 
@@ -81,7 +81,7 @@ static void *produce(void *arg) {
         handed[i] = memalloc((size_t)(8 + (i * 13) % 700));
         memset(handed[i], 0x6b, 8);
     }
-    producer_arena = region_of(handed[0])->arena;
+    producer_arena = arena_of(region_of(handed[0]));
     return NULL;
 }
 static void *consume(void *arg) {
@@ -95,7 +95,7 @@ TEST(test_cross_thread_frees_go_home) {
     pthread_t p, c;
     REQUIRE(pthread_create(&p, NULL, produce, NULL) == 0);
     pthread_join(p, NULL);
-    for (int i = 0; i < XN; i++) CHECK(region_of(handed[i])->arena == producer_arena);
+    for (int i = 0; i < XN; i++) CHECK(arena_of(region_of(handed[i])) == producer_arena);
     REQUIRE(pthread_create(&c, NULL, consume, NULL) == 0);
     pthread_join(c, NULL);
     struct memalloc_stats s1 = stats();
@@ -109,7 +109,7 @@ static void *first_block_arena(void *arg) {
     (void)arg;
     pthread_barrier_wait(&both);
     char *p = memalloc(100);
-    struct arena *a = region_of(p)->arena;
+    struct arena *a = arena_of(region_of(p));
     pthread_barrier_wait(&both); /* hold p until both have one */
     memfree(p);
     return a;
@@ -140,7 +140,7 @@ static void *contend(void *arg) {
         while (__atomic_load_n(&round_go, __ATOMIC_ACQUIRE) != i) sched_yield();
         __atomic_store_n(&round_ready, i, __ATOMIC_RELEASE);
         char *p = memalloc(100 << 10); /* a chunk: the arena's lock */
-        if (p && region_lookup(p)) a = region_of(p)->arena;
+        if (p && region_lookup(p)) a = arena_of(region_of(p));
         memfree(p);
         __atomic_store_n(&round_done, i, __ATOMIC_RELEASE);
     }
@@ -151,7 +151,7 @@ static void *contend(void *arg) {
 static void *first_block_arena_alone(void *arg) {
     (void)arg;
     char *p = memalloc(16);
-    struct arena *a = region_of(p)->arena;
+    struct arena *a = arena_of(region_of(p));
     memfree(p);
     return a;
 }
@@ -276,10 +276,10 @@ static void *own_then_reuse(void *arg) {
     int ok = memalloc_check() == 0;
     /* they come back from the same pages, and no new page is taken; the
      * pages' never-used room comes first (the current page's) */
-    struct spage *pages[8];
+    struct page *pages[8];
     int npages = 0, same = 0, reused = 0;
     for (int i = 0; i < RN; i++) {
-        struct spage *g = page_of(region_of(owned[i]), owned[i]);
+        struct page *g = page_of(region_of(owned[i]), owned[i]);
         int known = 0;
         for (int j = 0; j < npages; j++) known |= pages[j] == g;
         if (!known && npages < 8) pages[npages++] = g;
@@ -287,7 +287,7 @@ static void *own_then_reuse(void *arg) {
     char *again[RN];
     for (int i = 0; i < RN; i++) again[i] = memalloc(64);
     for (int i = 0; i < RN; i++) {
-        struct spage *g = page_of(region_of(again[i]), again[i]);
+        struct page *g = page_of(region_of(again[i]), again[i]);
         for (int j = 0; j < npages; j++) same += pages[j] == g;
         for (int j = 0; j < RN; j++)
             if (again[i] == owned[j]) {
@@ -387,8 +387,8 @@ TEST(test_orphans_go_back_with_their_last_object) {
     CHECK(memalloc_check() == 0);
     /* back, but what the arena keeps of idle orphans (1 MiB touched) */
     struct memalloc_stats s2 = stats();
-    CHECKF(s2.heap_in_use <= s0.heap_in_use + TC_ORPHAN_KEEP + 64 * 1024 &&
-               s2.in_use == s0.in_use && s2.arena_cached <= TC_ORPHAN_KEEP + 64 * 1024,
+    CHECKF(s2.heap_in_use <= s0.heap_in_use + ORPHAN_KEEP + 64 * 1024 && s2.in_use == s0.in_use &&
+               s2.arena_cached <= ORPHAN_KEEP + 64 * 1024,
            "heap_in_use %zu -> %zu -> %zu, arena_cached %zu", s0.heap_in_use, s1.heap_in_use,
            s2.heap_in_use, s2.arena_cached);
     CHECK(memalloc_trim(0) >= 0);
@@ -416,10 +416,10 @@ static void *allocate_free_exit(void *arg) {
 }
 /* The pages of aged[] (single-window ones): all, or those that are pages
  * still (the thread gave some back to the heap as they fell idle). */
-static size_t aged_pages(struct spage **g, size_t max, int all) {
+static size_t aged_pages(struct page **g, size_t max, int all) {
     size_t n = 0;
     for (int i = 0; i < AGE_N; i++) {
-        struct spage *p = page_header((uintptr_t)aged[i] & ~(uintptr_t)(PAGE_WINDOW - 1));
+        struct page *p = page_header((uintptr_t)aged[i] & ~(uintptr_t)(WINDOW_SIZE - 1));
         size_t j = 0;
         while (j < n && g[j] != p) j++;
         if (j < n || n == max || (p->tag == 0 && !all)) continue;
@@ -428,11 +428,11 @@ static size_t aged_pages(struct spage **g, size_t max, int all) {
     return n;
 }
 /* The OS pages of pages g[0..n) past each header's own that are resident. */
-static size_t resident_past_headers(struct spage *const *g, size_t n) {
+static size_t resident_past_headers(struct page *const *g, size_t n) {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), r = 0;
     for (size_t i = 0; i < n; i++) {
         char *from = (char *)(((uintptr_t)g[i] + PAGE_HDR + pg - 1) & ~(pg - 1));
-        r += resident_pages(from, (size_t)(page_base(g[i]) + PAGE_WINDOW - from));
+        r += resident_pages(from, (size_t)(page_base(g[i]) + WINDOW_SIZE - from));
     }
     return r;
 }
@@ -444,7 +444,7 @@ TEST(test_idle_orphans_give_their_memory_back) {
     REQUIRE(pthread_create(&t, NULL, allocate_free_exit, NULL) == 0);
     pthread_join(t, NULL);
     REQUIRE(aged[0] && aged[AGE_N - 1]);
-    struct spage *g[16];
+    struct page *g[16];
     size_t n = aged_pages(g, 16, 0), resident = resident_past_headers(g, n);
     /* idle orphans now, their objects resident (the purge delay has not passed) */
     CHECK(n >= 2);
@@ -463,7 +463,7 @@ TEST(test_idle_orphans_give_their_memory_back) {
     REQUIRE(pthread_create(&t, NULL, allocate_free_exit, NULL) == 0);
     pthread_join(t, NULL);
     CHECK(aged_broken == 0);
-    struct spage *again[16];
+    struct page *again[16];
     size_t m = aged_pages(again, 16, 1);
     for (size_t i = 0; i < n; i++) {
         size_t j = 0;

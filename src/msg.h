@@ -1,10 +1,11 @@
 /*
- * error.h: messages and fatal errors. Lines are built in a stack buffer and
- * written with one write(2); nothing allocates. Fatal errors name the entry
- * point the user called ("free", "realloc", ...) and the pointer, then abort.
+ * msg.h: messages and fatal errors. A line is built in a stack buffer and
+ * written with one write(2); nothing allocates. A fatal error names the
+ * entry point the program called ("free", "realloc", ...) and the
+ * pointer, then aborts.
  */
-#ifndef MEMALLOC_ERROR_H
-#define MEMALLOC_ERROR_H
+#ifndef MEMALLOC_MSG_H
+#define MEMALLOC_MSG_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,7 +18,9 @@ struct msg {
 void msg_str(struct msg *m, const char *s);
 void msg_dec(struct msg *m, uint64_t v);
 void msg_hex(struct msg *m, uintptr_t v); /* "0x" and lowercase hex, like %p */
-/* Append a newline and write the line to stderr. */
+/* Append a newline and write the line to fd. */
+void msg_write(struct msg *m, int fd);
+/* The same, to stderr. */
 void msg_emit(struct msg *m);
 
 /* "memalloc: <who>(): <what> 0x<ptr>" on stderr, then SIGABRT. */
@@ -25,7 +28,8 @@ _Noreturn void ma_fatal(const char *who, const char *what, const void *ptr);
 /* What a second release is called: "double free of" for free and memfree,
  * "pointer already freed" for the others (realloc, malloc_usable_size). */
 const char *freed_twice_what(const char *who);
-/* "memalloc: <text>" on stderr (warnings, not fatal). */
-void ma_warn(const char *text);
+/* "memalloc: assertion failed: file:line: cond" on stderr, then SIGABRT
+ * (ma_assert, util.h). */
+_Noreturn void ma_assert_fail(const char *file, int line, const char *cond);
 
 #endif

@@ -1,9 +1,11 @@
 /*
- * error.c: building and writing messages (see error.h).
+ * msg.c: building and writing messages (see msg.h), and the report of a
+ * failed ma_assert (util.h).
  */
-#include "error.h"
+#include "msg.h"
 
 #include "os.h"
+#include "util.h"
 
 void msg_str(struct msg *m, const char *s) {
     while (*s && m->len < sizeof m->buf - 1) m->buf[m->len++] = *s++;
@@ -31,10 +33,14 @@ void msg_hex(struct msg *m, uintptr_t v) {
     while (n > 0 && m->len < sizeof m->buf - 1) m->buf[m->len++] = tmp[--n];
 }
 
-void msg_emit(struct msg *m) {
+void msg_write(struct msg *m, int fd) {
     m->buf[m->len++] = '\n';
-    os_write(2, m->buf, m->len);
+    os_write(fd, m->buf, m->len);
     m->len = 0;
+}
+
+void msg_emit(struct msg *m) {
+    msg_write(m, 2);
 }
 
 void ma_fatal(const char *who, const char *what, const void *ptr) {
@@ -49,14 +55,19 @@ void ma_fatal(const char *who, const char *what, const void *ptr) {
     os_abort();
 }
 
-void ma_warn(const char *text) {
-    struct msg m = {.len = 0};
-    msg_str(&m, "memalloc: ");
-    msg_str(&m, text);
-    msg_emit(&m);
-}
-
 const char *freed_twice_what(const char *who) {
     int is_free = (who[0] == 'f' && who[1] == 'r') || (who[0] == 'm' && who[3] == 'f');
     return is_free ? "double free of" : "pointer already freed";
+}
+
+void ma_assert_fail(const char *file, int line, const char *cond) {
+    struct msg m = {.len = 0};
+    msg_str(&m, "memalloc: assertion failed: ");
+    msg_str(&m, file);
+    msg_str(&m, ":");
+    msg_dec(&m, (uint64_t)line);
+    msg_str(&m, ": ");
+    msg_str(&m, cond);
+    msg_emit(&m);
+    os_abort();
 }
