@@ -62,18 +62,38 @@ void unlock_world(void) {
     tc_registry_unlock();
 }
 
-/* Fork: the parent holds every lock across the fork, so that the child
- * finds every structure whole; the child sets them up anew, and the pages
- * of the threads it does not have become orphans. */
+/*
+ * Fork. A child gets one thread; it must find every structure whole, so
+ * the parent holds every lock across the fork, unless it has had a
+ * single thread only: then no other thread can be inside the heap, and
+ * the caller may be a signal handler that interrupted this very thread
+ * inside it (holding a lock it would wait for forever), so nothing is
+ * taken, as glibc's own fork does. The locks are taken after stdio's list
+ * lock, the order glibc's fork takes its own malloc locks in: a thread
+ * may hold a stream's lock and wait for ours (getline's realloc) while
+ * another holds the list lock and waits for that stream (fflush(NULL));
+ * fork takes the list lock again after these handlers (it is recursive),
+ * and in the child resets it itself.
+ */
+static int fork_locked; /* the prepare handler took the locks */
+
 static void fork_prepare(void) {
+    fork_locked = !os_single_threaded();
+    if (!fork_locked) return;
+    os_stdio_lock();
     lock_world();
 }
 
 static void fork_parent(void) {
+    if (!fork_locked) return;
     unlock_world();
+    os_stdio_unlock();
 }
 
+/* In the child: the locks anew (glibc has reset stdio's), and the pages
+ * of the threads it does not have become orphans. */
 static void fork_child(void) {
+    if (!fork_locked) return;
     large_fork_child();
     arenas_fork_child();
     tc_fork_child();

@@ -1,8 +1,9 @@
 /*
- * os.c: the platform layer (see os.h). Linux only: mmap, munmap, mremap,
- * madvise, write, sched_getaffinity, the clock and the auxiliary vector.
- * Each call saves and restores errno so that the allocator's callers
- * never see it change.
+ * os.c: the platform layer (see os.h). Linux and glibc: mmap, munmap,
+ * mremap, madvise, write, sched_getaffinity, the clock, the auxiliary
+ * vector, and two things of glibc's own (its single-thread flag, its
+ * stdio list lock). Each call saves and restores errno so that the
+ * allocator's callers never see it change.
  */
 #define _GNU_SOURCE
 #include "os.h"
@@ -21,6 +22,11 @@
 #include "util.h"
 
 extern char **environ;
+/* glibc's: 1 while the process has had one thread only (since 2.32) */
+extern char __libc_single_threaded __attribute__((weak));
+/* glibc's stdio list lock (exported since 2.2.5; recursive) */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
 
 static size_t page_size = 4096;
 uint64_t os_cookie_value;
@@ -182,4 +188,16 @@ void os_yield(void) {
 
 _Noreturn void os_abort(void) {
     abort();
+}
+
+int os_single_threaded(void) {
+    return &__libc_single_threaded != NULL && __libc_single_threaded;
+}
+
+void os_stdio_lock(void) {
+    if (_IO_list_lock) _IO_list_lock();
+}
+
+void os_stdio_unlock(void) {
+    if (_IO_list_unlock) _IO_list_unlock();
 }

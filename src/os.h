@@ -1,9 +1,10 @@
 /*
  * os.h: the platform layer, the lowest of the engine. The only code that
  * maps, unmaps, remaps or purges memory, reads the environment or the
- * auxiliary vector, writes messages or aborts. Every function keeps errno
- * as it found it and reports failure through its return value. Nothing
- * here allocates, and nothing here calls the rest of the engine.
+ * auxiliary vector, writes messages, aborts, or touches the C library's
+ * own state (its thread count, stdio's list lock). Every function keeps
+ * errno as it found it and reports failure through its return value.
+ * Nothing here allocates, and nothing here calls the rest of the engine.
  */
 #ifndef MEMALLOC_OS_H
 #define MEMALLOC_OS_H
@@ -50,5 +51,14 @@ int os_dup_fd(int fd);
 _Noreturn void os_abort(void);
 /* Let other threads run (a wait for another thread's initialisation). */
 void os_yield(void);
+
+/* Whether the process has had one thread only so far (the C library's
+ * __libc_single_threaded, which its fork reads too). */
+int os_single_threaded(void);
+/* Take and release the C library's lock of its list of streams (stdio),
+ * the lock its fork takes after the fork handlers ran; nothing where the
+ * C library has none. */
+void os_stdio_lock(void);
+void os_stdio_unlock(void);
 
 #endif
