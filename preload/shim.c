@@ -127,9 +127,22 @@ EXPORT int mallopt(int param, int value) {
     }
 }
 
+/*
+ * mallinfo2's fields, in glibc's meaning:
+ *   arena     bytes of the heap's regions (address space mapped for them)
+ *   ordblks   free chunks in the regions
+ *   hblks, hblkhd   mapped blocks, and their bytes
+ *   uordblks  bytes the program holds, but in mapped blocks (usable sizes)
+ *   fsmblks   free bytes in the pages of size classes, kept for reuse
+ *   fordblks  free bytes: free chunks, and fsmblks
+ *   keepcost  free bytes at the regions' tops
+ * smblks and usmblks are 0, as glibc's are.
+ */
 static struct mallinfo2 info2(void) {
     struct memalloc_stats s;
-    memalloc_get_stats(&s);
+    size_t mapped_in_use;
+    stats_get(&s, &mapped_in_use);
+    size_t cached = s.thread_cached + s.arena_cached;
     struct mallinfo2 mi = {
         .arena = s.heap_mapped,
         .ordblks = s.heap_free_blocks,
@@ -137,9 +150,9 @@ static struct mallinfo2 info2(void) {
         .hblks = s.mmapped_blocks,
         .hblkhd = s.mmapped_bytes,
         .usmblks = 0,
-        .fsmblks = 0,
-        .uordblks = s.heap_in_use,
-        .fordblks = s.heap_free,
+        .fsmblks = cached,
+        .uordblks = s.in_use > mapped_in_use ? s.in_use - mapped_in_use : 0,
+        .fordblks = s.heap_free + cached,
         .keepcost = s.top_free,
     };
     return mi;

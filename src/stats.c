@@ -1,6 +1,6 @@
 /*
- * stats.c: figures about the heap (memalloc_get_stats) and the one-line
- * summary (malloc_stats, MEMALLOC_STATS=1 at exit); see stats.h.
+ * stats.c: figures about the heap (memalloc_get_stats, mallinfo's) and the
+ * one-line summary (malloc_stats, MEMALLOC_STATS=1 at exit); see stats.h.
  */
 #include "stats.h"
 
@@ -13,7 +13,7 @@
 #include "page.h"
 #include "tcache.h"
 
-void memalloc_get_stats(struct memalloc_stats *out) {
+void stats_get(struct memalloc_stats *out, size_t *mapped_in_use) {
     struct memalloc_stats s = {0};
     struct tc_sums ts;
     struct large_stats ls;
@@ -56,6 +56,11 @@ void memalloc_get_stats(struct memalloc_stats *out) {
     s.mmap_cached_blocks = ls.cached_blocks;
     s.mmap_cached_bytes = ls.cached_bytes;
     *out = s;
+    if (mapped_in_use) *mapped_in_use = ls.in_use;
+}
+
+void memalloc_get_stats(struct memalloc_stats *out) {
+    stats_get(out, NULL);
 }
 
 static void field(struct msg *m, const char *name, uint64_t v) {
