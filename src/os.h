@@ -38,8 +38,13 @@ void os_advise_huge(void *p, size_t size);
 
 /* Number of CPUs this process may run on (at least 1). */
 unsigned os_ncpu(void);
-/* A monotonic clock in milliseconds (coarse: a few ms of resolution). */
+/* A monotonic clock in milliseconds (coarse: a few ms of resolution),
+ * never 0. */
 uint64_t os_now_ms(void);
+/* Tests: from now on os_now_ms returns ms (a clock the test moves
+ * itself, so that what depends on delays is deterministic); 0: the real
+ * clock again. */
+void os_clock_set(uint64_t ms);
 
 /* Value of environment variable name, from environ, or NULL. */
 const char *os_getenv(const char *name);
