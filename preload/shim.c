@@ -103,7 +103,7 @@ EXPORT void malloc_stats(void) {
  * the option's maximum applies. */
 static int set_clamped(enum ma_opt o, int value, size_t max) {
     size_t v = (size_t)(long)value;
-    return options_set(o, v > max ? max : v) == 0;
+    return ma_set_option(o, v > max ? max : v) == 0;
 }
 
 /*

@@ -125,7 +125,7 @@ void *ma_calloc(size_t n, size_t size) {
     size_t total;
     if (unlikely(__builtin_mul_overflow(n, size, &total) || total > MAX_REQUEST))
         return fail_nomem();
-    if (likely(total <= CLASS_MAX)) {
+    if (likely(total < load_relaxed(&tc_limit))) {
         void *p = tc_pop(tc_current, class_of(total));
         if (likely(p != NULL)) return memset(p, 0, total);
     }
@@ -148,7 +148,7 @@ void *ma_aligned(size_t align, size_t n) {
     if (n > MAX_REQUEST || align > MAX_REQUEST - n) return fail_nomem();
     size_t nb = request_size(n);
     void *p;
-    unsigned k = class_aligned(n, align);
+    unsigned k = n < load_relaxed(&tc_limit) ? class_aligned(n, align) : NCLASSES;
     if (k < NCLASSES) {
         /* a class whose objects are aligned to align: its pages serve it */
         int failed = 0;
@@ -386,13 +386,19 @@ static int opt_of(enum memalloc_option o, enum ma_opt *out) {
     return EINVAL;
 }
 
+int ma_set_option(enum ma_opt o, size_t value) {
+    ready();
+    int rc = options_set(o, value);
+    if (rc != 0) return rc;
+    if (o == OPT_MMAP_THRESHOLD) tc_limit_update();
+    if (o == OPT_TCACHE && value == 0) tc_disable_self();
+    return 0;
+}
+
 int memalloc_set_option(enum memalloc_option opt, size_t value) {
     enum ma_opt o;
-    ready();
     if (opt_of(opt, &o) != 0) return EINVAL;
-    int rc = options_set(o, value);
-    if (rc == 0 && o == OPT_TCACHE && value == 0) tc_disable_self();
-    return rc;
+    return ma_set_option(o, value);
 }
 
 size_t memalloc_get_option(enum memalloc_option opt) {

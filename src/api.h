@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "options.h"
 #include "tcache.h"
 
 /* Initialise the heap now if no call has yet. */
@@ -23,10 +24,12 @@ void *ma_realloc(void *p, size_t n, const char *who);
 void *ma_aligned(size_t align, size_t n);
 size_t ma_usable_size(const void *p, const char *who);
 int ma_trim(size_t pad);
+/* Set a tunable (options_set) and what follows from it; 0 or EINVAL. */
+int ma_set_option(enum ma_opt o, size_t value);
 
 /* Budget: the class, a load of the thread's current page, and tc_pop. */
 static inline void *ma_malloc(size_t n) {
-    if (likely(n <= CLASS_MAX)) {
+    if (likely(n < load_relaxed(&tc_limit))) {
         void *p = tc_pop(tc_current, class_of(n));
         if (likely(p != NULL)) return p;
     }

@@ -44,7 +44,15 @@ static uint64_t gone_allocs, gone_frees, gone_alloc_bytes, gone_free_bytes;
 
 static void tc_exit(void *arg);
 
+size_t tc_limit = CLASS_MAX + 1;
+
+void tc_limit_update(void) {
+    size_t t = mmap_threshold();
+    store_relaxed(&tc_limit, t < CLASS_MAX + 1 ? t : CLASS_MAX + 1);
+}
+
 void tc_init(void) {
+    tc_limit_update();
     pthread_key_create(&exit_key, tc_exit);
 }
 

@@ -54,6 +54,13 @@ extern MA_HIDDEN struct page tc_nopage;
  * not stay crowded by ARENA_SHARE. */
 #define ARENA_WINDOW 64
 
+/* Requests below tc_limit are served by the thread caches: all those of
+ * a size class, or, below an mmap threshold set lower than the largest
+ * class, those below it (requests at or over the threshold get a mapping
+ * of their own). tc_limit_update sets it again after the threshold was set. */
+extern MA_HIDDEN size_t tc_limit;
+void tc_limit_update(void);
+
 /* Relaxed store of a counter that only its thread writes but others read. */
 #define TC_COUNT(field) store_relaxed(&(field), (field) + 1)
 

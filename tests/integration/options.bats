@@ -111,6 +111,21 @@ resident_of() {
     done
 }
 
+@test "MEMALLOC_MMAP_THRESHOLD below the largest size class: every request at or over it is mapped" {
+    # 36000 and 40000 are of one size class (40960 bytes), 60000 and 64k of
+    # another: the smaller request of each comes first and leaves its
+    # class's page with free objects, which must not serve the larger one.
+    probe MEMALLOC_MMAP_THRESHOLD=40000 mapped 36000 mapped 40000 mapped 40960 mapped 36000
+    expect "MEMALLOC_MMAP_THRESHOLD=40000" "mapped 36000: no" "mapped 40000: yes" \
+        "mapped 40960: yes" "mapped 36000: no"
+    probe MEMALLOC_MMAP_THRESHOLD=64k mapped 60000 mapped 64k mapped 65535
+    expect "MEMALLOC_MMAP_THRESHOLD=64k" "mapped 60000: no" "mapped 64k: yes" "mapped 65535: no"
+    # the same when mallopt sets it after the pages were in use
+    probe mapped 3000 mapped 4000 mallopt mmap 4k mapped 4000 mapped 4096 mapped 3000
+    expect "M_MMAP_THRESHOLD 4k" "mapped 3000: no" "mapped 4000: no" "mallopt mmap 4k: 1" \
+        "mapped 4000: no" "mapped 4096: yes" "mapped 3000: no"
+}
+
 @test "MEMALLOC_MMAP_THRESHOLD: setting it turns the dynamic threshold off" {
     # By default, freeing a mapped 1 MiB block raises the threshold to its
     # size: the next 1 MiB block comes from the heap.
