@@ -44,6 +44,15 @@ struct ptr {
     struct chunk *c;
 };
 
+/* Stop the program: c, handed back to who, is not an in-use chunk of
+ * region r. The heap says what it is, under its arena's lock (taken for
+ * good: the program stops). */
+static __attribute__((noreturn, cold, noinline)) void
+chunk_invalid(struct region *r, struct chunk *c, const char *who) {
+    arena_lock(arena_of(r));
+    ma_fatal(who, heap_blame(r, c, who), chunk_payload(c));
+}
+
 /*
  * Classify p, handed back to who ("free", "realloc", ...), validated as
  * far as its kind allows without a lock; abort, naming who, if it cannot
@@ -53,7 +62,8 @@ struct ptr {
  *  3. outside every region: a mapped block, or not ours;
  *  4. in a window of a page: an object, on the page's grid and not free;
  *  5. else a chunk: its header lies in the region, carries its tag, says
- *     in use, and its successor agrees.
+ *     in use, and its successor agrees (heap_chunk_ok; if not, the heap
+ *     says what it is: freed, overwritten, or not a block).
  */
 static inline __attribute__((always_inline)) struct ptr classify(const void *p, const char *who) {
     struct ptr q = {PTR_NULL, NULL, NULL, NULL};
@@ -75,7 +85,7 @@ static inline __attribute__((always_inline)) struct ptr classify(const void *p, 
         return q;
     }
     q.c = payload_chunk(p);
-    heap_validate(q.r, q.c, who);
+    if (unlikely(!heap_chunk_ok(q.r, q.c))) chunk_invalid(q.r, q.c, who);
     q.kind = PTR_CHUNK;
     return q;
 }

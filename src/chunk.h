@@ -33,7 +33,7 @@
  * Mapped chunk: prev_foot = offset of the chunk from the mapping start.
  *
  * Heads are read and written with relaxed atomics: the validation of a
- * pointer handed back (heap_validate) reads its chunk's head without a
+ * pointer handed back (heap_chunk_ok) reads its chunk's head without a
  * lock while the engine, under a lock, may flip PINUSE in that same head
  * (its predecessor was carved or freed). Only lock holders write heads,
  * so a load then a store loses nothing; on x86-64 both are plain moves.

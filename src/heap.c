@@ -180,15 +180,25 @@ void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
     return chunk_payload(c);
 }
 
-void heap_invalid(const struct region *r, const struct chunk *c, const char *who) {
-    const char *what = "invalid pointer", *fence = (const char *)region_fence(r);
-    if ((const char *)c >= (const char *)region_first(r) && (const char *)c < fence) {
-        size_t head = head_get(c), size = head & SIZE_MASK;
-        if (head_tag_ok(c, head) && size >= MIN_CHUNK &&
-            size <= (size_t)(fence - (const char *)c) && !(head & MMAPPED))
-            what = !(head & CINUSE) ? freed_twice_what(who) : "heap corruption near";
+const char *heap_blame(const struct region *r, const struct chunk *c, const char *who) {
+    const char *fence = (const char *)region_fence(r);
+    if ((const char *)c < (const char *)region_first(r) || (const char *)c >= fence)
+        return "invalid pointer";
+    size_t head = head_get(c), size = head & SIZE_MASK;
+    if (head_tag_ok(c, head) && size >= MIN_CHUNK && size <= (size_t)(fence - (const char *)c) &&
+        !(head & MMAPPED))
+        return !(head & CINUSE) ? freed_twice_what(who) : "heap corruption near";
+    /* c's head is not a chunk's: where does c lie? */
+    const struct chunk *q = region_first(r);
+    while (q < c) {
+        size = chunk_size(q);
+        if (!tag_ok(q) || size < MIN_CHUNK || size > (size_t)(fence - (const char *)q))
+            return "invalid pointer"; /* a broken head before c: cannot tell */
+        const struct chunk *next = chunk_at(q, size);
+        if (next > c) return cinuse(q) ? "invalid pointer" : freed_twice_what(who);
+        q = next;
     }
-    ma_fatal(who, what, chunk_payload(c));
+    return "heap corruption near"; /* c starts a chunk, whose head was overwritten */
 }
 
 /* A neighbour's header that free must trust is broken: the program wrote

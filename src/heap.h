@@ -2,7 +2,7 @@
  * heap.h: the chunk engine over one heap: the regions of an arena and the
  * bins of their free chunks. Carves (splits), frees (coalesces), resizes
  * in place, carves aligned chunks (the pages of size classes), purges
- * and trims. Every function but heap_validate runs with the lock that
+ * and trims. Every function but heap_chunk_ok runs with the lock that
  * guards the heap held (the arena's: arena.c); none takes a lock or calls
  * above this layer. A purge that falls due is only scheduled here
  * (purge_due); the arena runs the pass at its next lock or unlock.
@@ -44,28 +44,32 @@ void heap_free(struct heap *h, struct chunk *c);
  * room is there); 1 on success, 0 if it must move. */
 int heap_resize(struct heap *h, struct chunk *c, size_t nb, size_t want);
 
-/* Stop the program: c, handed back to who, is not an in-use chunk of
- * region r (heap_validate says what it checks). */
-__attribute__((noreturn, cold)) void heap_invalid(const struct region *r, const struct chunk *c,
-                                                  const char *who);
 /*
- * c claims to be an in-use chunk of region r, handed back by the program
- * to who ("free", "realloc", ...): abort, naming who, unless
+ * Is c, handed back by the program, an in-use chunk of region r?
  *  1. it lies between the region's first chunk and its fencepost;
  *  2. its tag matches its address and size, and it fits in the region;
  *  3. it is in use (else it was freed);
  *  4. its successor agrees that it is in use.
  * No lock needed: only the block's owner changes what this reads.
  */
-static inline void heap_validate(struct region *r, struct chunk *c, const char *who) {
-    char *fence = (char *)region_fence(r);
-    if (unlikely((char *)c < (char *)region_first(r) || (char *)c >= fence))
-        heap_invalid(r, c, who);
+static inline int heap_chunk_ok(const struct region *r, const struct chunk *c) {
+    const char *fence = (const char *)region_fence(r);
+    if (unlikely((const char *)c < (const char *)region_first(r) || (const char *)c >= fence))
+        return 0;
     size_t head = head_get(c), size = head & SIZE_MASK;
-    if (unlikely(!head_tag_ok(c, head) || size < MIN_CHUNK || size > (size_t)(fence - (char *)c) ||
-                 (head & (MMAPPED | CINUSE)) != CINUSE || !pinuse(chunk_next(c))))
-        heap_invalid(r, c, who);
+    return likely(head_tag_ok(c, head) && size >= MIN_CHUNK &&
+                  size <= (size_t)(fence - (const char *)c) &&
+                  (head & (MMAPPED | CINUSE)) == CINUSE && pinuse(chunk_next(c)));
 }
+/*
+ * What c is, handed back to who while not an in-use chunk of region r
+ * (heap_chunk_ok failed), for the message that stops the program: "double
+ * free of" (or "pointer already freed") if it was a block that is free
+ * now, even merged into a neighbour and purged since; "heap corruption
+ * near" if its header, or its successor's, was overwritten; else "invalid
+ * pointer". Walks the region's chunks up to c: the heap's lock held.
+ */
+const char *heap_blame(const struct region *r, const struct chunk *c, const char *who);
 
 /* A purge pass is due after the purge delay, unless one is due sooner;
  * at once if the delay is 0. */

@@ -84,9 +84,20 @@ check_misuse() {
         "free(): double free of" glibc
 }
 
+@test "misuse: double free of a block merged with its neighbours and purged since" {
+    # The same with the purge delay at 0: the merged chunk's OS pages, p's
+    # old header among them, go back to the OS at the first free of p and
+    # read as zero; the second free finds p inside a free chunk.
+    MISUSE_ENV="MEMALLOC_PURGE_DELAY=0" check_misuse double_free_merged "free(): double free of"
+}
+
 @test "misuse: heap overflow into the next block's header, then free() of the block" {
     # 80 KiB blocks: boundary-tag chunks, the only blocks with headers.
     check_misuse heap_overflow "free(): heap corruption near" glibc
+}
+
+@test "misuse: heap overflow into the next block's header, then free() of that next block" {
+    check_misuse heap_overflow_victim "free(): heap corruption near" glibc
 }
 
 @test "misuse: write to a freed small block, then malloc() of its size" {
