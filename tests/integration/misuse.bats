@@ -14,20 +14,22 @@ setup() {
 # "memalloc: WHAT <address>" as the only line on stderr. With "glibc", the
 # program must not exit 0 without the preload either (glibc catches it or
 # crashes), which shows the program really misuses the heap. MISUSE_ENV
-# holds VAR=VALUE words for the preloaded run's environment.
+# holds VAR=VALUE words for the preloaded run's environment, MISUSE_ARGS
+# the program's arguments (both runs).
 check_misuse() {
     local prog=$MEMALLOC_BUILD/misuse/$1 what=$2 addr expected
     [[ -x $prog ]] || fail "misuse program $prog not built (cmake --build $MEMALLOC_BUILD)"
 
     if [[ ${3:-} == glibc ]]; then
-        run --separate-stderr "$prog"
+        # shellcheck disable=SC2086 # MISUSE_ARGS is a list of words
+        run --separate-stderr "$prog" ${MISUSE_ARGS:-}
         [[ $status -ne 0 ]] || fail "$1 exits 0 without the preload: it misuses nothing?"
         [[ $status -ne 3 ]] || fail "$1 did not set up its misuse with glibc:" "$stderr"
     fi
 
     is_standin && skip "stand-in library: memalloc's messages not expected"
-    # shellcheck disable=SC2086 # MISUSE_ENV is a list of words
-    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" ${MISUSE_ENV:-} "$prog"
+    # shellcheck disable=SC2086 # MISUSE_ENV and MISUSE_ARGS are lists of words
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" ${MISUSE_ENV:-} "$prog" ${MISUSE_ARGS:-}
     addr=${lines[0]:-}
     [[ $addr =~ ^0x[0-9a-f]+$ ]] || fail "$1: first stdout line is not an address: '$addr'" \
         "stderr: $stderr"
@@ -97,7 +99,7 @@ check_misuse() {
 }
 
 @test "misuse: heap overflow into the next block's header, then free() of that next block" {
-    check_misuse heap_overflow_victim "free(): heap corruption near" glibc
+    MISUSE_ARGS=next check_misuse heap_overflow "free(): heap corruption near" glibc
 }
 
 @test "misuse: write to a freed small block, then malloc() of its size" {

@@ -1,6 +1,8 @@
 /* A heap overflow: 8 bytes written past the end of a block's usable size
- * land on the next block's header; free() of the overflowed block finds
- * that its neighbour's header no longer says it is in use.
+ * land on the next block's header. free() of the overflowed block (no
+ * argument) finds that its neighbour's header no longer says it is in
+ * use; free() of that next block ("next") finds its own header broken.
+ * Either is heap corruption near the block freed.
  *
  * Under memalloc, only boundary-tag chunks have headers: the blocks are
  * 80 KiB (above the 64 KiB of the largest size class, below the 128 KiB
@@ -15,7 +17,8 @@
 
 #define SIZE (80 * 1024)
 
-int main(void) {
+int main(int argc, char **argv) {
+    int next = argc > 1 && strcmp(argv[1], "next") == 0;
     char *a = malloc(SIZE);
     char *b = malloc(SIZE);
     char *guard = malloc(SIZE);
@@ -24,10 +27,11 @@ int main(void) {
         fprintf(stderr, "layout: b is not right after a\n");
         return 3;
     }
-    printf("0x%lx\n", (unsigned long)a);
+    char *victim = next ? b : a;
+    printf("0x%lx\n", (unsigned long)victim);
     fflush(stdout);
     memset(a, 0xaa, usable + 8); /* 8 bytes too many: b's header */
-    free(a);
+    free(victim);
     printf("survived\n");
     free(guard);
     return 0;
