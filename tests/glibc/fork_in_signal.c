@@ -171,6 +171,10 @@ int main(void) {
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
+    /* a signal the helper sent just before it was killed may run the
+     * handler once more: its acknowledgement then finds no reader */
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
     sa.sa_handler = on_alarm;
@@ -226,6 +230,10 @@ int main(void) {
         }
         call_seq = (call_seq + 1) & SEQ_MASK;
     }
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, NULL); /* no more forks from here on */
     kill(sender, SIGKILL);
     while (waitpid(sender, NULL, 0) < 0 && errno == EINTR) continue;
     alarm(0);
