@@ -29,10 +29,6 @@ void pages_init(void) {
     }
 }
 
-size_t page_bytes(unsigned k) {
-    return page_len[k];
-}
-
 size_t pages_total_bytes(void) {
     return load_relaxed(&pages_bytes);
 }

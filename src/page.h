@@ -195,8 +195,6 @@ static inline void ring_del(struct page **ring, struct page *g) {
 
 /* Compute each class's page geometry (after classes_init). */
 void pages_init(void);
-/* The bytes (whole windows) of a page of class k. */
-size_t page_bytes(unsigned k);
 /* A new page of class k for owner, carved from heap h (its lock held);
  * NULL if out of memory. Its free list is empty and its bump at start. */
 struct page *page_carve(struct heap *h, struct tcache *owner, unsigned k);
