@@ -90,6 +90,11 @@ enum memalloc_option {
     MEMALLOC_OPT_HUGEPAGE_THRESHOLD = 6, /* bytes: fresh mapped blocks (malloc, realloc) of
                                             at least this ask for transparent huge pages;
                                             0: never */
+    MEMALLOC_OPT_CHECK = 7,              /* check mode: 0 off, 1 canaries and quarantine,
+                                            2 guard pages (README: check modes) */
+    MEMALLOC_OPT_CHECK_STACK = 8,        /* frames recorded per allocation and free (1..64) */
+    MEMALLOC_OPT_CHECK_QUARANTINE = 9,   /* bytes of freed blocks held back; 0: none */
+    MEMALLOC_OPT_CHECK_LEAKS = 10,       /* 1: list the blocks not freed at exit */
 };
 /* Set a tunable; returns 0, or EINVAL for an unknown option or bad value. */
 MEMALLOC_API int memalloc_set_option(enum memalloc_option opt, size_t value);

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "api.h"
+#include "entry.h"
 #include "chunk.h"
 #include "memalloc.h"
 #include "options.h"
@@ -23,17 +23,19 @@ static int pow2(size_t a) {
     return a && !(a & (a - 1));
 }
 
+#define RA __builtin_return_address(0)
+
 EXPORT void *malloc(size_t size) {
-    return ma_malloc(size);
+    return entry_malloc(size);
 }
 EXPORT void free(void *ptr) {
-    ma_free(ptr, "free");
+    entry_free(ptr, "free");
 }
 EXPORT void *calloc(size_t n, size_t size) {
-    return ma_calloc(n, size);
+    return entry_calloc(n, size, RA);
 }
 EXPORT void *realloc(void *ptr, size_t size) {
-    return ma_realloc(ptr, size, "realloc");
+    return entry_realloc(ptr, size, "realloc", RA);
 }
 
 EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
@@ -42,13 +44,13 @@ EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    return ma_realloc(ptr, total, "reallocarray");
+    return entry_realloc(ptr, total, "reallocarray", RA);
 }
 
 EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size) {
     if (!pow2(alignment) || alignment % sizeof(void *)) return EINVAL;
     int saved = errno;
-    void *p = ma_aligned(alignment, size);
+    void *p = entry_aligned(alignment, size, RA);
     if (!p) {
         errno = saved;
         return ENOMEM;
@@ -69,7 +71,7 @@ EXPORT void *memalign(size_t alignment, size_t size) {
         while (a < alignment) a <<= 1;
         alignment = a;
     }
-    return ma_aligned(alignment, size);
+    return entry_aligned(alignment, size, RA);
 }
 
 EXPORT void *aligned_alloc(size_t alignment, size_t size) {
@@ -77,7 +79,7 @@ EXPORT void *aligned_alloc(size_t alignment, size_t size) {
 }
 
 EXPORT void *valloc(size_t size) {
-    return ma_aligned(os_page_size(), size);
+    return entry_aligned(os_page_size(), size, RA);
 }
 
 EXPORT void *pvalloc(size_t size) {
@@ -86,11 +88,11 @@ EXPORT void *pvalloc(size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    return ma_aligned(page, size ? align_up(size, page) : page);
+    return entry_aligned(page, size ? align_up(size, page) : page, RA);
 }
 
 EXPORT size_t malloc_usable_size(void *ptr) {
-    return ma_usable_size(ptr, "malloc_usable_size");
+    return entry_usable_size(ptr, "malloc_usable_size", RA);
 }
 EXPORT int malloc_trim(size_t pad) {
     return ma_trim(pad);
@@ -181,5 +183,6 @@ EXPORT struct mallinfo mallinfo(void) {
 
 /* MEMALLOC_STATS=1: the summary at exit (destructors run on exit(), not _exit()). */
 __attribute__((destructor)) static void memalloc_at_exit(void) {
+    dbg_exit();
     stats_exit_report();
 }

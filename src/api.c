@@ -14,7 +14,6 @@
 #include "counters.h"
 #include "init.h"
 #include "large.h"
-#include "memalloc.h"
 #include "msg.h"
 #include "options.h"
 
@@ -173,6 +172,47 @@ void *ma_aligned(size_t align, size_t n) {
     if (p) counters_alloc(usable_size(payload_chunk(p)));
     arena_unlock(a);
     return p ? p : fail_nomem();
+}
+
+void *ma_alloc_unpaged(size_t n, size_t align, size_t *usable) {
+    if (unlikely(!ready())) return boot_alloc(n, align);
+    if (n > MAX_REQUEST || align > MAX_REQUEST - n) return fail_nomem();
+    size_t nb = request_size(n);
+    void *p;
+    if (nb + (align > ALIGNMENT ? align + MIN_CHUNK : 0) >= mmap_threshold()) {
+        p = mapped_malloc(n, align, 0);
+        if (p) *usable = large_find(p);
+        return p;
+    }
+    struct arena *a = tc_arena();
+    tc_arena_lock(a);
+    p = align > ALIGNMENT ? heap_alloc_aligned(&a->heap, nb, align, CHUNK_HDR)
+                          : heap_alloc(&a->heap, nb, NULL);
+    if (p) {
+        *usable = usable_size(payload_chunk(p));
+        counters_alloc(*usable);
+    }
+    arena_unlock(a);
+    return p ? p : fail_nomem();
+}
+
+size_t ma_unpaged_usable(const void *p) {
+    if (!p || ((uintptr_t)p & (ALIGNMENT - 1)) || is_boot(p)) return 0;
+    struct region *r = region_lookup(p);
+    if (!r) return large_find(p);
+    if (page_of(r, p)) return 0;
+    struct chunk *c = payload_chunk(p);
+    return heap_chunk_ok(r, c) ? usable_size(c) : 0;
+}
+
+size_t ma_block_usable(const void *p) {
+    if (!p || ((uintptr_t)p & (ALIGNMENT - 1)) || is_boot(p)) return 0;
+    struct region *r = region_lookup(p);
+    if (r && page_of(r, p)) {
+        struct page *g = page_of_object(p);
+        return g ? g->size : 0;
+    }
+    return ma_unpaged_usable(p);
 }
 
 /* ---- free ---- */
@@ -343,76 +383,12 @@ int ma_trim(size_t pad) {
     return released;
 }
 
-/* ---- the public API (memalloc.h) ---- */
-
-void *memalloc(size_t size) {
-    return ma_malloc(size);
-}
-void *defalloc(size_t n, size_t elem_size) {
-    return ma_calloc(n, elem_size);
-}
-void memfree(void *ptr) {
-    ma_free(ptr, "memfree");
-}
-void *memresize(void *ptr, size_t new_size) {
-    return ma_realloc(ptr, new_size, "memresize");
-}
-size_t memalloc_usable_size(const void *ptr) {
-    return ma_usable_size(ptr, "memalloc_usable_size");
-}
-int memalloc_trim(size_t pad) {
-    return ma_trim(pad);
-}
-
-void *memalloc_aligned(size_t alignment, size_t size) {
-    if (alignment == 0 || (alignment & (alignment - 1))) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return ma_aligned(alignment, size);
-}
-
-static int opt_of(enum memalloc_option o, enum ma_opt *out) {
-    switch (o) {
-    case MEMALLOC_OPT_MMAP_THRESHOLD:
-        *out = OPT_MMAP_THRESHOLD;
-        return 0;
-    case MEMALLOC_OPT_TRIM_THRESHOLD:
-        *out = OPT_TRIM_THRESHOLD;
-        return 0;
-    case MEMALLOC_OPT_STATS:
-        *out = OPT_STATS;
-        return 0;
-    case MEMALLOC_OPT_TCACHE:
-        *out = OPT_TCACHE;
-        return 0;
-    case MEMALLOC_OPT_PURGE_DELAY:
-        *out = OPT_PURGE_DELAY;
-        return 0;
-    case MEMALLOC_OPT_HUGEPAGE_THRESHOLD:
-        *out = OPT_HUGEPAGE;
-        return 0;
-    }
-    return EINVAL;
-}
-
 int ma_set_option(enum ma_opt o, size_t value) {
     ready();
     int rc = options_set(o, value);
     if (rc != 0) return rc;
-    if (o == OPT_MMAP_THRESHOLD) tc_limit_update();
+    if (o == OPT_MMAP_THRESHOLD || o == OPT_CHECK) tc_limit_update();
     if (o == OPT_TCACHE && value == 0) tc_disable_self();
     return 0;
 }
 
-int memalloc_set_option(enum memalloc_option opt, size_t value) {
-    enum ma_opt o;
-    if (opt_of(opt, &o) != 0) return EINVAL;
-    return ma_set_option(o, value);
-}
-
-size_t memalloc_get_option(enum memalloc_option opt) {
-    enum ma_opt o;
-    ready();
-    return opt_of(opt, &o) == 0 ? opt_get(o) : 0;
-}

@@ -24,6 +24,19 @@ void *ma_realloc(void *p, size_t n, const char *who);
 void *ma_aligned(size_t align, size_t n);
 size_t ma_usable_size(const void *p, const char *who);
 int ma_trim(size_t pad);
+/*
+ * For the check modes (debug.c): a block that is never an object of a
+ * page, but a chunk or a mapped block, so that every call that hands an
+ * address inside it back takes the slow paths; align a power of two.
+ * *usable: its usable size. NULL (ENOMEM) on failure.
+ */
+void *ma_alloc_unpaged(size_t n, size_t align, size_t *usable);
+/* The usable size of p if p is a chunk or a mapped block in use, else 0;
+ * any p (nothing is read outside the heap's regions and the mapped
+ * blocks' registry). */
+size_t ma_unpaged_usable(const void *p);
+/* The usable size of p if p is a block in use of any kind, else 0. */
+size_t ma_block_usable(const void *p);
 /* Set a tunable (options_set) and what follows from it; 0 or EINVAL. */
 int ma_set_option(enum ma_opt o, size_t value);
 

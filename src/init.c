@@ -10,11 +10,14 @@
 
 #include "arena.h"
 #include "chunk.h"
+#include "guard.h"
 #include "large.h"
 #include "options.h"
 #include "os.h"
 #include "page.h"
+#include "quarantine.h"
 #include "sizeclass.h"
+#include "stack.h"
 #include "tcache.h"
 
 int ma_init_state;
@@ -51,6 +54,9 @@ int init_stats_fd(void) {
 }
 
 void lock_world(void) {
+    quarantine_lock();
+    guard_lock();
+    stack_lock();
     tc_registry_lock();
     arenas_lock_all();
     large_lock();
@@ -60,6 +66,9 @@ void unlock_world(void) {
     large_unlock();
     arenas_unlock_all();
     tc_registry_unlock();
+    stack_unlock();
+    guard_unlock();
+    quarantine_unlock();
 }
 
 /*
@@ -97,6 +106,9 @@ static void fork_child(void) {
     large_fork_child();
     arenas_fork_child();
     tc_fork_child();
+    stack_fork_child();
+    guard_fork_child();
+    quarantine_fork_child();
 }
 
 /* The thread that initialises, named by the address of its tc_current

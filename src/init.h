@@ -40,8 +40,9 @@ size_t boot_size(const void *p);
  * library's destructor). */
 int init_stats_fd(void);
 
-/* Take every lock of the heap, in the one order (the registry of thread
- * caches, the arenas, the mapped blocks): the checker, and fork. */
+/* Take every lock of the heap, in the one order (the check modes'
+ * quarantine, guard slots and stack depot, the registry of thread caches,
+ * the arenas, the mapped blocks): the checker, and fork. */
 void lock_world(void);
 void unlock_world(void);
 

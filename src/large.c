@@ -300,6 +300,13 @@ static _Noreturn void not_live(const void *p, const char *who) {
     ma_fatal(who, twice ? freed_twice_what(who) : "invalid pointer", p);
 }
 
+size_t large_find(const void *p) {
+    pthread_mutex_lock(&large_mutex);
+    size_t n = table_find((uintptr_t)p) < 0 ? 0 : usable_size(payload_chunk(p));
+    pthread_mutex_unlock(&large_mutex);
+    return n;
+}
+
 size_t large_usable(const void *p, const char *who) {
     pthread_mutex_lock(&large_mutex);
     if (table_find((uintptr_t)p) < 0) not_live(p, who);

@@ -29,6 +29,8 @@ void *large_alloc(size_t n, size_t align, int zero);
 int large_cache_release(void);
 /* Usable size of live mapped block p; aborts, naming who, if p is not one. */
 size_t large_usable(const void *p, const char *who);
+/* The usable size of p if p is a mapped block in use, else 0. */
+size_t large_find(const void *p);
 /* Free p; aborts with who's name if p is not a live mapped block. */
 void large_free(void *p, const char *who);
 /* Resize in place or by mremap; NULL if the caller must move it. */

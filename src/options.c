@@ -23,10 +23,16 @@ static const struct option_def defs[OPT_COUNT] = {
     [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1},
     [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 10, 0, 1000000},
     [OPT_HUGEPAGE] = {"MEMALLOC_HUGEPAGE_THRESHOLD", (size_t)4 << 20, 0, TRIM_THRESHOLD_MAX},
+    [OPT_CHECK] = {"MEMALLOC_CHECK", 0, 0, 2},
+    [OPT_CHECK_STACK] = {"MEMALLOC_CHECK_STACK", 1, 1, STACK_DEPTH_MAX},
+    [OPT_CHECK_UNDER] = {"MEMALLOC_CHECK_UNDER", 0, 0, 1},
+    [OPT_QUARANTINE] = {"MEMALLOC_CHECK_QUARANTINE", 0, 0, (size_t)1 << 40},
+    [OPT_CHECK_LEAKS] = {"MEMALLOC_CHECK_LEAKS", 0, 0, 1},
 };
 
 unsigned ma_options_fixed;
 size_t ma_dyn_mmap;
+int ma_check_ever;
 
 void options_raise_mmap_threshold(size_t size) {
     if (size > MMAP_THRESHOLD_MAX || opt_fixed(OPT_MMAP_THRESHOLD)) return;
@@ -40,6 +46,7 @@ size_t ma_options[OPT_COUNT] = {
     [OPT_TCACHE] = 1,
     [OPT_PURGE_DELAY] = 10,
     [OPT_HUGEPAGE] = (size_t)4 << 20,
+    [OPT_CHECK_STACK] = 1,
 };
 
 /* Parse "123", "64k", "2M", "1g"; 0 on success, -1 if not a valid size. */
@@ -115,5 +122,6 @@ int options_set(enum ma_opt o, size_t value) {
     if (value < defs[o].min || value > defs[o].max) return EINVAL;
     store_relaxed(&ma_options[o], value);
     or_relaxed(&ma_options_fixed, 1u << o);
+    if (o == OPT_CHECK && value) store_relaxed(&ma_check_ever, 1);
     return 0;
 }

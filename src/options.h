@@ -17,12 +17,20 @@ enum ma_opt {
     OPT_TCACHE,         /* 1: threads keep caches of small blocks */
     OPT_PURGE_DELAY,    /* ms from a free that makes a purge due to the purge */
     OPT_HUGEPAGE,       /* mapped blocks of at least this many bytes ask for huge pages */
+    OPT_CHECK,          /* check mode: 0 none, 1 canaries and quarantine, 2 guard pages */
+    OPT_CHECK_STACK,    /* frames recorded per allocation and free in check modes */
+    OPT_CHECK_UNDER,    /* level 2: the guard page before each block, not after */
+    OPT_QUARANTINE,     /* bytes of freed blocks held back in check modes; 0: auto */
+    OPT_CHECK_LEAKS,    /* check modes: list the blocks not freed at exit */
     OPT_COUNT
 };
 
 extern MA_HIDDEN size_t ma_options[OPT_COUNT];
 extern MA_HIDDEN unsigned ma_options_fixed; /* bit o: option o was set (environment or call) */
-extern MA_HIDDEN size_t ma_dyn_mmap; /* the size of the largest mapped block freed, <= 32 MiB */
+extern MA_HIDDEN size_t ma_dyn_mmap;
+/* 1 once a check mode was set (MEMALLOC_CHECK or a call): checked blocks
+ * may be out from then on, even after the mode is set back to 0. */
+extern MA_HIDDEN int ma_check_ever; /* the size of the largest mapped block freed, <= 32 MiB */
 
 static inline size_t opt_get(enum ma_opt o) {
     return load_relaxed(&ma_options[o]);
@@ -62,5 +70,7 @@ int options_set(enum ma_opt o, size_t value);
 #define MMAP_THRESHOLD_MAX ((size_t)32 << 20)
 /* Largest trim threshold: "never purge a top". */
 #define TRIM_THRESHOLD_MAX ((size_t)1 << 46)
+/* Most frames a check mode records for one call (MEMALLOC_CHECK_STACK). */
+#define STACK_DEPTH_MAX 64
 
 #endif

@@ -15,7 +15,9 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +114,107 @@ void *os_remap(void *p, size_t old_size, size_t new_size) {
     return q == MAP_FAILED ? NULL : q;
 }
 
+void *os_reserve(size_t size) {
+    int saved = errno;
+    void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int os_protect(void *p, size_t size, int access) {
+    int saved = errno;
+    int rc = mprotect(p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) == 0 ? 0 : errno;
+    errno = saved;
+    return rc;
+}
+
+void *os_map_file(const char *path, size_t *size) {
+    int saved = errno;
+    void *p = NULL;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        struct stat st;
+        if (syscall(SYS_fstat, fd, &st) == 0 && st.st_size > 0) {
+            p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (p == MAP_FAILED)
+                p = NULL;
+            else
+                *size = (size_t)st.st_size;
+        }
+        syscall(SYS_close, fd);
+    }
+    errno = saved;
+    return p;
+}
+
+long os_readlink(const char *path, char *buf, size_t cap) {
+    int saved = errno;
+    long n = syscall(SYS_readlinkat, AT_FDCWD, path, buf, cap);
+    errno = saved;
+    return n;
+}
+
+size_t os_max_mappings(void) {
+    int saved = errno;
+    size_t n = 0;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[32];
+        long r = syscall(SYS_read, fd, buf, sizeof buf);
+        for (long i = 0; i < r && buf[i] >= '0' && buf[i] <= '9'; i++)
+            n = n * 10 + (size_t)(buf[i] - '0');
+        syscall(SYS_close, fd);
+    }
+    errno = saved;
+    return n ? n : 65530;
+}
+
+/* ---- faults ---- */
+
+static os_fault_fn fault_fn;
+static struct sigaction fault_old[2]; /* SIGSEGV, SIGBUS: what was there before */
+
+static void on_fault(int sig, siginfo_t *info, void *uctx) {
+    int is_write = 0;
+    void *pc = NULL;
+#if defined(__x86_64__)
+    /* the page-fault error code: bit 1 is set for a write */
+    const ucontext_t *uc = uctx;
+    is_write = (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+    pc = (void *)uc->uc_mcontext.gregs[REG_RIP];
+#endif
+    if (fault_fn && fault_fn(info->si_addr, is_write, pc)) {
+        /* die by this signal: the default action, when the faulting
+         * instruction runs again on return */
+        signal(sig, SIG_DFL);
+        return;
+    }
+    struct sigaction *old = &fault_old[sig == SIGBUS];
+    if (old->sa_flags & SA_SIGINFO) {
+        if (old->sa_sigaction) {
+            old->sa_sigaction(sig, info, uctx);
+            return;
+        }
+    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+}
+
+void os_catch_faults(os_fault_fn fn) {
+    int saved = errno;
+    fault_fn = fn;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &fault_old[0]);
+    sigaction(SIGBUS, &sa, &fault_old[1]);
+    errno = saved;
+}
+
 int os_purge(void *p, size_t size) {
     int saved = errno;
     int rc = madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
@@ -154,7 +257,7 @@ void os_clock_set(uint64_t ms) {
 
 /* A loop of its own rather than strlen and strncmp, as fcntl, sched_yield
  * and write go through syscall: the library imports as few functions as
- * it can, so that its dynamic symbols and relocations fit in one page
+ * it can, so that its dynamic symbols and relocations stay small
  * (docs/design.md). */
 const char *os_getenv(const char *name) {
     char **env = environ;

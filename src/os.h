@@ -36,6 +36,28 @@ int os_purge(void *p, size_t size);
  * does not honour it, nothing changes). */
 void os_advise_huge(void *p, size_t size);
 
+/* Reserve size bytes of address space, inaccessible until os_protect
+ * opens parts of it. NULL on failure. */
+void *os_reserve(size_t size);
+/* Make [p, p+size) (whole OS pages) read-write (access 1) or
+ * inaccessible (access 0). 0 or an error number. */
+int os_protect(void *p, size_t size, int access);
+/* Map the file at path read-only; its size in *size. NULL on failure. */
+void *os_map_file(const char *path, size_t *size);
+/* readlink(2) into buf (not terminated); the length, or -1. */
+long os_readlink(const char *path, char *buf, size_t cap);
+/* The most mappings the kernel allows the process (vm.max_map_count). */
+size_t os_max_mappings(void);
+
+/* A handler for faults (SIGSEGV, SIGBUS): installed for both, on the
+ * thread's alternate stack when it has one; it is told the address, the
+ * access, and the faulting instruction. It returns 1 if it reported
+ * the fault (the process then dies by the signal, the default action),
+ * 0 if the fault is not its business (the handler that was installed
+ * before runs, or the default action). */
+typedef int (*os_fault_fn)(void *addr, int is_write, void *pc);
+void os_catch_faults(os_fault_fn fn);
+
 /* Number of CPUs this process may run on (at least 1). */
 unsigned os_ncpu(void);
 /* A monotonic clock in milliseconds (coarse: a few ms of resolution),

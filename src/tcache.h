@@ -57,7 +57,9 @@ extern MA_HIDDEN struct page tc_nopage;
 /* Requests below tc_limit are served by the thread caches: all those of
  * a size class, or, below an mmap threshold set lower than the largest
  * class, those below it (requests at or over the threshold get a mapping
- * of their own). tc_limit_update sets it again after the threshold was set. */
+ * of their own). In a check mode it is 0: every malloc takes the slow path,
+ * where the check layer is. tc_limit_update sets it again after the
+ * threshold or the check mode was set. */
 extern MA_HIDDEN size_t tc_limit;
 void tc_limit_update(void);
 

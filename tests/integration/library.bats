@@ -14,10 +14,17 @@ setup() {
     [[ -z $stderr ]] || fail "stderr not empty under the preload: $stderr"
 }
 
-# What the library exports: glibc 2.36's allocation names (README) and the
-# engine's own API (include/memalloc.h).
+# What the library exports: glibc 2.36's allocation names (README), the C++
+# allocation operators (their Itanium ABI names: new, new[], delete and
+# delete[] with their sized, aligned and nothrow forms), and the engine's
+# own API (include/memalloc.h).
 MA_LIBC_NAMES=(malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign
     valloc pvalloc malloc_usable_size mallopt mallinfo mallinfo2 malloc_trim malloc_stats)
+MA_CXX_NAMES=(_Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t
+    _ZnamSt11align_val_t _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t
+    _ZdlPv _ZdaPv _ZdlPvm _ZdaPvm _ZdlPvRKSt9nothrow_t _ZdaPvRKSt9nothrow_t _ZdlPvSt11align_val_t
+    _ZdaPvSt11align_val_t _ZdlPvmSt11align_val_t _ZdaPvmSt11align_val_t
+    _ZdlPvSt11align_val_tRKSt9nothrow_t _ZdaPvSt11align_val_tRKSt9nothrow_t)
 MA_API_NAMES=(memalloc defalloc memfree memresize memdup memoryset memalloc_aligned
     memalloc_usable_size memalloc_trim memalloc_check memalloc_get_stats memalloc_print_stats
     memalloc_set_option memalloc_get_option)
@@ -29,7 +36,7 @@ MA_API_NAMES=(memalloc defalloc memfree memresize memdup memoryset memalloc_alig
     # "ADDRESS TYPE NAME[@VERSION]": the functions, without their versions
     defined=$(awk 'NF == 3 { sub(/@.*/, "", $3); print $2, $3 }' <<<"$output")
     local -a expected=("${MA_LIBC_NAMES[@]}")
-    is_standin || expected+=("${MA_API_NAMES[@]}")
+    is_standin || expected+=("${MA_CXX_NAMES[@]}" "${MA_API_NAMES[@]}")
     for sym in "${expected[@]}"; do
         grep -Eq "^[TWi] $sym\$" <<<"$defined" || missing+=("$sym")
     done

@@ -1,0 +1,761 @@
+/*
+ * debug.c: the check modes (see debug.h): checked blocks, their canaries
+ * and fills, the quarantine's policy, and the reports.
+ *
+ * A checked block p of n bytes, asked with alignment a (at least 16):
+ *
+ *   level 1:  base [canary] [header 16] p [n bytes] [canary ...] base+usable
+ *             (p = base + a; base a chunk or a mapped block of the engine)
+ *   level 2:  slot [.........] [header 16] p [n bytes] [canary < a] | guard page
+ *             or, under:  guard | p [n bytes] [canary ...] [header 16] slot end
+ *
+ * The header holds the size (48 bits), the kind (debug.h), the state (in
+ * use or freed), log2 of the alignment, and the allocation stack's id,
+ * under a 32-bit check word keyed with a random secret and p: a header an
+ * underflow wrote over, or an address that is not a block, fails it. The
+ * check word is the header's last four bytes, so the first bytes an
+ * underflow reaches. Canary bytes depend on their address and the secret
+ * and are never zero (a stray string terminator is caught).
+ *
+ * New blocks are junk-filled (0xa5 in every byte, calloc's zeroed), so
+ * that no data of a freed block shows through and a read of memory never
+ * written is recognisable. Freed blocks of level 1 are filled with 0x5a.
+ */
+#define _GNU_SOURCE
+#include "debug.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "chunk.h"
+#include "counters.h"
+#include "guard.h"
+#include "init.h"
+#include "msg.h"
+#include "os.h"
+#include "quarantine.h"
+#include "stack.h"
+
+#define ALLOC_FILL 0xa5
+#define FREE_FILL  0x5a
+#define TAIL_MIN   16 /* canary bytes after a level-1 block, at least */
+#define HDR        16
+
+enum { ST_LIVE = 0xa, ST_FREED = 0x5 };
+
+struct hdr {
+    uint64_t meta; /* size | kind << 48 | state << 52 | log2 align << 56 | slot << 62 */
+    uint32_t alloc_id;
+    uint32_t check;
+};
+
+#define SIZE_BITS  48
+#define META_SIZE(m)  ((m) & (((uint64_t)1 << SIZE_BITS) - 1))
+#define META_KIND(m)  ((unsigned)((m) >> 48) & 15)
+#define META_STATE(m) ((unsigned)((m) >> 52) & 15)
+#define META_ALIGN(m) ((unsigned)((m) >> 56) & 63)
+#define STATE_MASK    ((uint64_t)15 << 52)
+
+static uint64_t key; /* the secret of check words and canaries */
+static int faults_caught;
+
+static uint64_t secret(void) {
+    uint64_t k = load_relaxed(&key);
+    if (likely(k)) return k;
+    k = os_cookie_value * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+    /* every byte non-zero, so every canary byte is */
+    for (int i = 0; i < 64; i += 8)
+        if (((k >> i) & 0xff) == 0) k |= (uint64_t)0x3c << i;
+    store_relaxed(&key, k);
+    return k;
+}
+
+static uint32_t check_word(const void *p, uint64_t meta, uint32_t alloc_id) {
+    uint64_t h = ((uint64_t)(uintptr_t)p ^ secret()) * 0xff51afd7ed558ccdull;
+    h ^= (meta & ~STATE_MASK) + 0x9e3779b97f4a7c15ull + (h >> 29);
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= alloc_id + (h >> 32);
+    h *= 0xff51afd7ed558ccdull;
+    return (uint32_t)(h >> 32);
+}
+
+static inline uint8_t canary_at(uintptr_t a) {
+    return (uint8_t)(secret() >> ((a & 7) * 8));
+}
+
+static void canary_fill(char *from, char *to) {
+    uint64_t k = secret();
+    while (from < to && ((uintptr_t)from & 7)) {
+        *from = (char)canary_at((uintptr_t)from);
+        from++;
+    }
+    for (; from + 8 <= to; from += 8) memcpy(from, &k, 8);
+    for (; from < to; from++) *from = (char)canary_at((uintptr_t)from);
+}
+
+/* The first byte of [from, to) that is not its canary, or NULL. */
+static const char *canary_damaged(const char *from, const char *to) {
+    uint64_t k = secret();
+    for (; from < to && ((uintptr_t)from & 7); from++)
+        if ((uint8_t)*from != canary_at((uintptr_t)from)) return from;
+    for (; from + 8 <= to; from += 8) {
+        uint64_t w;
+        memcpy(&w, from, 8);
+        if (w != k) break;
+    }
+    for (; from < to; from++)
+        if ((uint8_t)*from != canary_at((uintptr_t)from)) return from;
+    return NULL;
+}
+
+/* The first byte of [from, to) that is not the free fill, or NULL. */
+static const char *fill_damaged(const char *from, const char *to) {
+    const uint64_t f = 0x0101010101010101ull * FREE_FILL;
+    for (; from < to && ((uintptr_t)from & 7); from++)
+        if ((uint8_t)*from != FREE_FILL) return from;
+    for (; from + 8 <= to; from += 8) {
+        uint64_t w;
+        memcpy(&w, from, 8);
+        if (w != f) break;
+    }
+    for (; from < to; from++)
+        if ((uint8_t)*from != FREE_FILL) return from;
+    return NULL;
+}
+
+/* ---- where a block's parts are ---- */
+
+/* A checked block as found from the address the program has. */
+struct blk {
+    char *p;
+    struct hdr *h;
+    char *base;     /* the engine's block, or the slot */
+    char *end;      /* the end of the canary after the block */
+    size_t n;       /* the program's bytes */
+    size_t under;   /* level 2, under layout */
+    char *slot;     /* level 2: the slot, else NULL */
+    size_t slot_size;
+    int open;       /* the slot is accessible (level 2) */
+    uint32_t alloc_id; /* the header's, once trusted; 0: unknown */
+};
+
+static int under_layout(void) {
+    return opt_get(OPT_CHECK_UNDER) != 0;
+}
+
+/* Fill b's derived fields from its header (trusted: the check word
+ * passed). */
+static void blk_layout(struct blk *b) {
+    uint64_t m = b->h->meta;
+    b->n = META_SIZE(m);
+    b->alloc_id = b->h->alloc_id;
+    if (b->slot) {
+        b->base = b->slot;
+        b->end = b->under ? (char *)b->h : b->slot + b->slot_size;
+    } else {
+        size_t a = (size_t)1 << META_ALIGN(m);
+        b->base = b->p - a;
+        b->end = b->base + ma_unpaged_usable(b->base);
+    }
+}
+
+/* Where the header of the block p of level-2 slot [slot, slot+size) is. */
+static struct hdr *slot_hdr(char *slot, size_t size, const char *p, int under) {
+    return under ? (struct hdr *)(void *)(slot + size - HDR)
+                 : (struct hdr *)(void *)align_down((uintptr_t)p - HDR, 8);
+}
+
+static int hdr_valid(const struct hdr *h, const void *p) {
+    uint64_t m = h->meta;
+    unsigned st = META_STATE(m), kind = META_KIND(m);
+    return (st == ST_LIVE || st == ST_FREED) && kind >= DBG_MALLOC && kind <= DBG_NEW_ARRAY &&
+           h->check == check_word(p, m, h->alloc_id);
+}
+
+enum found {
+    FOUND,      /* a checked block: b filled */
+    DAMAGED,    /* p - 16 starts a block of the engine that holds p, but its header fails */
+    CLOSED,     /* p is in a level-2 slot that is freed (inaccessible) */
+    NOT_CHECKED /* anything else: a block allocated while no check mode was on, or not a block */
+};
+
+static enum found find_block(const void *pv, struct blk *b) {
+    char *p = (char *)pv;
+    memset(b, 0, sizeof *b);
+    b->p = p;
+    if (guard_owns(p)) {
+        size_t size;
+        int open;
+        char *slot = guard_slot_of(p, &size, &open);
+        if (!slot || p < slot || p > slot + size) return NOT_CHECKED;
+        b->slot = slot;
+        b->slot_size = size;
+        b->open = open;
+        if (!open) return CLOSED;
+        b->under = p == slot && under_layout();
+        struct hdr *h = slot_hdr(slot, size, p, b->under);
+        if ((char *)h < slot) return NOT_CHECKED;
+        b->h = h;
+        if (!hdr_valid(h, p)) return DAMAGED;
+        blk_layout(b);
+        return FOUND;
+    }
+    if ((uintptr_t)p & (ALIGNMENT - 1)) return NOT_CHECKED;
+    for (unsigned k = 4; k <= 30; k++) {
+        size_t a = (size_t)1 << k;
+        if ((uintptr_t)p < a) break;
+        size_t u = ma_unpaged_usable(p - a);
+        if (u < a) continue;
+        b->h = (struct hdr *)(void *)(p - HDR);
+        if (hdr_valid(b->h, p) && META_ALIGN(b->h->meta) == k) {
+            blk_layout(b);
+            return FOUND;
+        }
+        if (k == 4) return DAMAGED;
+    }
+    b->h = NULL;
+    return NOT_CHECKED;
+}
+
+/* ---- reports ---- */
+
+struct report {
+    const char *bug;   /* "heap-buffer-overflow", ... */
+    const void *addr;  /* the address the first line names */
+    const char *who;   /* the call that found it, or NULL for a fault */
+    const char *extra; /* "(operator new [] vs operator delete)", or NULL */
+    int is_write;      /* for a fault */
+    uint32_t now_id;   /* the stack of the call, or of the fault */
+    const struct blk *b; /* the block, or NULL */
+    const char *where;   /* "after", "before", "inside" the block, or NULL */
+    size_t distance;
+    uint32_t free_id;
+    const char *note;    /* a last line, or NULL */
+};
+
+static void line(int fd, struct msg *m) {
+    msg_write(m, fd);
+    m->len = 0;
+}
+
+static __attribute__((cold, noinline)) void report_write(const struct report *r) {
+    int fd = 2;
+    struct msg m = {.len = 0};
+    msg_str(&m, "memalloc: ERROR: ");
+    msg_str(&m, r->bug);
+    if (r->extra) {
+        msg_str(&m, " ");
+        msg_str(&m, r->extra);
+    }
+    msg_str(&m, " on address ");
+    msg_hex(&m, (uintptr_t)r->addr);
+    if (r->who) {
+        msg_str(&m, " in ");
+        msg_str(&m, r->who);
+        msg_str(&m, "()");
+    } else {
+        msg_str(&m, r->is_write ? " (a write)" : " (a read)");
+    }
+    line(fd, &m);
+    stack_print(fd, r->now_id);
+    if (r->b && r->where) {
+        msg_hex(&m, (uintptr_t)r->addr);
+        msg_str(&m, " is ");
+        msg_dec(&m, r->distance);
+        msg_str(&m, " byte(s) ");
+        msg_str(&m, r->where);
+        msg_str(&m, " the ");
+        msg_dec(&m, r->b->n);
+        msg_str(&m, "-byte block [");
+        msg_hex(&m, (uintptr_t)r->b->p);
+        msg_str(&m, ",");
+        msg_hex(&m, (uintptr_t)r->b->p + r->b->n);
+        msg_str(&m, ")");
+        line(fd, &m);
+    }
+    if (r->note) {
+        msg_str(&m, r->note);
+        line(fd, &m);
+    }
+    if (r->free_id) {
+        msg_str(&m, "freed by:");
+        line(fd, &m);
+        stack_print(fd, r->free_id);
+    }
+    if (r->b && r->b->alloc_id) {
+        msg_str(&m, r->free_id ? "previously allocated by:" : "allocated by:");
+        line(fd, &m);
+        stack_print(fd, r->b->alloc_id);
+    }
+    msg_str(&m, "SUMMARY: memalloc: ");
+    msg_str(&m, r->bug);
+    if (r->who) {
+        msg_str(&m, " in ");
+        msg_str(&m, r->who);
+        msg_str(&m, "()");
+    }
+    line(fd, &m);
+}
+
+static __attribute__((noreturn, cold)) void report(const struct report *r) {
+    report_write(r);
+    os_abort();
+}
+
+static unsigned depth(void) {
+    return (unsigned)opt_get(OPT_CHECK_STACK);
+}
+
+/* Report if b's canaries are damaged (the header is valid). */
+static void verify_canaries(const struct blk *b, const char *who, void *ra) {
+    const char *bad = canary_damaged(b->p + b->n, b->end);
+    struct report r = {.who = who, .b = b};
+    if (bad) {
+        r.bug = "heap-buffer-overflow";
+        r.addr = bad;
+        r.where = "after";
+        r.distance = (size_t)(bad - (b->p + b->n));
+    } else if (!b->slot && META_ALIGN(b->h->meta) > 4 &&
+               (bad = canary_damaged(b->base, (char *)b->h)) != NULL) {
+        r.bug = "heap-buffer-underflow";
+        r.addr = bad;
+        r.where = "before";
+        r.distance = (size_t)(b->p - bad);
+    } else {
+        return;
+    }
+    r.now_id = stack_capture(ra, depth());
+    report(&r);
+}
+
+/* The report for a header that fails its check: an underflow wrote over
+ * it (the first damaged byte is the lowest one found different from
+ * what a header of the same fields would hold), or p is not a block. */
+static __attribute__((noreturn, cold)) void damaged(struct blk *b, const char *who, void *ra) {
+    struct report r = {.who = who, .addr = b->p, .now_id = stack_capture(ra, depth())};
+    const struct hdr *h = b->h;
+    uint64_t m = h->meta;
+    unsigned kind = META_KIND(m), st = META_STATE(m);
+    if (kind >= DBG_MALLOC && kind <= DBG_NEW_ARRAY && (st == ST_LIVE || st == ST_FREED)) {
+        struct hdr want = *h;
+        want.check = check_word(b->p, m, h->alloc_id);
+        const unsigned char *have = (const unsigned char *)h, *w = (const unsigned char *)&want;
+        size_t i = 0;
+        while (i < HDR && have[i] == w[i]) i++;
+        r.bug = "heap-buffer-underflow";
+        r.addr = (const char *)h + i;
+        r.where = "before";
+        r.distance = (size_t)(b->p - (const char *)r.addr);
+        b->n = META_SIZE(m);
+        if (i >= 12) b->alloc_id = h->alloc_id; /* only the check word was written over */
+        r.b = b;
+        r.note = "(the block's header was overwritten)";
+    } else {
+        r.bug = "heap-buffer-underflow";
+        r.note = "(the 16 bytes before the address are not a block's header: an underflow "
+                 "overwrote them, or the address is not a block)";
+    }
+    report(&r);
+}
+
+static __attribute__((noreturn, cold)) void bad_free(const void *p, const char *who, void *ra,
+                                                      const char *note) {
+    struct report r = {.bug = "bad-free", .addr = p, .who = who, .note = note};
+    r.now_id = stack_capture(ra, depth());
+    report(&r);
+}
+
+static __attribute__((noreturn, cold)) void double_free(struct blk *b, const char *who, void *ra) {
+    struct report r = {.bug = "double-free", .addr = b->p, .who = who, .b = b};
+    r.now_id = stack_capture(ra, depth());
+    r.free_id = quarantine_free_stack(b->p);
+    if (b->slot && !b->open) {
+        /* the slot is inaccessible: its header read with the slot open */
+        guard_peek(b->slot, 1);
+        b->under = b->p == b->slot && under_layout();
+        b->h = slot_hdr(b->slot, b->slot_size, b->p, b->under);
+        if (hdr_valid(b->h, b->p)) {
+            b->n = META_SIZE(b->h->meta);
+            b->alloc_id = b->h->alloc_id;
+        } else {
+            b->h = NULL;
+        }
+        guard_peek(b->slot, 0);
+    }
+    if (b->h) {
+        r.where = "inside";
+        r.distance = 0;
+    }
+    if (!r.free_id) r.note = "(the block left quarantine since it was freed)";
+    report(&r);
+}
+
+static const char *kind_name(unsigned k) {
+    return k == DBG_NEW ? "operator new" : k == DBG_NEW_ARRAY ? "operator new []" : "malloc";
+}
+static const char *release_name(unsigned k) {
+    return k == DBG_NEW ? "operator delete" : k == DBG_NEW_ARRAY ? "operator delete []" : "free";
+}
+
+/* ---- the quarantine's policy ---- */
+
+static size_t quarantine_limit(void) {
+    size_t q = opt_get(OPT_QUARANTINE);
+    if (opt_fixed(OPT_QUARANTINE)) return q;
+    size_t l = load_relaxed(&ma_counters.in_use) / 4;
+    if (l < ((size_t)4 << 20)) l = (size_t)4 << 20;
+    if (l > ((size_t)256 << 20)) l = (size_t)256 << 20;
+    return l;
+}
+
+/* A block leaves quarantine (or never enters it): verify and release. */
+static void release(void *pv, uint32_t free_id, const char *who, void *ra) {
+    char *p = pv;
+    if (guard_owns(p)) {
+        size_t size;
+        int open;
+        char *slot = guard_slot_of(p, &size, &open);
+        if (slot) guard_release(slot);
+        return;
+    }
+    struct blk b;
+    memset(&b, 0, sizeof b);
+    b.p = p;
+    b.h = (struct hdr *)(void *)(p - HDR);
+    blk_layout(&b);
+    const char *bad = fill_damaged(p, p + b.n);
+    if (bad) {
+        struct report r = {.bug = "heap-use-after-free", .addr = bad, .who = who, .b = &b};
+        r.where = "inside";
+        r.distance = (size_t)(bad - p);
+        r.free_id = free_id;
+        r.note = "(written after it was freed; found as the block left quarantine)";
+        r.now_id = stack_capture(ra, depth());
+        report(&r);
+    }
+    verify_canaries(&b, who, ra);
+    ma_free_slow(b.base, "free");
+}
+
+static void evict(const char *who, void *ra) {
+    struct quarantined out[16];
+    size_t limit = quarantine_limit();
+    unsigned n;
+    while ((n = quarantine_evict(limit, out, 16)) > 0)
+        for (unsigned i = 0; i < n; i++) release(out[i].p, out[i].free_id, who, ra);
+}
+
+/* ---- level 2: faults ---- */
+
+static int on_fault(void *addr, int is_write, void *pc) {
+    static int reporting;
+    size_t size;
+    int open;
+    char *slot = guard_slot_of(addr, &size, &open);
+    if (!slot || __atomic_exchange_n(&reporting, 1, __ATOMIC_ACQ_REL)) return 0;
+    struct report r = {.addr = addr, .is_write = is_write};
+    struct blk b;
+    memset(&b, 0, sizeof b);
+    b.slot = slot;
+    b.slot_size = size;
+    char *a = addr;
+    if (!open) guard_peek(slot, 1);
+    /* the block's header, in either layout */
+    struct hdr *h = (struct hdr *)(void *)(slot + size - HDR);
+    char *p = NULL;
+    if (hdr_valid(h, slot)) {
+        p = slot;
+        b.under = 1;
+    } else {
+        /* guard after: the block is the highest one whose header is valid
+         * (above it are its bytes and canary only) */
+        for (char *q = slot + size; q >= slot + HDR; q--) {
+            struct hdr *hq = slot_hdr(slot, size, q, 0);
+            if (hdr_valid(hq, q)) {
+                p = q;
+                h = hq;
+                break;
+            }
+        }
+    }
+    if (p) {
+        b.p = p;
+        b.h = h;
+        blk_layout(&b);
+        r.b = &b;
+    }
+    if (!open) guard_peek(slot, 0);
+    if (a >= slot && a < slot + size) {
+        if (open) return 0; /* not a fault of ours */
+        r.bug = "heap-use-after-free";
+        r.free_id = p ? quarantine_free_stack(p) : 0;
+        if (p) {
+            r.where = a >= p ? "inside" : "before";
+            r.distance = a >= p ? (size_t)(a - p) : (size_t)(p - a);
+        }
+    } else if (a >= slot + size) {
+        r.bug = "heap-buffer-overflow";
+        if (p) {
+            r.where = "after";
+            r.distance = (size_t)(a - (p + b.n));
+        }
+    } else {
+        r.bug = "heap-buffer-underflow";
+        if (p) {
+            r.where = "before";
+            r.distance = (size_t)(p - a);
+        }
+    }
+    r.now_id = stack_capture(pc, depth());
+    report_write(&r);
+    return 1;
+}
+
+/* ---- the entry points' work ---- */
+
+static void *plain_alloc(size_t n, size_t align, int zero) {
+    void *p = align > ALIGNMENT ? ma_aligned(align, n) : ma_malloc_slow(n);
+    if (p && zero) memset(p, 0, n);
+    return p;
+}
+
+static int log2_of(size_t a) {
+    return 63 - __builtin_clzll(a);
+}
+
+void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) {
+    if (!ready()) return plain_alloc(n, align, zero);
+    unsigned level = (unsigned)opt_get(OPT_CHECK);
+    if (stack_busy() || level == 0) return plain_alloc(n, align, zero);
+    size_t a = align < ALIGNMENT ? ALIGNMENT : align;
+    if (n > MAX_REQUEST - 2 * a - TAIL_MIN) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uint32_t id = stack_capture(ra, depth());
+    char *p = NULL, *end = NULL, *base = NULL;
+    struct hdr *h = NULL;
+    uint64_t slot_flag = 0;
+    if (level >= 2) {
+        size_t ps = os_page_size(), size;
+        int under = under_layout();
+        /* the block ends at the guard page exactly: it is aligned to what
+         * its size needs (an object of n bytes needs no more than the
+         * largest power of two that divides n), unless asked for more */
+        size_t na = align > ALIGNMENT ? a : n ? (size_t)1 << __builtin_ctzll(n | ALIGNMENT) : a;
+        char *slot = guard_alloc(n + HDR + (a > ps ? 2 * a : a), under, &size);
+        if (slot) {
+            if (!load_relaxed(&faults_caught)) {
+                store_relaxed(&faults_caught, 1);
+                os_catch_faults(on_fault);
+            }
+            if (under) {
+                p = a > ps ? (char *)align_up((uintptr_t)slot, a) : slot;
+                h = (struct hdr *)(void *)(slot + size - HDR);
+                end = (char *)h;
+            } else {
+                p = (char *)align_down((uintptr_t)(slot + size - n), na);
+                h = slot_hdr(slot, size, p, 0);
+                end = slot + size;
+            }
+            base = slot;
+            slot_flag = (uint64_t)1 << 62;
+        }
+    }
+    if (!p) {
+        size_t usable;
+        base = ma_alloc_unpaged(a + n + TAIL_MIN, a, &usable);
+        if (!base) return NULL;
+        p = base + a;
+        h = (struct hdr *)(void *)(p - HDR);
+        end = base + usable;
+        if (a > ALIGNMENT) canary_fill(base, (char *)h);
+    }
+    uint64_t meta = (uint64_t)n | (uint64_t)kind << 48 | (uint64_t)ST_LIVE << 52 |
+                    (uint64_t)log2_of(a) << 56 | slot_flag;
+    h->meta = meta;
+    h->alloc_id = id;
+    h->check = check_word(p, meta, id);
+    memset(p, zero ? 0 : ALLOC_FILL, n);
+    canary_fill(p + n, end);
+    stack_account(id, (int64_t)n, 1);
+    return p;
+}
+
+void *dbg_calloc(size_t n, size_t size, void *ra) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return dbg_alloc(total, ALIGNMENT, DBG_MALLOC, 1, ra);
+}
+
+/* The checks of a block handed back to who, as a release of kind (0:
+ * any) and, for a sized delete, of size bytes. */
+static void check_release(struct blk *b, enum found f, unsigned kind, size_t size, const char *who,
+                          void *ra) {
+    if (f == DAMAGED) damaged(b, who, ra);
+    if (f == CLOSED || META_STATE(b->h->meta) == ST_FREED) double_free(b, who, ra);
+    unsigned k = META_KIND(b->h->meta);
+    if (kind && k != kind) {
+        struct report r = {.bug = "alloc-dealloc-mismatch", .addr = b->p, .who = who, .b = b};
+        char extra[96];
+        struct msg m = {.len = 0};
+        msg_str(&m, "(");
+        msg_str(&m, kind_name(k));
+        msg_str(&m, " vs ");
+        msg_str(&m, release_name(kind));
+        msg_str(&m, ")");
+        size_t len = m.len < sizeof extra - 1 ? m.len : sizeof extra - 1;
+        memcpy(extra, m.buf, len);
+        extra[len] = '\0';
+        r.extra = extra;
+        r.where = "inside";
+        r.now_id = stack_capture(ra, depth());
+        report(&r);
+    }
+    if (size && size != b->n) {
+        struct report r = {.bug = "new-delete-type-mismatch", .addr = b->p, .who = who, .b = b};
+        char note[128];
+        struct msg m = {.len = 0};
+        msg_str(&m, "object of ");
+        msg_dec(&m, b->n);
+        msg_str(&m, " bytes deleted with size ");
+        msg_dec(&m, size);
+        size_t len = m.len < sizeof note - 1 ? m.len : sizeof note - 1;
+        memcpy(note, m.buf, len);
+        note[len] = '\0';
+        r.note = note;
+        r.where = "inside";
+        r.now_id = stack_capture(ra, depth());
+        report(&r);
+    }
+    verify_canaries(b, who, ra);
+}
+
+/* Free checked block b (verified) into quarantine. */
+static void retire(struct blk *b, const char *who, void *ra) {
+    uint64_t m = b->h->meta;
+    uint64_t freed = (m & ~STATE_MASK) | (uint64_t)ST_FREED << 52;
+    if (!__atomic_compare_exchange_n(&b->h->meta, &m, freed, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        double_free(b, who, ra); /* another thread freed it first */
+    stack_account(b->h->alloc_id, -(int64_t)b->n, -1);
+    uint32_t free_id = stack_capture(ra, depth());
+    size_t bytes;
+    if (b->slot) {
+        bytes = b->slot_size;
+        if (guard_close(b->slot) != 0) {
+            guard_release(b->slot);
+            return;
+        }
+    } else {
+        bytes = (size_t)(b->end - b->base);
+        memset(b->p, FREE_FILL, b->n);
+    }
+    if (opt_get(OPT_CHECK) == 0 || bytes > quarantine_limit() ||
+        quarantine_push(b->p, bytes, free_id) != 0) {
+        release(b->p, free_id, who, ra);
+        return;
+    }
+    evict(who, ra);
+}
+
+void dbg_free(void *p, enum dbg_kind kind, size_t size, const char *who, void *ra) {
+    if (!p || is_boot(p)) return;
+    struct blk b;
+    enum found f = find_block(p, &b);
+    if (f == NOT_CHECKED) {
+        if (ma_block_usable(p) == 0)
+            bad_free(p, who, ra,
+                     "(not the start of a block in use: never allocated, inside a block, or freed "
+                     "already)");
+        struct blk inner;
+        if (find_block((char *)p + HDR, &inner) == FOUND)
+            bad_free(p, who, ra, "(16 bytes before a block: not its start)");
+        ma_free_slow(p, who); /* a block from before the check mode */
+        return;
+    }
+    check_release(&b, f, kind, size, who, ra);
+    retire(&b, who, ra);
+}
+
+void *dbg_realloc(void *p, size_t n, const char *who, void *ra) {
+    if (!p) return dbg_alloc(n, ALIGNMENT, DBG_MALLOC, 0, ra);
+    if (n == 0) {
+        dbg_free(p, DBG_MALLOC, 0, who, ra);
+        return NULL;
+    }
+    struct blk b;
+    enum found f = find_block(p, &b);
+    size_t old;
+    if (f == NOT_CHECKED) {
+        if (is_boot(p))
+            old = boot_size(p);
+        else if ((old = ma_block_usable(p)) == 0)
+            return ma_realloc(p, n, who); /* the engine's diagnosis */
+    } else {
+        check_release(&b, f, DBG_MALLOC, 0, who, ra);
+        old = b.n;
+    }
+    if (n > MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* always moves: a stale pointer to the old block finds it in quarantine */
+    void *q = dbg_alloc(n, ALIGNMENT, DBG_MALLOC, 0, ra);
+    if (!q) return NULL;
+    memcpy(q, p, old < n ? old : n);
+    if (f == NOT_CHECKED) {
+        if (!is_boot(p)) ma_free_slow(p, who);
+    } else {
+        retire(&b, who, ra);
+    }
+    return q;
+}
+
+size_t dbg_usable_size(const void *p, const char *who, void *ra) {
+    if (!p) return 0;
+    if (is_boot(p)) return boot_size(p);
+    struct blk b;
+    enum found f = find_block(p, &b);
+    if (f == NOT_CHECKED) return ma_usable_size(p, who);
+    check_release(&b, f, 0, 0, who, ra);
+    return b.n;
+}
+
+/* ---- verification of everything, and exit ---- */
+
+int dbg_verify_quarantine(void) {
+    struct quarantined out[16];
+    unsigned n;
+    while ((n = quarantine_evict(0, out, 16)) > 0)
+        for (unsigned i = 0; i < n; i++)
+            release(out[i].p, out[i].free_id, "exit", __builtin_return_address(0));
+    return 0;
+}
+
+void dbg_verify_chunk(void *q, size_t usable) {
+    /* the header is at q + a - 16 for an alignment a that fits */
+    for (unsigned k = 4; k <= 30 && ((size_t)1 << k) <= usable; k++) {
+        char *p = (char *)q + ((size_t)1 << k);
+        struct hdr *h = (struct hdr *)(void *)(p - HDR);
+        if (!hdr_valid(h, p) || META_ALIGN(h->meta) != k) continue;
+        if (META_STATE(h->meta) != ST_LIVE) return;
+        struct blk b;
+        memset(&b, 0, sizeof b);
+        b.p = p;
+        b.h = h;
+        blk_layout(&b);
+        verify_canaries(&b, "memalloc_check", __builtin_return_address(0));
+        return;
+    }
+}
+
+void dbg_exit(void) {
+    if (!dbg_on()) return;
+    dbg_verify_quarantine();
+    if (opt_get(OPT_CHECK_LEAKS)) stack_report_leaks(2, 20);
+}

@@ -1,0 +1,59 @@
+/*
+ * debug.h: the check modes (debug.c), MEMALLOC_CHECK=1 and 2. The entry
+ * points (entry.h) hand a call here when a check mode is on; the engine
+ * below knows nothing of them.
+ *
+ * A checked block carries a 16-byte header just before the program's
+ * bytes (its size, how it was allocated, its state and the stack that
+ * allocated it, under a keyed check word) and canary bytes from its end
+ * to the end of the memory under it. Level 1 takes that memory from the
+ * engine's heap (a chunk or a mapped block, never an object of a page:
+ * every free of an address in it then reaches this file); level 2 from a
+ * guard slot (guard.h), so that the block ends at an inaccessible page.
+ * A freed block waits in quarantine (quarantine.h): level 1 fills it with
+ * a pattern and verifies the pattern when it leaves; level 2 makes its
+ * slot inaccessible, so that a use after free faults at once.
+ */
+#ifndef MEMALLOC_DEBUG_H
+#define MEMALLOC_DEBUG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "options.h"
+
+/* How a block was allocated, and how a call releases one. */
+enum dbg_kind {
+    DBG_MALLOC = 1,    /* malloc, calloc, realloc, memalign, ... and free */
+    DBG_NEW = 2,       /* operator new and delete */
+    DBG_NEW_ARRAY = 3, /* operator new[] and delete[] */
+};
+
+/* 1 while a check mode is on, or checked blocks may still be out (a
+ * program that turned its check mode off frees them here too). */
+static inline int dbg_on(void) {
+    return load_relaxed(&ma_check_ever);
+}
+
+/* The entry points' work in a check mode. ra: the return address of the
+ * program's call (the first frame of the stacks recorded); who: the name
+ * of the function the program called, for reports. align: a power of two
+ * (16 for the default). size: the size a sized delete gave, or 0. */
+void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra);
+void *dbg_calloc(size_t n, size_t size, void *ra);
+void dbg_free(void *p, enum dbg_kind kind, size_t size, const char *who, void *ra);
+void *dbg_realloc(void *p, size_t n, const char *who, void *ra);
+size_t dbg_usable_size(const void *p, const char *who, void *ra);
+
+/* Verify every block in quarantine and report the first damaged one; 0
+ * if none. The heap checker (check.c) verifies each block in use with
+ * dbg_verify_chunk. */
+int dbg_verify_quarantine(void);
+/* If the chunk payload q holds a checked block in use, verify its
+ * canaries (a report and abort if damaged). */
+void dbg_verify_chunk(void *q, size_t usable);
+/* At exit: the quarantine verified, then the leak report
+ * (MEMALLOC_CHECK_LEAKS). */
+void dbg_exit(void);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * entry.c: the entry points' slow paths (see entry.h), and the public API
+ * (memalloc.h).
+ */
+#define _GNU_SOURCE
+#include "entry.h"
+
+#include <errno.h>
+
+#include "init.h"
+#include "memalloc.h"
+
+#define RA __builtin_return_address(0)
+
+/* malloc's slow path reads the check mode after initialisation (ready),
+ * which reads MEMALLOC_CHECK: a program's first block is checked too. (A
+ * first block from calloc, realloc or memalign is not: blocks that were
+ * allocated while no check mode was on are freed as they were.) */
+void *entry_malloc_slow(size_t n) {
+    ready();
+    if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, ALIGNMENT, DBG_MALLOC, 0, ENTRY_RA());
+    return ma_malloc_slow(n);
+}
+
+void entry_free_slow(void *p, const char *who) {
+    if (unlikely(dbg_on()))
+        dbg_free(p, DBG_MALLOC, 0, who, ENTRY_RA());
+    else
+        ma_free_slow(p, who);
+}
+
+
+
+
+
+void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra) {
+    ready();
+    if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, kind, 0, ra);
+    return align > ALIGNMENT ? ma_aligned(align, n) : ma_malloc_slow(n);
+}
+
+void entry_delete_slow(void *p, enum dbg_kind kind, size_t size) {
+    const char *who = kind == DBG_NEW ? "operator delete" : "operator delete[]";
+    if (unlikely(dbg_on()))
+        dbg_free(p, kind, size, who, ENTRY_RA());
+    else
+        ma_free_slow(p, who);
+}
+
+/* ---- the public API (memalloc.h) ---- */
+
+void *memalloc(size_t size) {
+    return entry_malloc(size);
+}
+void *defalloc(size_t n, size_t elem_size) {
+    return entry_calloc(n, elem_size, RA);
+}
+void memfree(void *ptr) {
+    entry_free(ptr, "memfree");
+}
+void *memresize(void *ptr, size_t new_size) {
+    return entry_realloc(ptr, new_size, "memresize", RA);
+}
+size_t memalloc_usable_size(const void *ptr) {
+    return entry_usable_size(ptr, "memalloc_usable_size", RA);
+}
+int memalloc_trim(size_t pad) {
+    return ma_trim(pad);
+}
+
+void *memalloc_aligned(size_t alignment, size_t size) {
+    if (alignment == 0 || (alignment & (alignment - 1))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return entry_aligned(alignment, size, RA);
+}
+
+static int opt_of(enum memalloc_option o, enum ma_opt *out) {
+    switch (o) {
+    case MEMALLOC_OPT_MMAP_THRESHOLD:
+        *out = OPT_MMAP_THRESHOLD;
+        return 0;
+    case MEMALLOC_OPT_TRIM_THRESHOLD:
+        *out = OPT_TRIM_THRESHOLD;
+        return 0;
+    case MEMALLOC_OPT_STATS:
+        *out = OPT_STATS;
+        return 0;
+    case MEMALLOC_OPT_TCACHE:
+        *out = OPT_TCACHE;
+        return 0;
+    case MEMALLOC_OPT_PURGE_DELAY:
+        *out = OPT_PURGE_DELAY;
+        return 0;
+    case MEMALLOC_OPT_HUGEPAGE_THRESHOLD:
+        *out = OPT_HUGEPAGE;
+        return 0;
+    case MEMALLOC_OPT_CHECK:
+        *out = OPT_CHECK;
+        return 0;
+    case MEMALLOC_OPT_CHECK_STACK:
+        *out = OPT_CHECK_STACK;
+        return 0;
+    case MEMALLOC_OPT_CHECK_QUARANTINE:
+        *out = OPT_QUARANTINE;
+        return 0;
+    case MEMALLOC_OPT_CHECK_LEAKS:
+        *out = OPT_CHECK_LEAKS;
+        return 0;
+    }
+    return EINVAL;
+}
+
+int memalloc_set_option(enum memalloc_option opt, size_t value) {
+    enum ma_opt o;
+    if (opt_of(opt, &o) != 0) return EINVAL;
+    return ma_set_option(o, value);
+}
+
+size_t memalloc_get_option(enum memalloc_option opt) {
+    enum ma_opt o;
+    ready();
+    return opt_of(opt, &o) == 0 ? opt_get(o) : 0;
+}

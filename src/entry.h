@@ -1,0 +1,93 @@
+/*
+ * entry.h: the entry points as the libc names (preload/shim.c, cxx.c)
+ * and the public API (entry.c) call them. malloc, free, operator new and
+ * delete are inline: the engine's fast paths (api.h), whose misses come
+ * to the slow paths in entry.c; those hand the call to the check layer
+ * (debug.h) when a check mode is on. A check mode costs the fast paths
+ * nothing: it sets tc_limit to 0, so that malloc misses, and a checked
+ * block is never an object of a page, so that its free misses.
+ *
+ * ra is the return address of the program's call (the first frame of a
+ * check mode's stacks); who names the function the program called. The
+ * inline entry points pass none, so that their fast paths stay as they
+ * were: their slow paths are reached by a tail call (the fast paths have
+ * no stack frame), and take the program's return address as their own
+ * (ENTRY_RA). shim.c and cxx.c are built optimised in every build type
+ * so that this holds (the check modes' tests name the caller's function).
+ */
+#define ENTRY_RA() __builtin_return_address(0)
+#ifndef MEMALLOC_ENTRY_H
+#define MEMALLOC_ENTRY_H
+
+#include <stddef.h>
+
+#include "api.h"
+#include "debug.h"
+
+void *entry_malloc_slow(size_t n);
+void entry_free_slow(void *p, const char *who);
+
+static inline void *entry_calloc(size_t n, size_t size, void *ra) {
+    if (unlikely(opt_get(OPT_CHECK))) return dbg_calloc(n, size, ra);
+    return ma_calloc(n, size);
+}
+static inline void *entry_realloc(void *p, size_t n, const char *who, void *ra) {
+    if (unlikely(dbg_on())) return dbg_realloc(p, n, who, ra);
+    return ma_realloc(p, n, who);
+}
+/* align: a power of two (callers check). */
+static inline void *entry_aligned(size_t align, size_t n, void *ra) {
+    if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, DBG_MALLOC, 0, ra);
+    return ma_aligned(align, n);
+}
+static inline size_t entry_usable_size(const void *p, const char *who, void *ra) {
+    if (unlikely(dbg_on())) return dbg_usable_size(p, who, ra);
+    return ma_usable_size(p, who);
+}
+
+static inline void *entry_malloc(size_t n) {
+    if (likely(n < load_relaxed(&tc_limit))) {
+        void *p = tc_pop(tc_current, class_of(n));
+        if (likely(p != NULL)) return p;
+    }
+    return entry_malloc_slow(n);
+}
+
+static inline void entry_free(void *p, const char *who) {
+    struct tcache *t = tc_current;
+    struct page *g = page_of_object(p);
+    if (unlikely(g == NULL)) {
+        entry_free_slow(p, who);
+        return;
+    }
+    struct tcache *owner = load_relaxed(&g->owner);
+    if (unlikely(owner != t)) {
+        ma_free_foreign(t, owner, g, p, who);
+        return;
+    }
+    tc_push_own(t, g, p);
+}
+
+/* operator new and new[] (kind) when the fast path missed: a block
+ * aligned to align (16: the default), or NULL (the caller runs the
+ * new-handler). */
+void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra);
+
+/* operator delete and delete[] (kind); size: a sized delete's, or 0. */
+void entry_delete_slow(void *p, enum dbg_kind kind, size_t size);
+static inline void entry_delete(void *p, enum dbg_kind kind, size_t size) {
+    struct tcache *t = tc_current;
+    struct page *g = page_of_object(p);
+    if (unlikely(g == NULL)) {
+        entry_delete_slow(p, kind, size);
+        return;
+    }
+    struct tcache *owner = load_relaxed(&g->owner);
+    if (unlikely(owner != t)) {
+        ma_free_foreign(t, owner, g, p, kind == DBG_NEW ? "operator delete" : "operator delete[]");
+        return;
+    }
+    tc_push_own(t, g, p);
+}
+
+#endif
