@@ -51,7 +51,8 @@ void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t align, const void *nt);
 
 typedef void (*new_handler)(void);
 extern new_handler _ZSt15get_new_handlerv(void) __attribute__((weak)); /* std::get_new_handler */
-extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn)); /* std::__throw_bad_alloc */
+extern void _ZSt17__throw_bad_allocv(void)
+    __attribute__((weak, noreturn)); /* std::__throw_bad_alloc */
 
 /* new failed: the new-handler's turn; 0 if there is none (nothrow: return
  * NULL), else 1 to try again. Throws std::bad_alloc for the throwing forms. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "entry.h"
+#include "check.h"
 #include "chunk.h"
 #include "memalloc.h"
 #include "options.h"
@@ -181,8 +182,11 @@ EXPORT struct mallinfo mallinfo(void) {
     return mi;
 }
 
-/* MEMALLOC_STATS=1: the summary at exit (destructors run on exit(), not _exit()). */
+/* At exit (destructors run on exit(), not _exit()): in a check mode, every
+ * block verified, the quarantine verified and emptied, and the leak
+ * report if asked; MEMALLOC_STATS=1: the summary. */
 __attribute__((destructor)) static void memalloc_at_exit(void) {
+    check_at_exit();
     dbg_exit();
     stats_exit_report();
 }

@@ -354,6 +354,7 @@ void *ma_realloc(void *p, size_t n, const char *who) {
     size_t want = n;
     if (n > old && n - old < old / 4 && n + old / 4 <= MAX_REQUEST) want = old + old / 4;
     void *moved = NULL;
+    int saved = errno; /* a first try that fails sets it; a later one may succeed */
     /* growing to REALLOC_CHUNK or more (and below the mmap threshold): a
      * chunk of the heap, which can grow in place next time, where an
      * object of a page must move to a larger class */
@@ -362,6 +363,7 @@ void *ma_realloc(void *p, size_t n, const char *who) {
     if (!moved && want != n) moved = ma_malloc(want);
     if (!moved) moved = ma_malloc(n);
     if (!moved) return NULL;
+    errno = saved;
     memcpy(moved, p, old < n ? old : n);
     ma_free(p, who);
     return moved;
@@ -391,4 +393,3 @@ int ma_set_option(enum ma_opt o, size_t value) {
     if (o == OPT_TCACHE && value == 0) tc_disable_self();
     return 0;
 }
-

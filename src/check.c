@@ -9,8 +9,11 @@
  * (the first 20) and returns how many. The top of the engine: it reads
  * every layer's structures and changes none.
  */
+#include "check.h"
+
 #include "arena.h"
 #include "counters.h"
+#include "debug.h"
 #include "init.h"
 #include "large.h"
 #include "memalloc.h"
@@ -25,10 +28,29 @@ struct walk {
     size_t usable_bytes;   /* usable sizes of every live block */
     size_t large_bytes, large_blocks;
     size_t pages_seen, pages_walked; /* pages of ours or orphaned: in the regions, listed */
+    const void *damaged;             /* the first checked block found damaged (check modes) */
+    int quiet;                       /* count violations, print none */
 };
 
+/* A chunk or mapped block in use with payload q: if it holds a checked
+ * block (a check mode's) whose canaries or fill are damaged, report it. */
+static void check_block(struct walk *w, void *q, size_t usable) {
+    const void *p = NULL;
+    const char *bad = dbg_block_damaged(q, usable, &p);
+    if (!bad) return;
+    if (!w->damaged) w->damaged = p;
+    struct msg m = {.len = 0};
+    if (w->errors++ >= 20 || w->quiet) return;
+    msg_str(&m, "memalloc: check: checked block ");
+    msg_hex(&m, (uintptr_t)p);
+    msg_str(&m, " damaged at ");
+    msg_hex(&m, (uintptr_t)bad);
+    msg_str(&m, bad < (const char *)p ? " (before it)" : " (after it, or in it while freed)");
+    msg_emit(&m);
+}
+
 static void report(struct walk *w, const char *what, const void *where) {
-    if (w->errors++ >= 20) return;
+    if (w->errors++ >= 20 || w->quiet) return;
     struct msg m = {.len = 0};
     msg_str(&m, "memalloc: check: ");
     msg_str(&m, what);
@@ -73,6 +95,8 @@ static void check_region(struct heap *h, struct region *r, struct walk *w) {
         if (cinuse(c)) {
             w->in_use_bytes += size;
             w->usable_bytes += usable_size(c);
+            if (dbg_on() && !page_of(r, chunk_payload(c)))
+                check_block(w, chunk_payload(c), usable_size(c));
             prev_free = 0;
         } else {
             EXPECT(w, !prev_free, "two free chunks side by side", c);
@@ -130,6 +154,7 @@ static void check_large(const struct chunk *c, void *ctx) {
     EXPECT(w, ((uintptr_t)c - c->prev_foot) % page == 0, "mapped chunk lead off a page", c);
     EXPECT(w, (chunk_size(c) + c->prev_foot) % page == 0, "mapped length off a page", c);
     w->large_blocks++;
+    if (dbg_on()) check_block(w, chunk_payload((struct chunk *)c), usable_size(c));
     w->large_bytes += chunk_size(c) + c->prev_foot;
     w->usable_bytes += usable_size(c);
 }
@@ -218,8 +243,10 @@ static void check_orphans(struct arena *a, struct walk *w) {
            "idle orphans disagree with their budget", a);
 }
 
-int memalloc_check(void) {
-    struct walk w = {0};
+/* The walk, printing what it finds unless quiet; the first damaged
+ * checked block in *damaged. */
+static int walk_all(const void **damaged, int quiet) {
+    struct walk w = {.quiet = quiet};
     ready();
     lock_world(); /* (no arena is set up meanwhile) */
     for (unsigned i = ma_narenas; i < MAX_ARENAS; i++)
@@ -252,5 +279,21 @@ int memalloc_check(void) {
     EXPECT(&w, w.pages_seen == w.pages_walked,
            "pages in the regions and on the queues and orphan rings disagree", &w);
     unlock_world();
+    *damaged = w.damaged;
     return w.errors;
+}
+
+int memalloc_check(void) {
+    const void *damaged;
+    return walk_all(&damaged, 0);
+}
+
+void check_at_exit(void) {
+    if (!dbg_on()) return;
+    const void *damaged = NULL;
+    /* the engine's own invariants are memalloc_check's business: at exit
+     * other threads may still run, and only the blocks are reported */
+    walk_all(&damaged, 1);
+    /* the full report, with the block's stacks, outside the locks */
+    if (damaged) dbg_report_damaged(damaged, "exit");
 }

@@ -50,12 +50,13 @@ struct hdr {
     uint32_t check;
 };
 
-#define SIZE_BITS  48
+#define SIZE_BITS     48
 #define META_SIZE(m)  ((m) & (((uint64_t)1 << SIZE_BITS) - 1))
 #define META_KIND(m)  ((unsigned)((m) >> 48) & 15)
 #define META_STATE(m) ((unsigned)((m) >> 52) & 15)
 #define META_ALIGN(m) ((unsigned)((m) >> 56) & 63)
 #define STATE_MASK    ((uint64_t)15 << 52)
+#define ACCOUNTED     ((uint64_t)1 << 63) /* counted in its stack's bytes not freed */
 
 static uint64_t key; /* the secret of check words and canaries */
 static int faults_caught;
@@ -130,13 +131,13 @@ static const char *fill_damaged(const char *from, const char *to) {
 struct blk {
     char *p;
     struct hdr *h;
-    char *base;     /* the engine's block, or the slot */
-    char *end;      /* the end of the canary after the block */
-    size_t n;       /* the program's bytes */
-    size_t under;   /* level 2, under layout */
-    char *slot;     /* level 2: the slot, else NULL */
+    char *base;   /* the engine's block, or the slot */
+    char *end;    /* the end of the canary after the block */
+    size_t n;     /* the program's bytes */
+    size_t under; /* level 2, under layout */
+    char *slot;   /* level 2: the slot, else NULL */
     size_t slot_size;
-    int open;       /* the slot is accessible (level 2) */
+    int open;          /* the slot is accessible (level 2) */
     uint32_t alloc_id; /* the header's, once trusted; 0: unknown */
 };
 
@@ -145,8 +146,9 @@ static int under_layout(void) {
 }
 
 /* Fill b's derived fields from its header (trusted: the check word
- * passed). */
-static void blk_layout(struct blk *b) {
+ * passed); usable: the engine block's usable size, or 0 to ask the
+ * engine. */
+static void blk_layout(struct blk *b, size_t usable) {
     uint64_t m = b->h->meta;
     b->n = META_SIZE(m);
     b->alloc_id = b->h->alloc_id;
@@ -156,7 +158,7 @@ static void blk_layout(struct blk *b) {
     } else {
         size_t a = (size_t)1 << META_ALIGN(m);
         b->base = b->p - a;
-        b->end = b->base + ma_unpaged_usable(b->base);
+        b->end = b->base + (usable ? usable : ma_unpaged_usable(b->base));
     }
 }
 
@@ -198,7 +200,7 @@ static enum found find_block(const void *pv, struct blk *b) {
         if ((char *)h < slot) return NOT_CHECKED;
         b->h = h;
         if (!hdr_valid(h, p)) return DAMAGED;
-        blk_layout(b);
+        blk_layout(b, 0);
         return FOUND;
     }
     if ((uintptr_t)p & (ALIGNMENT - 1)) return NOT_CHECKED;
@@ -209,7 +211,7 @@ static enum found find_block(const void *pv, struct blk *b) {
         if (u < a) continue;
         b->h = (struct hdr *)(void *)(p - HDR);
         if (hdr_valid(b->h, p) && META_ALIGN(b->h->meta) == k) {
-            blk_layout(b);
+            blk_layout(b, u);
             return FOUND;
         }
         if (k == 4) return DAMAGED;
@@ -221,17 +223,17 @@ static enum found find_block(const void *pv, struct blk *b) {
 /* ---- reports ---- */
 
 struct report {
-    const char *bug;   /* "heap-buffer-overflow", ... */
-    const void *addr;  /* the address the first line names */
-    const char *who;   /* the call that found it, or NULL for a fault */
-    const char *extra; /* "(operator new [] vs operator delete)", or NULL */
-    int is_write;      /* for a fault */
-    uint32_t now_id;   /* the stack of the call, or of the fault */
+    const char *bug;     /* "heap-buffer-overflow", ... */
+    const void *addr;    /* the address the first line names */
+    const char *who;     /* the call that found it, or NULL for a fault */
+    const char *extra;   /* "(operator new [] vs operator delete)", or NULL */
+    int is_write;        /* for a fault */
+    uint32_t now_id;     /* the stack of the call, or of the fault */
     const struct blk *b; /* the block, or NULL */
     const char *where;   /* "after", "before", "inside" the block, or NULL */
     size_t distance;
     uint32_t free_id;
-    const char *note;    /* a last line, or NULL */
+    const char *note; /* a last line, or NULL */
 };
 
 static void line(int fd, struct msg *m) {
@@ -360,7 +362,7 @@ static __attribute__((noreturn, cold)) void damaged(struct blk *b, const char *w
 }
 
 static __attribute__((noreturn, cold)) void bad_free(const void *p, const char *who, void *ra,
-                                                      const char *note) {
+                                                     const char *note) {
     struct report r = {.bug = "bad-free", .addr = p, .who = who, .note = note};
     r.now_id = stack_capture(ra, depth());
     report(&r);
@@ -403,27 +405,33 @@ static const char *release_name(unsigned k) {
 static size_t quarantine_limit(void) {
     size_t q = opt_get(OPT_QUARANTINE);
     if (opt_fixed(OPT_QUARANTINE)) return q;
-    size_t l = load_relaxed(&ma_counters.in_use) / 4;
-    if (l < ((size_t)4 << 20)) l = (size_t)4 << 20;
+    size_t l = load_relaxed(&ma_counters.in_use) / 16;
+    if (l < ((size_t)1 << 20)) l = (size_t)1 << 20;
     if (l > ((size_t)256 << 20)) l = (size_t)256 << 20;
     return l;
 }
 
-/* A block leaves quarantine (or never enters it): verify and release. */
-static void release(void *pv, uint32_t free_id, const char *who, void *ra) {
+/* A block leaves quarantine (or never enters it): verify its fill, unless
+ * its slot is closed, and release it. bytes: what the quarantine counted
+ * (the engine block's usable size, or the slot's). */
+static void release(void *pv, size_t bytes, uint32_t free_id, const char *who, void *ra) {
     char *p = pv;
-    if (guard_owns(p)) {
-        size_t size;
-        int open;
-        char *slot = guard_slot_of(p, &size, &open);
-        if (slot) guard_release(slot);
-        return;
-    }
     struct blk b;
     memset(&b, 0, sizeof b);
     b.p = p;
-    b.h = (struct hdr *)(void *)(p - HDR);
-    blk_layout(&b);
+    if (guard_owns(p)) {
+        b.slot = guard_slot_of(p, &b.slot_size, &b.open);
+        if (!b.slot) return;
+        if (!b.open) {
+            guard_release(b.slot);
+            return;
+        }
+        b.under = p == b.slot && under_layout();
+        b.h = slot_hdr(b.slot, b.slot_size, p, b.under);
+    } else {
+        b.h = (struct hdr *)(void *)(p - HDR);
+    }
+    blk_layout(&b, bytes);
     const char *bad = fill_damaged(p, p + b.n);
     if (bad) {
         struct report r = {.bug = "heap-use-after-free", .addr = bad, .who = who, .b = &b};
@@ -435,7 +443,10 @@ static void release(void *pv, uint32_t free_id, const char *who, void *ra) {
         report(&r);
     }
     verify_canaries(&b, who, ra);
-    ma_free_slow(b.base, "free");
+    if (b.slot)
+        guard_release(b.slot);
+    else
+        ma_free_slow(b.base, "free");
 }
 
 static void evict(const char *who, void *ra) {
@@ -443,7 +454,31 @@ static void evict(const char *who, void *ra) {
     size_t limit = quarantine_limit();
     unsigned n;
     while ((n = quarantine_evict(limit, out, 16)) > 0)
-        for (unsigned i = 0; i < n; i++) release(out[i].p, out[i].free_id, who, ra);
+        for (unsigned i = 0; i < n; i++) release(out[i].p, out[i].bytes, out[i].free_id, who, ra);
+}
+
+/*
+ * Level 2 closes a freed block's slot (a use after free then faults at
+ * once) within a budget of system calls: closing and later reopening a
+ * slot costs two mprotect calls and a page fault, from a microsecond on
+ * bare metal to tens of microseconds in a virtual machine (57 us on the
+ * one docs/benchmarks.md describes), which a program that frees millions
+ * of blocks cannot afford. Beyond 16 closes per 16 ms (1,000 a second), a
+ * freed block is filled and verified as in level 1 instead; a program that
+ * frees at a human pace, as a misuse reproducer does, gets every block
+ * closed.
+ */
+#define CLOSE_WINDOW_MS 16
+#define CLOSE_BUDGET    16
+static int close_allowed(void) {
+    static uint64_t window;
+    static unsigned used;
+    uint64_t w = os_now_ms() / CLOSE_WINDOW_MS;
+    if (load_relaxed(&window) != w) {
+        store_relaxed(&window, w);
+        store_relaxed(&used, 0);
+    }
+    return add_relaxed(&used, 1) <= CLOSE_BUDGET;
 }
 
 /* ---- level 2: faults ---- */
@@ -482,7 +517,7 @@ static int on_fault(void *addr, int is_write, void *pc) {
     if (p) {
         b.p = p;
         b.h = h;
-        blk_layout(&b);
+        blk_layout(&b, 0);
         r.b = &b;
     }
     if (!open) guard_peek(slot, 0);
@@ -572,14 +607,17 @@ void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) 
         end = base + usable;
         if (a > ALIGNMENT) canary_fill(base, (char *)h);
     }
+    /* the leak report's accounting costs two atomic additions per call:
+     * only when it is asked for */
+    int leaks = opt_get(OPT_CHECK_LEAKS) != 0;
     uint64_t meta = (uint64_t)n | (uint64_t)kind << 48 | (uint64_t)ST_LIVE << 52 |
-                    (uint64_t)log2_of(a) << 56 | slot_flag;
+                    (uint64_t)log2_of(a) << 56 | slot_flag | (leaks ? ACCOUNTED : 0);
     h->meta = meta;
     h->alloc_id = id;
     h->check = check_word(p, meta, id);
     memset(p, zero ? 0 : ALLOC_FILL, n);
     canary_fill(p + n, end);
-    stack_account(id, (int64_t)n, 1);
+    if (leaks) stack_account(id, (int64_t)n, 1);
     return p;
 }
 
@@ -639,28 +677,29 @@ static void check_release(struct blk *b, enum found f, unsigned kind, size_t siz
 static void retire(struct blk *b, const char *who, void *ra) {
     uint64_t m = b->h->meta;
     uint64_t freed = (m & ~STATE_MASK) | (uint64_t)ST_FREED << 52;
-    if (!__atomic_compare_exchange_n(&b->h->meta, &m, freed, 0, __ATOMIC_ACQ_REL,
-                                     __ATOMIC_RELAXED))
+    if (!__atomic_compare_exchange_n(&b->h->meta, &m, freed, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         double_free(b, who, ra); /* another thread freed it first */
-    stack_account(b->h->alloc_id, -(int64_t)b->n, -1);
+    if (m & ACCOUNTED) stack_account(b->h->alloc_id, -(int64_t)b->n, -1);
     uint32_t free_id = stack_capture(ra, depth());
     size_t bytes;
     if (b->slot) {
         bytes = b->slot_size;
-        if (guard_close(b->slot) != 0) {
-            guard_release(b->slot);
-            return;
-        }
+        if (!close_allowed() || guard_close(b->slot) != 0) memset(b->p, FREE_FILL, b->n);
     } else {
         bytes = (size_t)(b->end - b->base);
         memset(b->p, FREE_FILL, b->n);
     }
-    if (opt_get(OPT_CHECK) == 0 || bytes > quarantine_limit() ||
-        quarantine_push(b->p, bytes, free_id) != 0) {
-        release(b->p, free_id, who, ra);
+    size_t limit = quarantine_limit();
+    struct quarantined out[16];
+    int n = opt_get(OPT_CHECK) == 0 || bytes > limit
+                ? -1
+                : quarantine_push(b->p, bytes, free_id, limit, out, 16);
+    if (n < 0) {
+        release(b->p, bytes, free_id, who, ra);
         return;
     }
-    evict(who, ra);
+    for (int i = 0; i < n; i++) release(out[i].p, out[i].bytes, out[i].free_id, who, ra);
+    if (n == 16) evict(who, ra);
 }
 
 void dbg_free(void *p, enum dbg_kind kind, size_t size, const char *who, void *ra) {
@@ -728,34 +767,50 @@ size_t dbg_usable_size(const void *p, const char *who, void *ra) {
 
 /* ---- verification of everything, and exit ---- */
 
-int dbg_verify_quarantine(void) {
-    struct quarantined out[16];
-    unsigned n;
-    while ((n = quarantine_evict(0, out, 16)) > 0)
-        for (unsigned i = 0; i < n; i++)
-            release(out[i].p, out[i].free_id, "exit", __builtin_return_address(0));
-    return 0;
+const char *dbg_block_damaged(void *q, size_t usable, const void **pp) {
+    /* the header is at q + a - 16 for an alignment a the block holds */
+    for (unsigned k = 4; k <= 30 && ((size_t)1 << k) < usable; k++) {
+        char *p = (char *)q + ((size_t)1 << k);
+        const struct hdr *h = (const struct hdr *)(void *)(p - HDR);
+        if (!hdr_valid(h, p) || META_ALIGN(h->meta) != k) continue;
+        size_t n = META_SIZE(h->meta);
+        if (n > usable - ((size_t)1 << k)) return NULL;
+        *pp = p;
+        const char *bad = canary_damaged(p + n, (char *)q + usable);
+        if (!bad && k > 4) bad = canary_damaged(q, (const char *)h);
+        if (!bad && META_STATE(h->meta) == ST_FREED) bad = fill_damaged(p, p + n);
+        return bad;
+    }
+    return NULL;
 }
 
-void dbg_verify_chunk(void *q, size_t usable) {
-    /* the header is at q + a - 16 for an alignment a that fits */
-    for (unsigned k = 4; k <= 30 && ((size_t)1 << k) <= usable; k++) {
-        char *p = (char *)q + ((size_t)1 << k);
-        struct hdr *h = (struct hdr *)(void *)(p - HDR);
-        if (!hdr_valid(h, p) || META_ALIGN(h->meta) != k) continue;
-        if (META_STATE(h->meta) != ST_LIVE) return;
-        struct blk b;
-        memset(&b, 0, sizeof b);
-        b.p = p;
-        b.h = h;
-        blk_layout(&b);
-        verify_canaries(&b, "memalloc_check", __builtin_return_address(0));
-        return;
+void dbg_report_damaged(const void *p, const char *who) {
+    struct blk b;
+    void *ra = __builtin_return_address(0);
+    enum found f = find_block(p, &b);
+    if (f == DAMAGED) damaged(&b, who, ra);
+    if (f == FOUND && META_STATE(b.h->meta) == ST_FREED) {
+        const char *bad = fill_damaged(b.p, b.p + b.n);
+        if (bad) {
+            struct report r = {.bug = "heap-use-after-free", .addr = bad, .who = who, .b = &b};
+            r.where = "inside";
+            r.distance = (size_t)(bad - b.p);
+            r.free_id = quarantine_free_stack(b.p);
+            r.note = "(written after it was freed)";
+            r.now_id = stack_capture(ra, depth());
+            report(&r);
+        }
     }
+    if (f == FOUND) verify_canaries(&b, who, ra);
+    bad_free(p, who, ra, "(a damaged block that could not be described)");
 }
 
 void dbg_exit(void) {
     if (!dbg_on()) return;
-    dbg_verify_quarantine();
+    struct quarantined out[16];
+    unsigned n;
+    while ((n = quarantine_evict(0, out, 16)) > 0)
+        for (unsigned i = 0; i < n; i++)
+            release(out[i].p, out[i].bytes, out[i].free_id, "exit", __builtin_return_address(0));
     if (opt_get(OPT_CHECK_LEAKS)) stack_report_leaks(2, 20);
 }

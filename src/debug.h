@@ -45,15 +45,17 @@ void dbg_free(void *p, enum dbg_kind kind, size_t size, const char *who, void *r
 void *dbg_realloc(void *p, size_t n, const char *who, void *ra);
 size_t dbg_usable_size(const void *p, const char *who, void *ra);
 
-/* Verify every block in quarantine and report the first damaged one; 0
- * if none. The heap checker (check.c) verifies each block in use with
- * dbg_verify_chunk. */
-int dbg_verify_quarantine(void);
-/* If the chunk payload q holds a checked block in use, verify its
- * canaries (a report and abort if damaged). */
-void dbg_verify_chunk(void *q, size_t usable);
-/* At exit: the quarantine verified, then the leak report
- * (MEMALLOC_CHECK_LEAKS). */
+/* For the heap checker (check.c), which walks the engine's blocks with
+ * every lock held: if the block of the engine at q (usable bytes) holds a
+ * checked block, in use or in quarantine, the first byte of its canaries
+ * or free fill that is damaged, else NULL; *p: the checked block. Takes
+ * no lock and reports nothing. */
+const char *dbg_block_damaged(void *q, size_t usable, const void **p);
+/* The full report for checked block p found damaged, as found by who;
+ * aborts. */
+_Noreturn void dbg_report_damaged(const void *p, const char *who);
+/* At exit: the blocks in quarantine verified and released, then the leak
+ * report (MEMALLOC_CHECK_LEAKS). */
 void dbg_exit(void);
 
 #endif

@@ -29,10 +29,6 @@ void entry_free_slow(void *p, const char *who) {
         ma_free_slow(p, who);
 }
 
-
-
-
-
 void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, kind, 0, ra);

@@ -21,23 +21,31 @@
 #define FREE_LISTS     4096 /* lists for slots of 1 .. FREE_LISTS-1 pages; larger: one list */
 
 char *guard_pool;
-static uint64_t *slot_map;    /* per page: (first page + 1) << 32 | data pages;
-                                 on the first page, OPEN_BIT while open */
-static uint32_t *slot_next;   /* per slot's first page: the next free slot's (+1) */
+static uint64_t *slot_map;  /* per page: (first page + 1) << 32 | data pages;
+                               on the first page, OPEN_BIT while open */
+static uint32_t *slot_next; /* per slot's first page: the next free slot's (+1) */
 static uint32_t free_head[FREE_LISTS];
-static size_t pool_pages;     /* pages of the stretch (page size known at the first call) */
-static size_t carved;         /* pages carved so far */
-static size_t live, budget;   /* accessible slots; the most allowed */
+static size_t pool_pages;         /* pages of the stretch (page size known at the first call) */
+static size_t carved;             /* pages carved so far */
+static size_t open_slots, budget; /* accessible slots (each a mapping); the most allowed */
 static int layout_under;
 static pthread_mutex_t g_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static int setup(int under) {
     size_t ps = os_page_size();
     pool_pages = GUARD_POOL_BYTES / ps;
-    slot_map = os_map(pool_pages * sizeof *slot_map);
-    slot_next = os_map(pool_pages * sizeof *slot_next);
+    uint64_t *map = os_map(pool_pages * sizeof *slot_map);
+    uint32_t *next = os_map(pool_pages * sizeof *slot_next);
     char *pool = os_reserve(GUARD_POOL_BYTES);
-    if (!slot_map || !slot_next || !pool) return -1;
+    if (!map || !next || !pool) {
+        /* nothing kept: the next call tries again from nothing */
+        if (map) os_unmap(map, pool_pages * sizeof *slot_map);
+        if (next) os_unmap(next, pool_pages * sizeof *slot_next);
+        if (pool) os_unmap(pool, GUARD_POOL_BYTES);
+        return -1;
+    }
+    slot_map = map;
+    slot_next = next;
     /* each accessible slot is one mapping, or two where it splits one */
     budget = os_max_mappings() / 4;
     layout_under = under;
@@ -72,26 +80,30 @@ void *guard_alloc(size_t bytes, int under, size_t *size) {
     char *data = NULL;
     pthread_mutex_lock(&g_mutex);
     if (!guard_pool && setup(under) != 0) goto out;
-    if (live >= budget || np >= pool_pages) goto out;
+    if (np >= pool_pages) goto out;
     size_t s1 = take_free(np);
     if (!s1) {
+        if (open_slots >= budget) goto out;
         if (carved + np + 1 > pool_pages || carved + 1 > UINT32_MAX) goto out;
         size_t s = carved;
-        for (size_t i = 0; i <= np; i++) slot_map[s + i] = (uint64_t)(s + 1) << 32 | np;
-        carved += np + 1;
+        for (size_t i = 0; i <= np; i++)
+            store_relaxed(&slot_map[s + i], (uint64_t)(s + 1) << 32 | np);
+        store_relaxed(&carved, carved + np + 1);
         s1 = s + 1;
     }
     data = guard_pool + data_page(s1 - 1) * ps;
-    if (os_protect(data, np * ps, 1) != 0) {
-        /* back on its list, inaccessible as it was */
-        size_t s = s1 - 1;
-        slot_next[s] = free_head[np < FREE_LISTS ? np : 0];
-        free_head[np < FREE_LISTS ? np : 0] = (uint32_t)s1;
-        data = NULL;
-        goto out;
+    if (!(slot_map[s1 - 1] & OPEN_BIT)) {
+        if (open_slots >= budget || os_protect(data, np * ps, 1) != 0) {
+            /* back on its list, inaccessible as it was */
+            size_t s = s1 - 1;
+            slot_next[s] = free_head[np < FREE_LISTS ? np : 0];
+            free_head[np < FREE_LISTS ? np : 0] = (uint32_t)s1;
+            data = NULL;
+            goto out;
+        }
+        open_slots++;
+        store_relaxed(&slot_map[s1 - 1], slot_map[s1 - 1] | OPEN_BIT);
     }
-    live++;
-    store_relaxed(&slot_map[s1 - 1], slot_map[s1 - 1] | OPEN_BIT);
     *size = np * ps;
 out:
     pthread_mutex_unlock(&g_mutex);
@@ -101,7 +113,7 @@ out:
 /* The first page index of the slot whose data start at data. */
 static size_t slot_index(const void *data) {
     size_t page = (size_t)((const char *)data - guard_pool) / os_page_size();
-    return (size_t)(slot_map[page] >> 32) - 1;
+    return (size_t)(load_relaxed(&slot_map[page]) >> 32) - 1;
 }
 
 int guard_close(void *data) {
@@ -109,7 +121,7 @@ int guard_close(void *data) {
     if (os_protect(data, np * os_page_size(), 0) != 0) return -1;
     pthread_mutex_lock(&g_mutex);
     store_relaxed(&slot_map[s], slot_map[s] & ~OPEN_BIT);
-    live--;
+    open_slots--;
     pthread_mutex_unlock(&g_mutex);
     return 0;
 }
@@ -122,13 +134,9 @@ void guard_peek(void *data, int access) {
 void guard_release(void *data) {
     pthread_mutex_lock(&g_mutex);
     size_t s = slot_index(data), np = SLOT_PAGES(slot_map[s]);
-    if (slot_map[s] & OPEN_BIT) {
-        os_protect(data, np * os_page_size(), 0);
-        store_relaxed(&slot_map[s], slot_map[s] & ~OPEN_BIT);
-        live--;
-    }
     /* a large slot's pages go back to the system now; a small one's stay
-     * (its next block writes them again) */
+     * (its next block writes them again); an open slot stays open, so that
+     * its next block costs no system call */
     if (np > 16) os_purge(data, np * os_page_size());
     slot_next[s] = free_head[np < FREE_LISTS ? np : 0];
     free_head[np < FREE_LISTS ? np : 0] = (uint32_t)(s + 1);

@@ -6,8 +6,9 @@
  * slots live in one stretch of address space reserved at the first
  * allocation; a freed slot is made inaccessible as a whole and reused for
  * a block of the same number of pages, so that after a program's first
- * allocations a slot costs one mprotect when it is handed out and one
- * when it is freed, and no mapping is ever made or removed.
+ * allocations a slot costs no system call, unless it was closed
+ * (guard_close: made inaccessible while its freed block waits in
+ * quarantine), which costs one mprotect then and one when it is reused.
  *
  * Each accessible slot is a mapping of its own to the kernel, whose count
  * per process is bounded (vm.max_map_count): guard_alloc fails, and the
@@ -41,7 +42,7 @@ void *guard_alloc(size_t bytes, int under, size_t *size);
 /* Make the slot starting at data inaccessible (a freed block waiting in
  * quarantine): 0, or -1 if the system refused (the slot stays open). */
 int guard_close(void *data);
-/* Give the slot starting at data back for reuse (closed or not). */
+/* Give the slot starting at data back for reuse, as it is (closed or open). */
 void guard_release(void *data);
 /* The slot whose pages or guard hold a: its first byte and size, and
  * whether it is open (handed out and not freed); NULL if a is in no slot

@@ -33,6 +33,41 @@ extern void _IO_list_unlock(void) __attribute__((weak));
 static size_t page_size = 4096;
 uint64_t os_cookie_value;
 
+#ifdef MEMALLOC_FAULT_INJECT
+/* Fault injection (os.h; a test build only): each call that maps, remaps,
+ * purges, reserves or protects memory counts itself, and the one that
+ * os_fault_after chose fails as its system call would. */
+static uint64_t fault_calls, fault_at; /* calls counted; the one to refuse (0: none) */
+static const char *fault_refused;      /* the name of the call refused */
+
+/* Count a call of what; 1 if it is the one to refuse. */
+static int fault_here(const char *what) {
+    if (add_relaxed(&fault_calls, 1) != load_relaxed(&fault_at)) return 0;
+    store_relaxed(&fault_refused, what);
+    return 1;
+}
+
+void os_fault_after(uint64_t n) {
+    store_relaxed(&fault_refused, NULL);
+    store_relaxed(&fault_at, n ? load_relaxed(&fault_calls) + n : 0);
+}
+
+uint64_t os_fault_calls(void) {
+    return load_relaxed(&fault_calls);
+}
+
+const char *os_fault_refused(void) {
+    return load_relaxed(&fault_refused);
+}
+
+#define FAULT(what, failure)                                                                       \
+    do {                                                                                           \
+        if (fault_here(what)) return failure;                                                      \
+    } while (0)
+#else
+#define FAULT(what, failure) ((void)0)
+#endif
+
 void os_init(void) {
     int saved = errno;
     unsigned long ps = getauxval(AT_PAGESZ);
@@ -53,6 +88,7 @@ size_t os_page_size(void) {
 }
 
 void *os_map(size_t size) {
+    FAULT("os_map", NULL);
     int saved = errno;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
@@ -108,6 +144,7 @@ int os_unmap(void *p, size_t size) {
 }
 
 void *os_remap(void *p, size_t old_size, size_t new_size) {
+    FAULT("os_remap", NULL);
     int saved = errno;
     void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
     errno = saved;
@@ -115,6 +152,7 @@ void *os_remap(void *p, size_t old_size, size_t new_size) {
 }
 
 void *os_reserve(size_t size) {
+    FAULT("os_reserve", NULL);
     int saved = errno;
     void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     errno = saved;
@@ -122,6 +160,7 @@ void *os_reserve(size_t size) {
 }
 
 int os_protect(void *p, size_t size, int access) {
+    FAULT("os_protect", ENOMEM);
     int saved = errno;
     int rc = mprotect(p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) == 0 ? 0 : errno;
     errno = saved;
@@ -129,6 +168,7 @@ int os_protect(void *p, size_t size, int access) {
 }
 
 void *os_map_file(const char *path, size_t *size) {
+    FAULT("os_map_file", NULL);
     int saved = errno;
     void *p = NULL;
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
@@ -216,6 +256,7 @@ void os_catch_faults(os_fault_fn fn) {
 }
 
 int os_purge(void *p, size_t size) {
+    FAULT("os_purge", ENOMEM);
     int saved = errno;
     int rc = madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
     errno = saved;

@@ -68,6 +68,21 @@ uint64_t os_now_ms(void);
  * clock again. */
 void os_clock_set(uint64_t ms);
 
+#ifdef MEMALLOC_FAULT_INJECT
+/* Fault injection, in a test build only (cmake -DMEMALLOC_FAULT_INJECT=ON;
+ * tests/faults). The calls that map, remap, purge, reserve or protect
+ * memory count themselves: os_map (os_map_aligned through the os_map
+ * calls it makes), os_remap, os_purge, os_reserve, os_protect and
+ * os_map_file; not os_advise_huge, a hint whose refusal changes nothing,
+ * nor os_unmap. The nth counted call from now fails as its system call
+ * would (NULL, or ENOMEM; errno kept), once; n == 0: none fails.
+ * os_fault_calls: the calls counted so far; os_fault_refused: the name of
+ * the call refused since os_fault_after, or NULL. */
+void os_fault_after(uint64_t n);
+uint64_t os_fault_calls(void);
+const char *os_fault_refused(void);
+#endif
+
 /* Value of environment variable name, from environ, or NULL. */
 const char *os_getenv(const char *name);
 /* Write all of buf to fd, retrying on EINTR; errors are ignored. */

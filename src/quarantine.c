@@ -17,7 +17,20 @@ static size_t head, count; /* the oldest entry; the number held */
 static size_t held;        /* bytes */
 static pthread_mutex_t q_mutex = PTHREAD_MUTEX_INITIALIZER;
 
-int quarantine_push(void *p, size_t bytes, uint32_t free_id) {
+static unsigned evict_locked(size_t limit, struct quarantined *out, unsigned max) {
+    unsigned n = 0;
+    while (n < max && count > 0 && (held > limit || count == RING_SLOTS)) {
+        out[n] = ring[head];
+        store_relaxed(&held, held - out[n].bytes);
+        head = (head + 1) & (RING_SLOTS - 1);
+        count--;
+        n++;
+    }
+    return n;
+}
+
+int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struct quarantined *out,
+                    unsigned max) {
     pthread_mutex_lock(&q_mutex);
     if (!ring) ring = os_map(RING_SLOTS * sizeof *ring);
     int rc = -1;
@@ -28,22 +41,15 @@ int quarantine_push(void *p, size_t bytes, uint32_t free_id) {
         e->free_id = free_id;
         count++;
         store_relaxed(&held, held + bytes);
-        rc = 0;
+        rc = (int)evict_locked(limit, out, max);
     }
     pthread_mutex_unlock(&q_mutex);
     return rc;
 }
 
 unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max) {
-    unsigned n = 0;
     pthread_mutex_lock(&q_mutex);
-    while (n < max && count > 0 && (held > limit || count == RING_SLOTS)) {
-        out[n] = ring[head];
-        store_relaxed(&held, held - out[n].bytes);
-        head = (head + 1) & (RING_SLOTS - 1);
-        count--;
-        n++;
-    }
+    unsigned n = evict_locked(limit, out, max);
     pthread_mutex_unlock(&q_mutex);
     return n;
 }

@@ -20,9 +20,11 @@ struct quarantined {
     uint32_t pad;
 };
 
-/* Hold block p; 0, or -1 if there is no room for the ring (the caller
- * frees p at once). */
-int quarantine_push(void *p, size_t bytes, uint32_t free_id);
+/* Hold block p, then take out the oldest blocks as quarantine_evict
+ * does, under one take of the lock; their number, or -1 if there is no
+ * room for the ring (p is not held: the caller frees it at once). */
+int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struct quarantined *out,
+                    unsigned max);
 /* Take the oldest blocks out while the blocks held exceed limit bytes or
  * the ring is full, at most max of them, into out; their number. */
 unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max);

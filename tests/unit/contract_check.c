@@ -1,0 +1,209 @@
+/*
+ * contract_check.c: the check modes (MEMALLOC_CHECK=1 and 2), switched on
+ * with memalloc_set_option, through the libc names (the shim is linked
+ * in): what a correct program sees (sizes, alignment, fills, realloc
+ * moving, calloc zeroed, blocks from before the mode freed as they were,
+ * memalloc_check clean) and what misuse gets (the report's first line and
+ * the signal), each misuse in a child process.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "memalloc.h"
+
+static size_t opaque(size_t x) {
+    __asm__ volatile("" : "+r"(x));
+    return x;
+}
+
+static void set_check(size_t level) {
+    REQUIRE(memalloc_set_option(MEMALLOC_OPT_CHECK, level) == 0);
+}
+
+static int all_bytes(const unsigned char *p, size_t n, unsigned char c) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != c) return 0;
+    return 1;
+}
+
+/* Run fn(arg) in a child with stderr to a pipe: its signal (0 if it
+ * exited) and the first line it wrote, in line. */
+static int in_child(void (*fn)(void *), void *arg, char *line, size_t cap) {
+    int fds[2];
+    line[0] = '\0';
+    if (!CHECK_(pipe(fds) == 0, "pipe")) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (!CHECK_(pid >= 0, "fork")) return -1;
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < cap && (r = read(fds[0], line + len, cap - 1 - len)) > 0) len += (size_t)r;
+    line[len] = '\0';
+    char *nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+/* The report's first line for bug on address a in who (or a fault). */
+static void expect_report(void (*fn)(void *), void *arg, int sig, const char *bug, const void *a,
+                          const char *who) {
+    char line[4096], want[256];
+    if (who)
+        snprintf(want, sizeof want, "memalloc: ERROR: %s on address %p in %s()", bug, a, who);
+    else
+        snprintf(want, sizeof want, "memalloc: ERROR: %s on address %p (a write)", bug, a);
+    int got = in_child(fn, arg, line, sizeof line);
+    CHECKF(got == sig, "signal %d, expected %d", got, sig);
+    CHECKF(strcmp(line, want) == 0, "got \"%s\", expected \"%s\"", line, want);
+}
+
+TEST(test_level1_correct_use) {
+    set_check(1);
+    unsigned char *p = malloc(opaque(24));
+    REQUIRE(p != NULL);
+    CHECK(((uintptr_t)p & 15) == 0);
+    CHECK(malloc_usable_size(p) == 24); /* exactly: the rest is canary */
+    CHECK(all_bytes(p, 24, 0xa5));      /* junk, not a freed block's data */
+    memset(p, 1, 24);
+    unsigned char *q = realloc(p, 24); /* realloc always moves */
+    CHECK(q != p && all_bytes(q, 24, 1));
+    unsigned char *z = calloc(10, 10);
+    CHECK(z != NULL && all_bytes(z, 100, 0));
+    void *a = NULL;
+    CHECK(posix_memalign(&a, 4096, 100) == 0 && ((uintptr_t)a & 4095) == 0);
+    CHECK(malloc_usable_size(a) == 100);
+    void *zero = malloc(0);
+    CHECK(zero != NULL && malloc_usable_size(zero) == 0);
+    errno = 0;
+    CHECK(malloc(opaque(SIZE_MAX)) == NULL && errno == ENOMEM);
+    CHECK(memalloc_check() == 0);
+    free(q);
+    free(z);
+    free(a);
+    free(zero);
+    CHECK(memalloc_check() == 0);
+    set_check(0);
+}
+
+TEST(test_blocks_across_mode_changes) {
+    void *plain = malloc(40);
+    set_check(1);
+    void *checked = malloc(40);
+    CHECK(malloc_usable_size(plain) >= 40);
+    CHECK(malloc_usable_size(checked) == 40);
+    free(plain); /* allocated before: freed as it was */
+    set_check(0);
+    CHECK(malloc_usable_size(checked) == 40);
+    free(checked); /* a checked block, after the mode went off */
+    CHECK(memalloc_check() == 0);
+}
+
+static void *victim;
+static size_t victim_n;
+
+static void overflow1(void *arg) {
+    (void)arg;
+    ((char *)victim)[victim_n] = 'x';
+    free(victim);
+}
+static void underflow1(void *arg) {
+    (void)arg;
+    ((char *)victim)[-1] = 'x';
+    free(victim);
+}
+static void double_free(void *arg) {
+    (void)arg;
+    free(victim);
+    for (int i = 0; i < 1000; i++) free(malloc((size_t)i)); /* many frees between */
+    free(victim);
+}
+static void bad_free(void *arg) {
+    (void)arg;
+    free((char *)victim + 16);
+}
+/* A write after free, found by memalloc_check (which reports and counts
+ * it), then at exit (which reports in full and aborts). */
+static void write_after_free_checked(void *arg) {
+    (void)arg;
+    free(victim);
+    ((char *)victim)[5] = 1;
+    exit(memalloc_check() == 1 ? 0 : 9);
+}
+/* The same, found as the block leaves quarantine: 8 MiB of small frees
+ * push it out (the quarantine holds 1 MiB here). */
+static void write_after_free_evicted(void *arg) {
+    (void)arg;
+    free(victim);
+    ((char *)victim)[5] = 1;
+    for (int i = 0; i < 65536; i++) free(malloc(128));
+}
+
+TEST(test_level1_reports) {
+    set_check(1);
+    victim_n = 24;
+    victim = malloc(victim_n);
+    expect_report(overflow1, NULL, SIGABRT, "heap-buffer-overflow", (char *)victim + 24, "free");
+    expect_report(underflow1, NULL, SIGABRT, "heap-buffer-underflow", (char *)victim - 1, "free");
+    expect_report(double_free, NULL, SIGABRT, "double-free", victim, "free");
+    expect_report(bad_free, NULL, SIGABRT, "bad-free", (char *)victim + 16, "free");
+    char line[4096], want[128];
+    int sig = in_child(write_after_free_checked, NULL, line, sizeof line);
+    CHECKF(sig == SIGABRT, "signal %d", sig);
+    snprintf(want, sizeof want, "memalloc: check: checked block %p damaged at %p", victim,
+             (char *)victim + 5);
+    CHECKF(strncmp(line, want, strlen(want)) == 0, "got \"%s\", expected \"%s...\"", line, want);
+    expect_report(write_after_free_evicted, NULL, SIGABRT, "heap-use-after-free",
+                  (char *)victim + 5, "free");
+    free(victim);
+    set_check(0);
+}
+
+TEST(test_level2) {
+    set_check(2);
+    /* the block ends at the guard page: aligned to what its size needs */
+    char *p = malloc(24);
+    REQUIRE(p != NULL);
+    CHECK(((uintptr_t)(p + 24) & 4095) == 0);
+    CHECK(((uintptr_t)p & 7) == 0);
+    char *odd = malloc(13);
+    CHECK(((uintptr_t)(odd + 13) & 4095) == 0);
+    void *a = NULL;
+    CHECK(posix_memalign(&a, 64, 100) == 0 && ((uintptr_t)a & 63) == 0);
+    memset(p, 2, 24);
+    char *q = realloc(p, 100);
+    CHECK(q != p && all_bytes((unsigned char *)q, 24, 2));
+    victim = q;
+    victim_n = 100;
+    expect_report(overflow1, NULL, SIGSEGV, "heap-buffer-overflow", q + 100, NULL);
+    CHECK(memalloc_check() == 0);
+    free(q);
+    free(odd);
+    free(a);
+    set_check(0);
+}
+
+int main(void) {
+    RUN(test_level1_correct_use);
+    RUN(test_blocks_across_mode_changes);
+    RUN(test_level1_reports);
+    RUN(test_level2);
+    return harness_finish();
+}
