@@ -10,6 +10,7 @@
 #      test (ctest);
 #   4. ThreadSanitizer build, assertions on: the thread tests (ctest);
 #   5. clang build (-Werror), and its ctest.
+#   6. fault-injection build (build-faults): tests/faults (ctest -L faults).
 # Build trees go to build/, build-debug/, build-ubsan/, build-tsan/ and
 # build-clang/.
 #
@@ -242,4 +243,5 @@ ctest_step "ubsan" build-ubsan "-DMEMALLOC_SANITIZE=undefined -DMEMALLOC_ASSERT=
 ctest_step "tsan" build-tsan "-DMEMALLOC_SANITIZE=thread -DMEMALLOC_ASSERT=ON" "-L thread" \
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 ctest_step "clang" build-clang "" "" CC=clang
+ctest_step "faults" build-faults "-DMEMALLOC_FAULT_INJECT=ON" "-L faults"
 summary

@@ -196,13 +196,23 @@ void *ma_alloc_unpaged(size_t n, size_t align, size_t *usable) {
     return p ? p : fail_nomem();
 }
 
-size_t ma_unpaged_usable(const void *p) {
+size_t ma_unpaged_usable(const void *p, int strict) {
     if (!p || ((uintptr_t)p & (ALIGNMENT - 1)) || is_boot(p)) return 0;
     struct region *r = region_lookup(p);
     if (!r) return large_find(p);
     if (page_of(r, p)) return 0;
     struct chunk *c = payload_chunk(p);
-    return heap_chunk_ok(r, c) ? usable_size(c) : 0;
+    return (strict ? heap_chunk_ok(r, c) : heap_chunk_head_ok(r, c)) ? usable_size(c) : 0;
+}
+
+const char *ma_blame(const void *p, const char *who) {
+    struct region *r = region_lookup(p);
+    if (!r || page_of(r, p)) return NULL;
+    struct arena *a = arena_of(r);
+    arena_lock(a);
+    const char *what = heap_blame(r, payload_chunk(p), who);
+    arena_unlock(a);
+    return what;
 }
 
 size_t ma_block_usable(const void *p) {
@@ -212,7 +222,7 @@ size_t ma_block_usable(const void *p) {
         struct page *g = page_of_object(p);
         return g ? g->size : 0;
     }
-    return ma_unpaged_usable(p);
+    return ma_unpaged_usable(p, 1);
 }
 
 /* ---- free ---- */

@@ -33,8 +33,15 @@ int ma_trim(size_t pad);
 void *ma_alloc_unpaged(size_t n, size_t align, size_t *usable);
 /* The usable size of p if p is a chunk or a mapped block in use, else 0;
  * any p (nothing is read outside the heap's regions and the mapped
- * blocks' registry). */
-size_t ma_unpaged_usable(const void *p);
+ * blocks' registry). strict: the chunk's successor must agree too (else
+ * only the chunk's own header is verified: an overflow of the block may
+ * have broken its successor's). */
+size_t ma_unpaged_usable(const void *p, int strict);
+/* What the heap says of payload address p, in one of its regions but not
+ * a chunk in use (heap_blame: "double free of" and the like, "heap
+ * corruption near", "invalid pointer"), for a call by who; NULL if p is
+ * in no region. Takes the region's arena lock. */
+const char *ma_blame(const void *p, const char *who);
 /* The usable size of p if p is a block in use of any kind, else 0. */
 size_t ma_block_usable(const void *p);
 /* Set a tunable (options_set) and what follows from it; 0 or EINVAL. */

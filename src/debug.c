@@ -129,6 +129,7 @@ static const char *fill_damaged(const char *from, const char *to) {
 
 /* A checked block as found from the address the program has. */
 struct blk {
+    char *given; /* the address the program handed back */
     char *p;
     struct hdr *h;
     char *base;   /* the engine's block, or the slot */
@@ -158,7 +159,7 @@ static void blk_layout(struct blk *b, size_t usable) {
     } else {
         size_t a = (size_t)1 << META_ALIGN(m);
         b->base = b->p - a;
-        b->end = b->base + (usable ? usable : ma_unpaged_usable(b->base));
+        b->end = b->base + (usable ? usable : ma_unpaged_usable(b->base, 0));
     }
 }
 
@@ -175,17 +176,39 @@ static int hdr_valid(const struct hdr *h, const void *p) {
            h->check == check_word(p, m, h->alloc_id);
 }
 
+/* The block of level-2 slot [slot, slot+size), open or peeked at: its
+ * address, with its header in *hp, or NULL if no valid header is there.
+ * Under layout: the block is the slot's start, its header at the end;
+ * else the block is the highest address whose header (just before it) is
+ * valid: above it are its bytes and canary only. */
+static char *slot_block(char *slot, size_t size, struct hdr **hp) {
+    struct hdr *h = (struct hdr *)(void *)(slot + size - HDR);
+    if (hdr_valid(h, slot)) {
+        *hp = h;
+        return slot;
+    }
+    for (char *q = slot + size; q >= slot + HDR; q--) {
+        h = slot_hdr(slot, size, q, 0);
+        if (hdr_valid(h, q)) {
+            *hp = h;
+            return q;
+        }
+    }
+    return NULL;
+}
+
 enum found {
     FOUND,      /* a checked block: b filled */
     DAMAGED,    /* p - 16 starts a block of the engine that holds p, but its header fails */
     CLOSED,     /* p is in a level-2 slot that is freed (inaccessible) */
+    INSIDE,     /* p is in an open level-2 slot, but not its block's address (b: the block) */
     NOT_CHECKED /* anything else: a block allocated while no check mode was on, or not a block */
 };
 
 static enum found find_block(const void *pv, struct blk *b) {
     char *p = (char *)pv;
     memset(b, 0, sizeof *b);
-    b->p = p;
+    b->p = b->given = p;
     if (guard_owns(p)) {
         size_t size;
         int open;
@@ -197,17 +220,30 @@ static enum found find_block(const void *pv, struct blk *b) {
         if (!open) return CLOSED;
         b->under = p == slot && under_layout();
         struct hdr *h = slot_hdr(slot, size, p, b->under);
-        if ((char *)h < slot) return NOT_CHECKED;
+        if ((char *)h >= slot && hdr_valid(h, p)) {
+            b->h = h;
+            blk_layout(b, 0);
+            return FOUND;
+        }
+        /* not the block's address: which block is in the slot? */
+        char *q = slot_block(slot, size, &h);
+        if (!q) {
+            b->h = (char *)h >= slot ? h : NULL;
+            return b->h ? DAMAGED : NOT_CHECKED;
+        }
+        b->p = q;
         b->h = h;
-        if (!hdr_valid(h, p)) return DAMAGED;
+        b->under = q == slot && (char *)h == slot + size - HDR;
         blk_layout(b, 0);
-        return FOUND;
+        return INSIDE;
     }
     if ((uintptr_t)p & (ALIGNMENT - 1)) return NOT_CHECKED;
     for (unsigned k = 4; k <= 30; k++) {
         size_t a = (size_t)1 << k;
         if ((uintptr_t)p < a) break;
-        size_t u = ma_unpaged_usable(p - a);
+        /* the engine block's own header, not its successor's: an overflow
+         * of this block may have broken that one */
+        size_t u = ma_unpaged_usable(p - a, 0);
         if (u < a) continue;
         b->h = (struct hdr *)(void *)(p - HDR);
         if (hdr_valid(b->h, p) && META_ALIGN(b->h->meta) == k) {
@@ -355,8 +391,9 @@ static __attribute__((noreturn, cold)) void damaged(struct blk *b, const char *w
         r.note = "(the block's header was overwritten)";
     } else {
         r.bug = "heap-buffer-underflow";
-        r.note = "(the 16 bytes before the address are not a block's header: an underflow "
-                 "overwrote them, or the address is not a block)";
+        r.addr = h;
+        r.note = "(the 16 bytes before the block were overwritten, its header: an underflow, "
+                 "or the address handed back is not a block)";
     }
     report(&r);
 }
@@ -391,6 +428,64 @@ static __attribute__((noreturn, cold)) void double_free(struct blk *b, const cha
     }
     if (!r.free_id) r.note = "(the block left quarantine since it was freed)";
     report(&r);
+}
+
+/* An address handed back that lies in a level-2 slot but is not its
+ * block's (b: the block; b->p was the address handed back). */
+static __attribute__((noreturn, cold)) void inside_block(struct blk *b, const char *who, void *ra) {
+    const char *a = b->given;
+    struct report r = {.bug = "bad-free", .addr = a, .who = who, .b = b};
+    r.where = a < b->p ? "before" : "inside";
+    r.distance = a < b->p ? (size_t)(b->p - a) : (size_t)(a - b->p);
+    r.note = "(not the start of a block)";
+    r.now_id = stack_capture(ra, depth());
+    report(&r);
+}
+
+/*
+ * p, handed back to who, is no block in use of any kind. If it lies in a
+ * chunk of the heap (where level 1's blocks are), look back up to 1 MiB
+ * for the checked block it may be inside; if there is none, and p is
+ * where a block would start, the likeliest cause is an underflow that
+ * overwrote both the block's header and the heap's before it.
+ */
+static __attribute__((noreturn, cold)) void not_a_block(void *pv, const char *who, void *ra) {
+    char *p = pv;
+    struct region *r = region_lookup(p);
+    /* the heap's word on the chunk a checked block at p would have */
+    const char *what = (uintptr_t)p & (ALIGNMENT - 1) ? NULL : ma_blame(p - HDR, who);
+    if (what && what == freed_twice_what(who)) {
+        struct report rep = {.bug = "double-free", .addr = p, .who = who};
+        rep.note = "(a block freed before, which has left quarantine since)";
+        rep.now_id = stack_capture(ra, depth());
+        report(&rep);
+    }
+    if (r && !page_of(r, p)) {
+        char *first = (char *)region_first(r) + HDR;
+        for (char *q = (char *)align_down((uintptr_t)p, ALIGNMENT);
+             q >= first && q + ((size_t)1 << 20) > p; q -= ALIGNMENT) {
+            struct hdr *h = (struct hdr *)(void *)(q - HDR);
+            if (q == p || !hdr_valid(h, q) || META_SIZE(h->meta) + TAIL_MIN < (size_t)(p - q))
+                continue;
+            struct blk b;
+            memset(&b, 0, sizeof b);
+            b.p = q;
+            b.given = p;
+            b.h = h;
+            blk_layout(&b, 0);
+            inside_block(&b, who, ra);
+        }
+        if (what && what != freed_twice_what(who) && strcmp(what, "invalid pointer") != 0) {
+            struct report rep = {.bug = "heap-buffer-underflow", .addr = p - HDR, .who = who};
+            rep.note = "(the 32 bytes before the address, a block's header and the heap's, were "
+                       "overwritten: an underflow, or the address handed back is not a block)";
+            rep.now_id = stack_capture(ra, depth());
+            report(&rep);
+        }
+    }
+    bad_free(p, who, ra,
+             "(not the start of a block in use: never allocated, inside a block, or freed "
+             "already)");
 }
 
 static const char *kind_name(unsigned k) {
@@ -483,40 +578,61 @@ static int close_allowed(void) {
 
 /* ---- level 2: faults ---- */
 
+/* The slot whose block a fault at a belongs to. A guard page lies between
+ * two slots' pages: a fault in its lower half is an overflow of the block
+ * below, one in its upper half an underflow of the block above. A fault
+ * past the slots carved so far is an overflow of the last one. */
+static char *fault_slot(char *a, size_t *size, int *open) {
+    size_t ps = os_page_size();
+    char *slot = guard_slot_of(a, size, open);
+    if (slot && a >= slot && a < slot + *size) return slot; /* a data page */
+    size_t bsize, asize;
+    int bopen, aopen;
+    char *below = NULL, *above = NULL;
+    for (char *q = a - ps; guard_owns(q) && !below && q + 64 * ps > a; q -= ps) {
+        below = guard_slot_of(q, &bsize, &bopen);
+        if (below && !(q >= below && q < below + bsize)) below = NULL;
+    }
+    above = guard_slot_of(a + ps, &asize, &aopen);
+    if (above && !(a + ps >= above && a + ps < above + asize)) above = NULL;
+    if (!below && !above && !slot) {
+        /* past the slots carved so far */
+        below = guard_last_slot(&bsize, &bopen);
+        if (below && a < below + bsize) below = NULL;
+    }
+    int lower = (uintptr_t)a % ps < ps / 2;
+    if (below && (lower || !above)) {
+        *size = bsize;
+        *open = bopen;
+        return below;
+    }
+    if (above) {
+        *size = asize;
+        *open = aopen;
+    }
+    return above;
+}
+
 static int on_fault(void *addr, int is_write, void *pc) {
     static int reporting;
     size_t size;
     int open;
-    char *slot = guard_slot_of(addr, &size, &open);
+    char *a = addr;
+    if (!guard_owns(a)) return 0;
+    char *slot = fault_slot(a, &size, &open);
     if (!slot || __atomic_exchange_n(&reporting, 1, __ATOMIC_ACQ_REL)) return 0;
     struct report r = {.addr = addr, .is_write = is_write};
     struct blk b;
     memset(&b, 0, sizeof b);
     b.slot = slot;
     b.slot_size = size;
-    char *a = addr;
     if (!open) guard_peek(slot, 1);
-    /* the block's header, in either layout */
-    struct hdr *h = (struct hdr *)(void *)(slot + size - HDR);
-    char *p = NULL;
-    if (hdr_valid(h, slot)) {
-        p = slot;
-        b.under = 1;
-    } else {
-        /* guard after: the block is the highest one whose header is valid
-         * (above it are its bytes and canary only) */
-        for (char *q = slot + size; q >= slot + HDR; q--) {
-            struct hdr *hq = slot_hdr(slot, size, q, 0);
-            if (hdr_valid(hq, q)) {
-                p = q;
-                h = hq;
-                break;
-            }
-        }
-    }
+    struct hdr *h = NULL;
+    char *p = slot_block(slot, size, &h);
     if (p) {
         b.p = p;
         b.h = h;
+        b.under = p == slot && (char *)h == slot + size - HDR;
         blk_layout(&b, 0);
         r.b = &b;
     }
@@ -635,6 +751,7 @@ void *dbg_calloc(size_t n, size_t size, void *ra) {
 static void check_release(struct blk *b, enum found f, unsigned kind, size_t size, const char *who,
                           void *ra) {
     if (f == DAMAGED) damaged(b, who, ra);
+    if (f == INSIDE) inside_block(b, who, ra);
     if (f == CLOSED || META_STATE(b->h->meta) == ST_FREED) double_free(b, who, ra);
     unsigned k = META_KIND(b->h->meta);
     if (kind && k != kind) {
@@ -691,7 +808,7 @@ static void retire(struct blk *b, const char *who, void *ra) {
     }
     size_t limit = quarantine_limit();
     struct quarantined out[16];
-    int n = opt_get(OPT_CHECK) == 0 || bytes > limit
+    int n = opt_get(OPT_CHECK) == 0 || (opt_get(OPT_QUARANTINE) == 0 && opt_fixed(OPT_QUARANTINE))
                 ? -1
                 : quarantine_push(b->p, bytes, free_id, limit, out, 16);
     if (n < 0) {
@@ -707,10 +824,7 @@ void dbg_free(void *p, enum dbg_kind kind, size_t size, const char *who, void *r
     struct blk b;
     enum found f = find_block(p, &b);
     if (f == NOT_CHECKED) {
-        if (ma_block_usable(p) == 0)
-            bad_free(p, who, ra,
-                     "(not the start of a block in use: never allocated, inside a block, or freed "
-                     "already)");
+        if (ma_block_usable(p) == 0) not_a_block(p, who, ra);
         struct blk inner;
         if (find_block((char *)p + HDR, &inner) == FOUND)
             bad_free(p, who, ra, "(16 bytes before a block: not its start)");
@@ -809,7 +923,7 @@ void dbg_exit(void) {
     if (!dbg_on()) return;
     struct quarantined out[16];
     unsigned n;
-    while ((n = quarantine_evict(0, out, 16)) > 0)
+    while ((n = quarantine_drain(out, 16)) > 0)
         for (unsigned i = 0; i < n; i++)
             release(out[i].p, out[i].bytes, out[i].free_id, "exit", __builtin_return_address(0));
     if (opt_get(OPT_CHECK_LEAKS)) stack_report_leaks(2, 20);

@@ -157,6 +157,12 @@ char *guard_slot_of(const void *a, size_t *size, int *open) {
     return guard_pool + data_page(s) * ps;
 }
 
+char *guard_last_slot(size_t *size, int *open) {
+    size_t c = load_relaxed(&carved);
+    if (!c) return NULL;
+    return guard_slot_of(guard_pool + (c - 1) * os_page_size(), size, open);
+}
+
 void guard_lock(void) {
     pthread_mutex_lock(&g_mutex);
 }

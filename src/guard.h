@@ -48,6 +48,8 @@ void guard_release(void *data);
  * whether it is open (handed out and not freed); NULL if a is in no slot
  * carved so far. */
 char *guard_slot_of(const void *a, size_t *size, int *open);
+/* The slot carved last (the highest), as guard_slot_of; NULL if none. */
+char *guard_last_slot(size_t *size, int *open);
 /* For a report: make a closed slot readable (access 1), or not again. */
 void guard_peek(void *data, int access);
 

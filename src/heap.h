@@ -61,6 +61,15 @@ static inline int heap_chunk_ok(const struct region *r, const struct chunk *c) {
                   size <= (size_t)(fence - (const char *)c) &&
                   (head & (MMAPPED | CINUSE)) == CINUSE && pinuse(chunk_next(c)));
 }
+/* Steps 1 to 3 of heap_chunk_ok: c's own header only (the check modes:
+ * an overflow of c's block may have broken its successor's header). */
+static inline int heap_chunk_head_ok(const struct region *r, const struct chunk *c) {
+    const char *fence = (const char *)region_fence(r);
+    if ((const char *)c < (const char *)region_first(r) || (const char *)c >= fence) return 0;
+    size_t head = head_get(c), size = head & SIZE_MASK;
+    return head_tag_ok(c, head) && size >= MIN_CHUNK && size <= (size_t)(fence - (const char *)c) &&
+           (head & (MMAPPED | CINUSE)) == CINUSE;
+}
 /*
  * What c is, handed back to who while not an in-use chunk of region r
  * (heap_chunk_ok failed), for the message that stops the program: "double

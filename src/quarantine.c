@@ -17,9 +17,10 @@ static size_t head, count; /* the oldest entry; the number held */
 static size_t held;        /* bytes */
 static pthread_mutex_t q_mutex = PTHREAD_MUTEX_INITIALIZER;
 
-static unsigned evict_locked(size_t limit, struct quarantined *out, unsigned max) {
+/* keep: how many of the newest blocks stay whatever the limit */
+static unsigned evict_locked(size_t limit, size_t keep, struct quarantined *out, unsigned max) {
     unsigned n = 0;
-    while (n < max && count > 0 && (held > limit || count == RING_SLOTS)) {
+    while (n < max && count > keep && (held > limit || count == RING_SLOTS)) {
         out[n] = ring[head];
         store_relaxed(&held, held - out[n].bytes);
         head = (head + 1) & (RING_SLOTS - 1);
@@ -41,7 +42,7 @@ int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struc
         e->free_id = free_id;
         count++;
         store_relaxed(&held, held + bytes);
-        rc = (int)evict_locked(limit, out, max);
+        rc = (int)evict_locked(limit, 1, out, max);
     }
     pthread_mutex_unlock(&q_mutex);
     return rc;
@@ -49,7 +50,14 @@ int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struc
 
 unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max) {
     pthread_mutex_lock(&q_mutex);
-    unsigned n = evict_locked(limit, out, max);
+    unsigned n = evict_locked(limit, 1, out, max);
+    pthread_mutex_unlock(&q_mutex);
+    return n;
+}
+
+unsigned quarantine_drain(struct quarantined *out, unsigned max) {
+    pthread_mutex_lock(&q_mutex);
+    unsigned n = evict_locked(0, 0, out, max);
     pthread_mutex_unlock(&q_mutex);
     return n;
 }

@@ -26,8 +26,12 @@ struct quarantined {
 int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struct quarantined *out,
                     unsigned max);
 /* Take the oldest blocks out while the blocks held exceed limit bytes or
- * the ring is full, at most max of them, into out; their number. */
+ * the ring is full, at most max of them, into out; their number. The
+ * newest block stays (a block larger than the limit waits until the next
+ * push). */
 unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max);
+/* Take out every block, oldest first, at most max, into out; their number. */
+unsigned quarantine_drain(struct quarantined *out, unsigned max);
 /* The stack that freed p, if p is held; else 0. */
 uint32_t quarantine_free_stack(const void *p);
 /* Bytes held now. */

@@ -53,8 +53,10 @@ __attribute__((constructor)) static void stack_open_unwinder(void) {
     const char *check = os_getenv("MEMALLOC_CHECK"), *depth = os_getenv("MEMALLOC_CHECK_STACK");
     if (!check || !*check || *check == '0' || !depth) return;
     if (depth[0] < '0' || depth[0] > '9' || (depth[0] <= '1' && depth[1] == '\0')) return;
+    busy = 1; /* the loader's blocks: served plainly, not the program's leaks */
     void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (h) unwind = (unw_backtrace_fn)dlsym(h, "unw_backtrace");
+    busy = 0;
     if (!unwind) {
         struct msg m = {.len = 0};
         msg_str(&m, "memalloc: MEMALLOC_CHECK_STACK: libunwind.so.8 not found; "

@@ -10,6 +10,8 @@
 #
 # Each command runs three ways, through ma_exec: "base" (no preload), "pre"
 # (LD_PRELOAD=$MEMALLOC_LIB) and "stats" (the same plus MEMALLOC_STATS=1).
+# Two more modes run it under a check mode: "check1" and "check2" (the
+# preload plus MEMALLOC_CHECK=1 or 2, and no leak report).
 # Its stdout, stderr and exit status land in $MA_OUT/NAME.MODE.{out,err,rc}.
 # "@MODE@" in an argument is replaced by the mode, so that each run can write
 # its files in a place of its own. MA_STDIN names a file for its stdin.
@@ -61,6 +63,9 @@ ma_exec() {
     base) ;;
     pre) envs+=("LD_PRELOAD=$MEMALLOC_LIB") ;;
     stats) envs+=("LD_PRELOAD=$MEMALLOC_LIB" MEMALLOC_STATS=1) ;;
+    check1 | check2)
+        envs+=(-u MEMALLOC_CHECK_LEAKS "LD_PRELOAD=$MEMALLOC_LIB" "MEMALLOC_CHECK=${mode#check}")
+        ;;
     *) fail "ma_exec: bad mode $mode" || return ;;
     esac
     timeout -k 10 "$MA_TIMEOUT" env "${envs[@]}" "$@" \
@@ -116,6 +121,41 @@ compare_outputs() {
     if [[ $mode == pre ]]; then
         assert_same_files "$name" "$MA_OUT/$name.base.err" "$MA_OUT/$name.$mode.err" stderr
     fi
+}
+
+# compare_check NAME MODE...: CMD has run in mode base and in each check
+# MODE (check1, check2): the same exit status, stdout and stderr as base,
+# and no line of memalloc's (no report: the programs are correct).
+compare_check() {
+    local name=$1 mode
+    shift
+    for mode in "$@"; do
+        if grep -q 'memalloc:' "$MA_OUT/$name.$mode.err"; then
+            echo "$name: memalloc reported under $mode (MEMALLOC_CHECK=${mode#check}):" >&2
+            grep -m 1 -A 30 'memalloc:' "$MA_OUT/$name.$mode.err" >&2
+            return 1
+        fi
+        compare_outputs "$name" "$mode" || return
+        assert_same_files "$name" "$MA_OUT/$name.base.err" "$MA_OUT/$name.$mode.err" \
+            "stderr (under $mode)" || return
+    done
+}
+
+# check_run NAME MODES CMD...: run CMD without the library, then in each
+# check mode of the list MODES ("check1 check2", or one of them), and
+# compare (compare_check).
+check_run() {
+    local name=$1 mode
+    local -a modes
+    read -ra modes <<<"$2"
+    shift 2
+    ((${#modes[@]} > 0)) || fail "check_run $name: no mode" || return
+    ma_exec base "$name" "$@" || return
+    for mode in "${modes[@]}"; do
+        [[ $mode == check[12] ]] || fail "check_run $name: bad mode $mode" || return
+        ma_exec "$mode" "$name" "$@" || return
+    done
+    compare_check "$name" "${modes[@]}"
 }
 
 # assert_stats_line FILE: FILE holds memalloc's summary with allocs > 0.
