@@ -691,10 +691,12 @@ void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) 
     if (level >= 2) {
         size_t ps = os_page_size(), size;
         int under = under_layout();
-        /* the block ends at the guard page exactly: it is aligned to what
-         * its size needs (an object of n bytes needs no more than the
-         * largest power of two that divides n), unless asked for more */
-        size_t na = align > ALIGNMENT ? a : n ? (size_t)1 << __builtin_ctzll(n | ALIGNMENT) : a;
+        /* the block ends at the guard page, or as near as its alignment
+         * lets it: an object of n bytes needs no more than the largest
+         * power of two that divides n, but C code that sizes a struct as
+         * offsetof(member) + length expects at least 8 (CPython does) */
+        size_t na = align > ALIGNMENT ? a : (size_t)1 << __builtin_ctzll(n | ALIGNMENT);
+        if (na < 8) na = 8;
         char *slot = guard_alloc(n + HDR + (a > ps ? 2 * a : a), under, &size);
         if (slot) {
             if (!load_relaxed(&faults_caught)) {
