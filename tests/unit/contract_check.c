@@ -178,21 +178,26 @@ TEST(test_level1_reports) {
 
 TEST(test_level2) {
     set_check(2);
-    /* the block ends at the guard page: aligned to what its size needs */
+    /* the block ends at the guard page: aligned to what its size needs,
+     * 8 at least */
     char *p = malloc(24);
     REQUIRE(p != NULL);
     CHECK(((uintptr_t)(p + 24) & 4095) == 0);
     CHECK(((uintptr_t)p & 7) == 0);
-    char *odd = malloc(13);
-    CHECK(((uintptr_t)(odd + 13) & 4095) == 0);
+    char *odd = malloc(13); /* 8-aligned: 3 bytes of canary up to the guard */
+    CHECK(((uintptr_t)odd & 7) == 0 && ((uintptr_t)(odd + 16) & 4095) == 0);
     void *a = NULL;
     CHECK(posix_memalign(&a, 64, 100) == 0 && ((uintptr_t)a & 63) == 0);
     memset(p, 2, 24);
-    char *q = realloc(p, 100);
+    char *q = realloc(p, 104);
     CHECK(q != p && all_bytes((unsigned char *)q, 24, 2));
     victim = q;
-    victim_n = 100;
-    expect_report(overflow1, NULL, SIGSEGV, "heap-buffer-overflow", q + 100, NULL);
+    victim_n = 104;
+    expect_report(overflow1, NULL, SIGSEGV, "heap-buffer-overflow", q + 104, NULL);
+    /* an odd size: the byte after it is a canary, found by free() */
+    victim = odd;
+    victim_n = 13;
+    expect_report(overflow1, NULL, SIGABRT, "heap-buffer-overflow", odd + 13, "free");
     CHECK(memalloc_check() == 0);
     free(q);
     free(odd);
