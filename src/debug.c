@@ -85,40 +85,59 @@ static inline uint8_t canary_at(uintptr_t a) {
     return (uint8_t)(secret() >> ((a & 7) * 8));
 }
 
-static void canary_fill(char *from, char *to) {
+/* The canary bytes of [a, a+8) as one word (an unaligned load or store of
+ * it: the secret rotated, little-endian, by a's offset in its word). */
+static inline uint64_t canary_word(uintptr_t a) {
+    unsigned s = (unsigned)(a & 7) * 8;
     uint64_t k = secret();
-    while (from < to && ((uintptr_t)from & 7)) {
-        *from = (char)canary_at((uintptr_t)from);
-        from++;
-    }
-    for (; from + 8 <= to; from += 8) memcpy(from, &k, 8);
-    for (; from < to; from++) *from = (char)canary_at((uintptr_t)from);
+    return s ? k >> s | k << (64 - s) : k;
 }
 
-/* The first byte of [from, to) that is not its canary, or NULL. */
-static const char *canary_damaged(const char *from, const char *to) {
-    uint64_t k = secret();
-    for (; from < to && ((uintptr_t)from & 7); from++)
-        if ((uint8_t)*from != canary_at((uintptr_t)from)) return from;
-    for (; from + 8 <= to; from += 8) {
-        uint64_t w;
-        memcpy(&w, from, 8);
-        if (w != k) break;
+/* Word stores, the last one overlapping: a canary is 16 bytes or more in
+ * level 1, and any length in level 2. */
+static void canary_fill(char *from, char *to) {
+    if (to - from < 8) {
+        for (; from < to; from++) *from = (char)canary_at((uintptr_t)from);
+        return;
     }
+    uint64_t w = canary_word((uintptr_t)from), last = canary_word((uintptr_t)(to - 8));
+    for (; from + 8 <= to; from += 8) memcpy(from, &w, 8);
+    memcpy(to - 8, &last, 8);
+}
+
+static const char *first_bad_canary(const char *from, const char *to) {
     for (; from < to; from++)
         if ((uint8_t)*from != canary_at((uintptr_t)from)) return from;
     return NULL;
 }
 
-/* The first byte of [from, to) that is not the free fill, or NULL. */
+/* The first byte of [from, to) that is not its canary, or NULL. */
+static const char *canary_damaged(const char *from, const char *to) {
+    if (to - from < 8) return first_bad_canary(from, to);
+    uint64_t w = canary_word((uintptr_t)from), last = canary_word((uintptr_t)(to - 8)), v;
+    for (; from + 8 <= to; from += 8) {
+        memcpy(&v, from, 8);
+        if (v != w) return first_bad_canary(from, from + 8);
+    }
+    memcpy(&v, to - 8, 8);
+    return v != last ? first_bad_canary(to - 8, to) : NULL;
+}
+
+/* The first byte of [from, to) that is not the free fill, or NULL: 32
+ * bytes at a time, then a word, then bytes. */
 static const char *fill_damaged(const char *from, const char *to) {
     const uint64_t f = 0x0101010101010101ull * FREE_FILL;
-    for (; from < to && ((uintptr_t)from & 7); from++)
-        if ((uint8_t)*from != FREE_FILL) return from;
+    uint64_t a, b, c, d;
+    for (; from + 32 <= to; from += 32) {
+        memcpy(&a, from, 8);
+        memcpy(&b, from + 8, 8);
+        memcpy(&c, from + 16, 8);
+        memcpy(&d, from + 24, 8);
+        if (((a ^ f) | (b ^ f) | (c ^ f) | (d ^ f)) != 0) break;
+    }
     for (; from + 8 <= to; from += 8) {
-        uint64_t w;
-        memcpy(&w, from, 8);
-        if (w != f) break;
+        memcpy(&a, from, 8);
+        if (a != f) break;
     }
     for (; from < to; from++)
         if ((uint8_t)*from != FREE_FILL) return from;
