@@ -88,32 +88,26 @@ static __attribute__((noinline)) void *new_slow(size_t n, enum dbg_kind kind, si
     }
 }
 
-/* The fast path: malloc's. */
-static inline void *new_fast(size_t n) {
-    if (likely(n < load_relaxed(&tc_limit))) return tc_pop(tc_current, class_of(n));
-    return NULL;
-}
-
 /* new(size_t) */
 EXPORT void *_Znwm(size_t n) {
-    void *p = new_fast(n);
+    void *p = ma_malloc_fast(n);
     return likely(p != NULL) ? p : new_slow(n, DBG_NEW, ALIGNMENT, 0);
 }
 /* new[](size_t) */
 EXPORT void *_Znam(size_t n) {
-    void *p = new_fast(n);
+    void *p = ma_malloc_fast(n);
     return likely(p != NULL) ? p : new_slow(n, DBG_NEW_ARRAY, ALIGNMENT, 0);
 }
 /* new(size_t, nothrow_t const&) */
 EXPORT void *_ZnwmRKSt9nothrow_t(size_t n, const void *nt) {
     (void)nt;
-    void *p = new_fast(n);
+    void *p = ma_malloc_fast(n);
     return likely(p != NULL) ? p : new_slow(n, DBG_NEW, ALIGNMENT, 1);
 }
 /* new[](size_t, nothrow_t const&) */
 EXPORT void *_ZnamRKSt9nothrow_t(size_t n, const void *nt) {
     (void)nt;
-    void *p = new_fast(n);
+    void *p = ma_malloc_fast(n);
     return likely(p != NULL) ? p : new_slow(n, DBG_NEW_ARRAY, ALIGNMENT, 1);
 }
 /* new(size_t, align_val_t) */

@@ -47,13 +47,16 @@ size_t ma_block_usable(const void *p);
 /* Set a tunable (options_set) and what follows from it; 0 or EINVAL. */
 int ma_set_option(enum ma_opt o, size_t value);
 
-/* Budget: the class, a load of the thread's current page, and tc_pop. */
+/* malloc's fast path: an object from the thread's current page, or NULL
+ * (the caller's slow path). Budget: the class, a load of the thread's
+ * current page, and tc_pop. */
+static inline void *ma_malloc_fast(size_t n) {
+    if (likely(n < load_relaxed(&tc_limit))) return tc_pop(tc_current, class_of(n));
+    return NULL;
+}
 static inline void *ma_malloc(size_t n) {
-    if (likely(n < load_relaxed(&tc_limit))) {
-        void *p = tc_pop(tc_current, class_of(n));
-        if (likely(p != NULL)) return p;
-    }
-    return ma_malloc_slow(n);
+    void *p = ma_malloc_fast(n);
+    return likely(p != NULL) ? p : ma_malloc_slow(n);
 }
 
 /* free of p, an object in use of page g owned by another thread (or by
@@ -61,21 +64,23 @@ static inline void *ma_malloc(size_t n) {
 void ma_free_foreign(struct tcache *t, struct tcache *owner, struct page *g, void *p,
                      const char *who);
 
-/* Budget: page_of_object, the owner test, and tc_push_own. Every call
- * below is a tail call: the fast path needs no stack frame. */
-static inline void ma_free(void *p, const char *who) {
+/* free's fast path: 1 if p, an object of a page, is freed here; 0 if it
+ * is none (the caller's slow path). Budget: page_of_object, the owner
+ * test, and tc_push_own. Every call is a tail call in the callers: the
+ * fast path needs no stack frame. */
+static inline int ma_free_fast(void *p, const char *who) {
     struct tcache *t = tc_current;
     struct page *g = page_of_object(p);
-    if (unlikely(g == NULL)) {
-        ma_free_slow(p, who);
-        return;
-    }
+    if (unlikely(g == NULL)) return 0;
     struct tcache *owner = load_relaxed(&g->owner);
-    if (unlikely(owner != t)) {
+    if (unlikely(owner != t))
         ma_free_foreign(t, owner, g, p, who);
-        return;
-    }
-    tc_push_own(t, g, p);
+    else
+        tc_push_own(t, g, p);
+    return 1;
+}
+static inline void ma_free(void *p, const char *who) {
+    if (unlikely(!ma_free_fast(p, who))) ma_free_slow(p, who);
 }
 
 #endif

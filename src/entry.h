@@ -46,26 +46,12 @@ static inline size_t entry_usable_size(const void *p, const char *who, void *ra)
 }
 
 static inline void *entry_malloc(size_t n) {
-    if (likely(n < load_relaxed(&tc_limit))) {
-        void *p = tc_pop(tc_current, class_of(n));
-        if (likely(p != NULL)) return p;
-    }
-    return entry_malloc_slow(n);
+    void *p = ma_malloc_fast(n);
+    return likely(p != NULL) ? p : entry_malloc_slow(n);
 }
 
 static inline void entry_free(void *p, const char *who) {
-    struct tcache *t = tc_current;
-    struct page *g = page_of_object(p);
-    if (unlikely(g == NULL)) {
-        entry_free_slow(p, who);
-        return;
-    }
-    struct tcache *owner = load_relaxed(&g->owner);
-    if (unlikely(owner != t)) {
-        ma_free_foreign(t, owner, g, p, who);
-        return;
-    }
-    tc_push_own(t, g, p);
+    if (unlikely(!ma_free_fast(p, who))) entry_free_slow(p, who);
 }
 
 /* operator new and new[] (kind) when the fast path missed: a block
@@ -76,18 +62,8 @@ void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra);
 /* operator delete and delete[] (kind); size: a sized delete's, or 0. */
 void entry_delete_slow(void *p, enum dbg_kind kind, size_t size);
 static inline void entry_delete(void *p, enum dbg_kind kind, size_t size) {
-    struct tcache *t = tc_current;
-    struct page *g = page_of_object(p);
-    if (unlikely(g == NULL)) {
+    if (unlikely(!ma_free_fast(p, kind == DBG_NEW ? "operator delete" : "operator delete[]")))
         entry_delete_slow(p, kind, size);
-        return;
-    }
-    struct tcache *owner = load_relaxed(&g->owner);
-    if (unlikely(owner != t)) {
-        ma_free_foreign(t, owner, g, p, kind == DBG_NEW ? "operator delete" : "operator delete[]");
-        return;
-    }
-    tc_push_own(t, g, p);
 }
 
 #endif

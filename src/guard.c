@@ -73,6 +73,12 @@ static size_t take_free(size_t np) {
     return 0;
 }
 
+/* Slot s (first page), of np pages, onto its free list (the lock held). */
+static void put_free(size_t s, size_t np) {
+    slot_next[s] = free_head[np < FREE_LISTS ? np : 0];
+    free_head[np < FREE_LISTS ? np : 0] = (uint32_t)(s + 1);
+}
+
 void *guard_alloc(size_t bytes, int under, size_t *size) {
     size_t ps = os_page_size();
     size_t np = (bytes + ps - 1) / ps;
@@ -92,19 +98,31 @@ void *guard_alloc(size_t bytes, int under, size_t *size) {
         s1 = s + 1;
     }
     data = guard_pool + data_page(s1 - 1) * ps;
-    if (!(slot_map[s1 - 1] & OPEN_BIT)) {
-        if (open_slots >= budget || os_protect(data, np * ps, 1) != 0) {
-            /* back on its list, inaccessible as it was */
-            size_t s = s1 - 1;
-            slot_next[s] = free_head[np < FREE_LISTS ? np : 0];
-            free_head[np < FREE_LISTS ? np : 0] = (uint32_t)s1;
+    int closed = !(slot_map[s1 - 1] & OPEN_BIT);
+    if (closed) {
+        if (open_slots >= budget) {
+            put_free(s1 - 1, np);
             data = NULL;
             goto out;
         }
-        open_slots++;
+        open_slots++; /* counted now; opened below, out of the lock */
+    }
+    pthread_mutex_unlock(&g_mutex);
+    if (closed) {
+        if (os_protect(data, np * ps, 1) != 0) {
+            /* back on its list, inaccessible as it was */
+            pthread_mutex_lock(&g_mutex);
+            open_slots--;
+            put_free(s1 - 1, np);
+            pthread_mutex_unlock(&g_mutex);
+            return NULL;
+        }
+        pthread_mutex_lock(&g_mutex);
         store_relaxed(&slot_map[s1 - 1], slot_map[s1 - 1] | OPEN_BIT);
+        pthread_mutex_unlock(&g_mutex);
     }
     *size = np * ps;
+    return data;
 out:
     pthread_mutex_unlock(&g_mutex);
     return data;
@@ -117,7 +135,7 @@ static size_t slot_index(const void *data) {
 }
 
 int guard_close(void *data) {
-    size_t s = slot_index(data), np = SLOT_PAGES(slot_map[s]);
+    size_t s = slot_index(data), np = SLOT_PAGES(load_relaxed(&slot_map[s]));
     if (os_protect(data, np * os_page_size(), 0) != 0) return -1;
     pthread_mutex_lock(&g_mutex);
     store_relaxed(&slot_map[s], slot_map[s] & ~OPEN_BIT);
@@ -132,14 +150,14 @@ void guard_peek(void *data, int access) {
 }
 
 void guard_release(void *data) {
-    pthread_mutex_lock(&g_mutex);
-    size_t s = slot_index(data), np = SLOT_PAGES(slot_map[s]);
-    /* a large slot's pages go back to the system now; a small one's stay
-     * (its next block writes them again); an open slot stays open, so that
-     * its next block costs no system call */
+    size_t s = slot_index(data), np = SLOT_PAGES(load_relaxed(&slot_map[s]));
+    /* a large slot's pages go back to the system now (before it is on a
+     * list: it is still the caller's); a small one's stay (its next block
+     * writes them again); an open slot stays open, so that its next block
+     * costs no system call */
     if (np > 16) os_purge(data, np * os_page_size());
-    slot_next[s] = free_head[np < FREE_LISTS ? np : 0];
-    free_head[np < FREE_LISTS ? np : 0] = (uint32_t)(s + 1);
+    pthread_mutex_lock(&g_mutex);
+    put_free(s, np);
     pthread_mutex_unlock(&g_mutex);
 }
 
