@@ -196,6 +196,30 @@ void *ma_alloc_unpaged(size_t n, size_t align, size_t *usable) {
     return p ? p : fail_nomem();
 }
 
+static void object_free(struct page *g, void *p);
+
+void *ma_alloc_object(size_t n, size_t *usable) {
+    if (unlikely(!ready()) || n > CLASS_MAX || n >= mmap_threshold()) return NULL;
+    unsigned k = class_of(n);
+    int failed = 0;
+    void *p = object_malloc(k, &failed);
+    if (p) *usable = class_size[k];
+    return p;
+}
+
+size_t ma_object_at(const void *p) {
+    if (!p || ((uintptr_t)p & (ALIGNMENT - 1))) return 0;
+    struct region *r = region_lookup(p);
+    struct page *g = r ? page_of(r, p) : NULL;
+    return g && page_holds(g, p) ? g->size : 0;
+}
+
+void ma_free_object(void *p) {
+    struct page *g = page_of(region_of(p), p);
+    ((struct tblock *)p)->key = 0; /* it may look free: the pushes below set it */
+    object_free(g, p);
+}
+
 size_t ma_unpaged_usable(const void *p, int strict) {
     if (!p || ((uintptr_t)p & (ALIGNMENT - 1)) || is_boot(p)) return 0;
     struct region *r = region_lookup(p);

@@ -31,6 +31,20 @@ int ma_trim(size_t pad);
  * *usable: its usable size. NULL (ENOMEM) on failure.
  */
 void *ma_alloc_unpaged(size_t n, size_t align, size_t *usable);
+/*
+ * Also for the check modes: an object of a page of the class of n, from
+ * the calling thread's cache whatever tc_limit says (ma_alloc_object);
+ * NULL if there is none to be had (n over CLASS_MAX or the mmap
+ * threshold, a thread without a cache, or out of memory: the caller takes
+ * ma_alloc_unpaged's instead). *usable: the object's size. Its first 16
+ * bytes may then look like a free object's (page.h): the free fast path
+ * declines it, and ma_free_object frees it whatever they hold.
+ */
+void *ma_alloc_object(size_t n, size_t *usable);
+/* The size of the object of a page that p is (on the page's grid and
+ * handed out at some time, in use or not), else 0; any p. */
+size_t ma_object_at(const void *p);
+void ma_free_object(void *p);
 /* The usable size of p if p is a chunk or a mapped block in use, else 0;
  * any p (nothing is read outside the heap's regions and the mapped
  * blocks' registry). strict: the chunk's successor must agree too (else

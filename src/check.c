@@ -32,12 +32,8 @@ struct walk {
     int quiet;                       /* count violations, print none */
 };
 
-/* A chunk or mapped block in use with payload q: if it holds a checked
- * block (a check mode's) whose canaries or fill are damaged, report it. */
-static void check_block(struct walk *w, void *q, size_t usable) {
-    const void *p = NULL;
-    const char *bad = dbg_block_damaged(q, usable, &p);
-    if (!bad) return;
+/* Checked block p (a check mode's) is damaged at bad: count and report it. */
+static void block_damaged_at(struct walk *w, const void *p, const char *bad) {
     if (!w->damaged) w->damaged = p;
     struct msg m = {.len = 0};
     if (w->errors++ >= 20 || w->quiet) return;
@@ -47,6 +43,14 @@ static void check_block(struct walk *w, void *q, size_t usable) {
     msg_hex(&m, (uintptr_t)bad);
     msg_str(&m, bad < (const char *)p ? " (before it)" : " (after it, or in it while freed)");
     msg_emit(&m);
+}
+
+/* A chunk or mapped block in use with payload q: if it holds a checked
+ * block whose canaries or fill are damaged, report it. */
+static void check_block(struct walk *w, void *q, size_t usable) {
+    const void *p = NULL;
+    const char *bad = dbg_block_damaged(q, usable, &p);
+    if (bad) block_damaged_at(w, p, bad);
 }
 
 static void report(struct walk *w, const char *what, const void *where) {
@@ -161,11 +165,19 @@ static void check_large(const struct chunk *c, void *ctx) {
 }
 
 /* Page g of class k, owned by owner: its lists too if the calling thread
- * owns it, or nobody does (an orphan: its arena's lock is held). */
+ * owns it, or nobody does (an orphan: its arena's lock is held); and then
+ * the checked blocks of its objects (another thread's may be half made). */
 static void expect_page(struct walk *w, const struct page *g, unsigned k,
                         const struct tcache *owner) {
-    const char *why = page_check(g, k, owner, !owner || owner == tc_self());
+    int mine = !owner || owner == tc_self();
+    const char *why = page_check(g, k, owner, mine);
     if (why) report(w, why, g);
+    if (!mine || why || !dbg_on()) return;
+    for (char *q = g->start; q < page_bump(g); q += g->size) {
+        const void *p = NULL;
+        const char *bad = dbg_object_damaged(q, g->size, &p);
+        if (bad) block_damaged_at(w, p, bad);
+    }
 }
 
 /* The pages of a region: every run of marked windows starts at a page

@@ -4,7 +4,9 @@
  *
  * A checked block p of n bytes, asked with alignment a (at least 16):
  *
- *   level 1:  base [canary] [header 16] p [n bytes] [canary ...] base+usable
+ *   level 1:  obj [canary 8] [key 8] [header 16] p [n bytes] [canary ...] obj+size
+ *             (an object of a page: alignment 16, n up to CLASS_MAX - 48)
+ *         or  base [canary] [header 16] p [n bytes] [canary ...] base+usable
  *             (p = base + a; base a chunk or a mapped block of the engine)
  *   level 2:  slot [.........] [header 16] p [n bytes] [canary < a] | guard page
  *             or, under:  guard | p [n bytes] [canary ...] [header 16] slot end
@@ -16,6 +18,11 @@
  * check word is the header's last four bytes, so the first bytes an
  * underflow reaches. Canary bytes depend on their address and the secret
  * and are never zero (a stray string terminator is caught).
+ *
+ * An object's key is what a free object of its page holds there (page.h):
+ * the engine's free fast path takes the object for a free one and
+ * declines it, so that a free of any address in it comes here; a checked
+ * block is never freed by the engine without this file's checks.
  *
  * New blocks are junk-filled (0xa5 in every byte, calloc's zeroed), so
  * that no data of a freed block shows through and a read of memory never
@@ -34,6 +41,7 @@
 #include "init.h"
 #include "msg.h"
 #include "os.h"
+#include "page.h"
 #include "quarantine.h"
 #include "stack.h"
 
@@ -42,21 +50,27 @@
 #define TAIL_MIN   16 /* canary bytes after a level-1 block, at least */
 #define HDR        16
 
-enum { ST_LIVE = 0xa, ST_FREED = 0x5 };
+/* in use; in quarantine; an object given back to its page (the header
+ * stays until the object is handed out again: a later free is a double
+ * free) */
+enum { ST_LIVE = 0xa, ST_FREED = 0x5, ST_GONE = 0x3 };
 
 struct hdr {
-    uint64_t meta; /* size | kind << 48 | state << 52 | log2 align << 56 | slot << 62 */
+    uint64_t meta; /* size | OBJECT | kind << 48 | state << 52 | log2 align << 56 | SLOT */
     uint32_t alloc_id;
     uint32_t check;
 };
 
-#define SIZE_BITS     48
+#define SIZE_BITS     47
 #define META_SIZE(m)  ((m) & (((uint64_t)1 << SIZE_BITS) - 1))
 #define META_KIND(m)  ((unsigned)((m) >> 48) & 15)
 #define META_STATE(m) ((unsigned)((m) >> 52) & 15)
 #define META_ALIGN(m) ((unsigned)((m) >> 56) & 63)
 #define STATE_MASK    ((uint64_t)15 << 52)
 #define ACCOUNTED     ((uint64_t)1 << 63) /* counted in its stack's bytes not freed */
+#define SLOT          ((uint64_t)1 << 62) /* in a level-2 slot */
+#define OBJECT        ((uint64_t)1 << 47) /* in an object of a page */
+#define OBJ_LEAD      32                  /* an object's bytes before p */
 
 static uint64_t key; /* the secret of check words and canaries */
 static int faults_caught;
@@ -81,67 +95,82 @@ static uint32_t check_word(const void *p, uint64_t meta, uint32_t alloc_id) {
     return (uint32_t)(h >> 32);
 }
 
-static inline uint8_t canary_at(uintptr_t a) {
-    return (uint8_t)(secret() >> ((a & 7) * 8));
+static inline uint64_t rotr(uint64_t w, unsigned s) {
+    return s ? w >> s | w << (64 - s) : w;
 }
 
 /* The canary bytes of [a, a+8) as one word (an unaligned load or store of
- * it: the secret rotated, little-endian, by a's offset in its word). */
+ * it): the secret rotated, little-endian, by a's offset in its word, so
+ * that the canary byte at any address is the same whatever word covers it. */
 static inline uint64_t canary_word(uintptr_t a) {
-    unsigned s = (unsigned)(a & 7) * 8;
-    uint64_t k = secret();
-    return s ? k >> s | k << (64 - s) : k;
+    return rotr(secret(), (unsigned)(a & 7) * 8);
 }
 
-/* Word stores, the last one overlapping: a canary is 16 bytes or more in
- * level 1, and any length in level 2. */
-static void canary_fill(char *from, char *to) {
-    if (to - from < 8) {
-        for (; from < to; from++) *from = (char)canary_at((uintptr_t)from);
+/* Two words at once: the compiler's vectors (SSE2 on x86-64), loaded and
+ * stored unaligned through memcpy. */
+typedef uint64_t v2 __attribute__((vector_size(16)));
+
+/* Fill [from, to) with a pattern whose first 8 bytes are the word w and
+ * which repeats every 8 bytes. */
+static void pattern_fill(char *from, char *to, uint64_t w) {
+    size_t len = (size_t)(to - from);
+    if (len < 16) {
+        for (size_t i = 0; i < len; i++) from[i] = (char)(w >> ((i & 7) * 8));
         return;
     }
-    uint64_t w = canary_word((uintptr_t)from), last = canary_word((uintptr_t)(to - 8));
-    for (; from + 8 <= to; from += 8) memcpy(from, &w, 8);
-    memcpy(to - 8, &last, 8);
+    v2 ww = {w, w};
+    char *q = from;
+    for (; q + 16 <= to; q += 16) memcpy(q, &ww, 16);
+    /* the last 16 bytes, overlapping: the pattern as it stands there */
+    uint64_t t = rotr(w, (unsigned)((to - 16 - from) & 7) * 8);
+    v2 tt = {t, t};
+    memcpy(to - 16, &tt, 16);
 }
 
-static const char *first_bad_canary(const char *from, const char *to) {
-    for (; from < to; from++)
-        if ((uint8_t)*from != canary_at((uintptr_t)from)) return from;
+/* The first byte of [from, to) that breaks the pattern of pattern_fill,
+ * or NULL: 64 bytes at a time, then 16, then the last 16 overlapping. */
+static const char *pattern_broken(const char *from, const char *to, uint64_t w) {
+    const char *q = from;
+    if (to - from >= 16) {
+        v2 ww = {w, w}, a, b, c, d, x;
+        for (; q + 64 <= to; q += 64) {
+            memcpy(&a, q, 16);
+            memcpy(&b, q + 16, 16);
+            memcpy(&c, q + 32, 16);
+            memcpy(&d, q + 48, 16);
+            x = (a ^ ww) | (b ^ ww) | (c ^ ww) | (d ^ ww);
+            if (x[0] | x[1]) goto bytes;
+        }
+        for (; q + 16 <= to; q += 16) {
+            memcpy(&a, q, 16);
+            x = a ^ ww;
+            if (x[0] | x[1]) goto bytes;
+        }
+        if (q == to) return NULL;
+        uint64_t t = rotr(w, (unsigned)((to - 16 - from) & 7) * 8);
+        v2 tt = {t, t};
+        memcpy(&a, to - 16, 16);
+        x = a ^ tt;
+        if (!(x[0] | x[1])) return NULL;
+    }
+bytes:
+    for (; q < to; q++)
+        if ((uint8_t)*q != (uint8_t)(w >> (((uintptr_t)(q - from) & 7) * 8))) return q;
     return NULL;
+}
+
+static void canary_fill(char *from, char *to) {
+    pattern_fill(from, to, canary_word((uintptr_t)from));
 }
 
 /* The first byte of [from, to) that is not its canary, or NULL. */
 static const char *canary_damaged(const char *from, const char *to) {
-    if (to - from < 8) return first_bad_canary(from, to);
-    uint64_t w = canary_word((uintptr_t)from), last = canary_word((uintptr_t)(to - 8)), v;
-    for (; from + 8 <= to; from += 8) {
-        memcpy(&v, from, 8);
-        if (v != w) return first_bad_canary(from, from + 8);
-    }
-    memcpy(&v, to - 8, 8);
-    return v != last ? first_bad_canary(to - 8, to) : NULL;
+    return pattern_broken(from, to, canary_word((uintptr_t)from));
 }
 
-/* The first byte of [from, to) that is not the free fill, or NULL: 32
- * bytes at a time, then a word, then bytes. */
+/* The first byte of [from, to) that is not the free fill, or NULL. */
 static const char *fill_damaged(const char *from, const char *to) {
-    const uint64_t f = 0x0101010101010101ull * FREE_FILL;
-    uint64_t a, b, c, d;
-    for (; from + 32 <= to; from += 32) {
-        memcpy(&a, from, 8);
-        memcpy(&b, from + 8, 8);
-        memcpy(&c, from + 16, 8);
-        memcpy(&d, from + 24, 8);
-        if (((a ^ f) | (b ^ f) | (c ^ f) | (d ^ f)) != 0) break;
-    }
-    for (; from + 8 <= to; from += 8) {
-        memcpy(&a, from, 8);
-        if (a != f) break;
-    }
-    for (; from < to; from++)
-        if ((uint8_t)*from != FREE_FILL) return from;
-    return NULL;
+    return pattern_broken(from, to, 0x0101010101010101ull * FREE_FILL);
 }
 
 /* ---- where a block's parts are ---- */
@@ -175,6 +204,9 @@ static void blk_layout(struct blk *b, size_t usable) {
     if (b->slot) {
         b->base = b->slot;
         b->end = b->under ? (char *)b->h : b->slot + b->slot_size;
+    } else if (m & OBJECT) {
+        b->base = b->p - OBJ_LEAD;
+        b->end = b->base + (usable ? usable : ma_object_at(b->base));
     } else {
         size_t a = (size_t)1 << META_ALIGN(m);
         b->base = b->p - a;
@@ -191,8 +223,8 @@ static struct hdr *slot_hdr(char *slot, size_t size, const char *p, int under) {
 static int hdr_valid(const struct hdr *h, const void *p) {
     uint64_t m = h->meta;
     unsigned st = META_STATE(m), kind = META_KIND(m);
-    return (st == ST_LIVE || st == ST_FREED) && kind >= DBG_MALLOC && kind <= DBG_NEW_ARRAY &&
-           h->check == check_word(p, m, h->alloc_id);
+    return (st == ST_LIVE || st == ST_FREED || st == ST_GONE) && kind >= DBG_MALLOC &&
+           kind <= DBG_NEW_ARRAY && h->check == check_word(p, m, h->alloc_id);
 }
 
 /* The block of level-2 slot [slot, slot+size), open or peeked at: its
@@ -257,6 +289,15 @@ static enum found find_block(const void *pv, struct blk *b) {
         return INSIDE;
     }
     if ((uintptr_t)p & (ALIGNMENT - 1)) return NOT_CHECKED;
+    size_t osize = (uintptr_t)p > OBJ_LEAD ? ma_object_at(p - OBJ_LEAD) : 0;
+    if (osize) {
+        /* where a checked object's block starts: its header, or what an
+         * underflow left of it */
+        b->h = (struct hdr *)(void *)(p - HDR);
+        if (!hdr_valid(b->h, p) || !(b->h->meta & OBJECT)) return DAMAGED;
+        blk_layout(b, osize);
+        return FOUND;
+    }
     for (unsigned k = 4; k <= 30; k++) {
         size_t a = (size_t)1 << k;
         if ((uintptr_t)p < a) break;
@@ -364,17 +405,34 @@ static unsigned depth(void) {
     return (unsigned)opt_get(OPT_CHECK_STACK);
 }
 
-/* Report if b's canaries are damaged (the header is valid). */
+/* The first damaged byte before the header of a block whose header is
+ * valid (meta), from base: a chunk's canary up to its alignment; an
+ * object's canary and key. */
+static const char *lead_damaged(const char *base, const struct hdr *h, uint64_t meta) {
+    if (meta & SLOT) return NULL;
+    if (meta & OBJECT) {
+        uint64_t lead[2] = {canary_word((uintptr_t)base), obj_key(base)};
+        if (memcmp(base, lead, 16) == 0) return NULL;
+        const char *want = (const char *)lead;
+        for (unsigned i = 0;; i++)
+            if (base[i] != want[i]) return base + i;
+    }
+    return META_ALIGN(meta) > 4 ? canary_damaged(base, (const char *)h) : NULL;
+}
+
+/* Report if b's canaries are damaged (the header is valid; a freed
+ * block's fill covers its canary after it: fill_damaged's business). */
 static void verify_canaries(const struct blk *b, const char *who, void *ra) {
-    const char *bad = canary_damaged(b->p + b->n, b->end);
+    const char *bad =
+        META_STATE(b->h->meta) == ST_FREED ? NULL : canary_damaged(b->p + b->n, b->end);
+    if (likely(!bad) && likely(!lead_damaged(b->base, b->h, b->h->meta))) return;
     struct report r = {.who = who, .b = b};
     if (bad) {
         r.bug = "heap-buffer-overflow";
         r.addr = bad;
         r.where = "after";
         r.distance = (size_t)(bad - (b->p + b->n));
-    } else if (!b->slot && META_ALIGN(b->h->meta) > 4 &&
-               (bad = canary_damaged(b->base, (char *)b->h)) != NULL) {
+    } else if ((bad = lead_damaged(b->base, b->h, b->h->meta)) != NULL) {
         r.bug = "heap-buffer-underflow";
         r.addr = bad;
         r.where = "before";
@@ -394,7 +452,8 @@ static __attribute__((noreturn, cold)) void damaged(struct blk *b, const char *w
     const struct hdr *h = b->h;
     uint64_t m = h->meta;
     unsigned kind = META_KIND(m), st = META_STATE(m);
-    if (kind >= DBG_MALLOC && kind <= DBG_NEW_ARRAY && (st == ST_LIVE || st == ST_FREED)) {
+    if (kind >= DBG_MALLOC && kind <= DBG_NEW_ARRAY &&
+        (st == ST_LIVE || st == ST_FREED || st == ST_GONE)) {
         struct hdr want = *h;
         want.check = check_word(b->p, m, h->alloc_id);
         const unsigned char *have = (const unsigned char *)h, *w = (const unsigned char *)&want;
@@ -525,42 +584,68 @@ static size_t quarantine_limit(void) {
     return l;
 }
 
-/* A block leaves quarantine (or never enters it): verify its fill, unless
- * its slot is closed, and release it. bytes: what the quarantine counted
- * (the engine block's usable size, or the slot's). */
+/* The report of a freed block whose fill is damaged at bad (b: laid out). */
+static __attribute__((noreturn, cold)) void fill_report(struct blk *b, const char *bad,
+                                                        uint32_t free_id, const char *who, void *ra,
+                                                        const char *note) {
+    struct report r = {.addr = bad, .who = who, .b = b, .free_id = free_id, .note = note};
+    if (bad < b->p + b->n) {
+        r.bug = "heap-use-after-free";
+        r.where = "inside";
+        r.distance = (size_t)(bad - b->p);
+    } else {
+        r.bug = "heap-buffer-overflow";
+        r.where = "after";
+        r.distance = (size_t)(bad - (b->p + b->n));
+    }
+    r.now_id = stack_capture(ra, depth());
+    report(&r);
+}
+
+/* A block leaves quarantine (or never enters it): verify its fill (from
+ * the block to the end of its memory: retire filled its canary too),
+ * unless its slot is closed, and release it. bytes: what the quarantine
+ * counted (the engine block's usable size, or the slot's). */
 static void release(void *pv, size_t bytes, uint32_t free_id, const char *who, void *ra) {
     char *p = pv;
     struct blk b;
+    if (likely(!guard_owns(p))) {
+        struct hdr *h = (struct hdr *)(void *)(p - HDR);
+        uint64_t m = h->meta;
+        char *base = p - ((m & OBJECT) ? OBJ_LEAD : (size_t)1 << META_ALIGN(m));
+        const char *bad = fill_damaged(p, base + bytes);
+        if (unlikely(bad != NULL)) {
+            memset(&b, 0, sizeof b);
+            b.p = p;
+            b.h = h;
+            blk_layout(&b, bytes);
+            fill_report(&b, bad, free_id, who, ra,
+                        "(written after it was freed; found as the block left quarantine)");
+        }
+        if (m & OBJECT) {
+            /* a free of p from now on is a double free, until the object
+             * is handed out again (the check word does not cover the state) */
+            h->meta = (m & ~STATE_MASK) | (uint64_t)ST_GONE << 52;
+            ma_free_object(base);
+        } else {
+            ma_free_slow(base, "free");
+        }
+        return;
+    }
     memset(&b, 0, sizeof b);
     b.p = p;
-    if (guard_owns(p)) {
-        b.slot = guard_slot_of(p, &b.slot_size, &b.open);
-        if (!b.slot) return;
-        if (!b.open) {
-            guard_release(b.slot);
-            return;
-        }
+    b.slot = guard_slot_of(p, &b.slot_size, &b.open);
+    if (!b.slot) return;
+    if (b.open) {
         b.under = p == b.slot && under_layout();
         b.h = slot_hdr(b.slot, b.slot_size, p, b.under);
-    } else {
-        b.h = (struct hdr *)(void *)(p - HDR);
+        blk_layout(&b, bytes);
+        const char *bad = fill_damaged(p, b.end);
+        if (bad)
+            fill_report(&b, bad, free_id, who, ra,
+                        "(written after it was freed; found as the block left quarantine)");
     }
-    blk_layout(&b, bytes);
-    const char *bad = fill_damaged(p, p + b.n);
-    if (bad) {
-        struct report r = {.bug = "heap-use-after-free", .addr = bad, .who = who, .b = &b};
-        r.where = "inside";
-        r.distance = (size_t)(bad - p);
-        r.free_id = free_id;
-        r.note = "(written after it was freed; found as the block left quarantine)";
-        r.now_id = stack_capture(ra, depth());
-        report(&r);
-    }
-    verify_canaries(&b, who, ra);
-    if (b.slot)
-        guard_release(b.slot);
-    else
-        ma_free_slow(b.base, "free");
+    guard_release(b.slot);
 }
 
 static void evict(const char *who, void *ra) {
@@ -706,7 +791,7 @@ void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) 
     uint32_t id = stack_capture(ra, depth());
     char *p = NULL, *end = NULL, *base = NULL;
     struct hdr *h = NULL;
-    uint64_t slot_flag = 0;
+    uint64_t mem_flag = 0; /* SLOT, OBJECT or neither */
     if (level >= 2) {
         size_t ps = os_page_size(), size;
         int under = under_layout();
@@ -732,7 +817,19 @@ void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) 
                 end = slot + size;
             }
             base = slot;
-            slot_flag = (uint64_t)1 << 62;
+            mem_flag = SLOT;
+        }
+    }
+    if (!p && a == ALIGNMENT && n <= CLASS_MAX - OBJ_LEAD - TAIL_MIN) {
+        size_t usable;
+        base = ma_alloc_object(n + OBJ_LEAD + TAIL_MIN, &usable);
+        if (base) {
+            p = base + OBJ_LEAD;
+            h = (struct hdr *)(void *)(p - HDR);
+            end = base + usable;
+            uint64_t lead[2] = {canary_word((uintptr_t)base), obj_key(base)};
+            memcpy(base, lead, 16);
+            mem_flag = OBJECT;
         }
     }
     if (!p) {
@@ -748,7 +845,7 @@ void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) 
      * only when it is asked for */
     int leaks = opt_get(OPT_CHECK_LEAKS) != 0;
     uint64_t meta = (uint64_t)n | (uint64_t)kind << 48 | (uint64_t)ST_LIVE << 52 |
-                    (uint64_t)log2_of(a) << 56 | slot_flag | (leaks ? ACCOUNTED : 0);
+                    (uint64_t)log2_of(a) << 56 | mem_flag | (leaks ? ACCOUNTED : 0);
     h->meta = meta;
     h->alloc_id = id;
     h->check = check_word(p, meta, id);
@@ -773,7 +870,7 @@ static void check_release(struct blk *b, enum found f, unsigned kind, size_t siz
                           void *ra) {
     if (f == DAMAGED) damaged(b, who, ra);
     if (f == INSIDE) inside_block(b, who, ra);
-    if (f == CLOSED || META_STATE(b->h->meta) == ST_FREED) double_free(b, who, ra);
+    if (f == CLOSED || META_STATE(b->h->meta) != ST_LIVE) double_free(b, who, ra);
     unsigned k = META_KIND(b->h->meta);
     if (kind && k != kind) {
         struct report r = {.bug = "alloc-dealloc-mismatch", .addr = b->p, .who = who, .b = b};
@@ -811,6 +908,22 @@ static void check_release(struct blk *b, enum found f, unsigned kind, size_t siz
     verify_canaries(b, who, ra);
 }
 
+/* Freed block p (bytes of memory, as the quarantine counts them) into
+ * quarantine, and the blocks that it pushes out released; or released at
+ * once if there is no quarantine. */
+static void hold(char *p, size_t bytes, uint32_t free_id, const char *who, void *ra) {
+    struct quarantined out[16];
+    int n = opt_get(OPT_CHECK) == 0 || (opt_get(OPT_QUARANTINE) == 0 && opt_fixed(OPT_QUARANTINE))
+                ? -1
+                : quarantine_push(p, bytes, free_id, quarantine_limit(), out, 16);
+    if (n < 0) {
+        release(p, bytes, free_id, who, ra);
+        return;
+    }
+    for (int i = 0; i < n; i++) release(out[i].p, out[i].bytes, out[i].free_id, who, ra);
+    if (n == 16) evict(who, ra);
+}
+
 /* Free checked block b (verified) into quarantine. */
 static void retire(struct blk *b, const char *who, void *ra) {
     uint64_t m = b->h->meta;
@@ -820,28 +933,48 @@ static void retire(struct blk *b, const char *who, void *ra) {
     if (m & ACCOUNTED) stack_account(b->h->alloc_id, -(int64_t)b->n, -1);
     uint32_t free_id = stack_capture(ra, depth());
     size_t bytes;
+    /* the fill runs over the canary after the block too: a write past
+     * its end while it is freed is found as the block leaves */
     if (b->slot) {
         bytes = b->slot_size;
-        if (!close_allowed() || guard_close(b->slot) != 0) memset(b->p, FREE_FILL, b->n);
+        if (!close_allowed() || guard_close(b->slot) != 0)
+            memset(b->p, FREE_FILL, (size_t)(b->end - b->p));
     } else {
         bytes = (size_t)(b->end - b->base);
-        memset(b->p, FREE_FILL, b->n);
+        memset(b->p, FREE_FILL, (size_t)(b->end - b->p));
     }
-    size_t limit = quarantine_limit();
-    struct quarantined out[16];
-    int n = opt_get(OPT_CHECK) == 0 || (opt_get(OPT_QUARANTINE) == 0 && opt_fixed(OPT_QUARANTINE))
-                ? -1
-                : quarantine_push(b->p, bytes, free_id, limit, out, 16);
-    if (n < 0) {
-        release(b->p, bytes, free_id, who, ra);
-        return;
-    }
-    for (int i = 0; i < n; i++) release(out[i].p, out[i].bytes, out[i].free_id, who, ra);
-    if (n == 16) evict(who, ra);
+    hold(b->p, bytes, free_id, who, ra);
+}
+
+/* free's common case, without the general path's bookkeeping: a checked
+ * object in use, released as the call says (kind, size), its header and
+ * canaries whole. 0 if it is anything else (every error included): the
+ * general path looks again and says what. */
+static int object_free_fast(void *pv, unsigned kind, size_t size, const char *who, void *ra) {
+    char *p = pv, *base = p - OBJ_LEAD;
+    if (((uintptr_t)p & (ALIGNMENT - 1)) || (uintptr_t)p <= OBJ_LEAD) return 0;
+    size_t osize = ma_object_at(base);
+    if (!osize) return 0;
+    struct hdr *h = (struct hdr *)(void *)(p - HDR);
+    uint64_t m = h->meta;
+    size_t n = META_SIZE(m);
+    if (!(m & OBJECT) || META_STATE(m) != ST_LIVE || (kind && META_KIND(m) != kind) ||
+        (size && size != n) || n > osize - OBJ_LEAD || h->check != check_word(p, m, h->alloc_id))
+        return 0;
+    char *end = base + osize;
+    if (lead_damaged(base, h, m) || canary_damaged(p + n, end)) return 0;
+    uint64_t freed = (m & ~STATE_MASK) | (uint64_t)ST_FREED << 52;
+    if (!__atomic_compare_exchange_n(&h->meta, &m, freed, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return 0; /* another thread freed it first */
+    if (m & ACCOUNTED) stack_account(h->alloc_id, -(int64_t)n, -1);
+    memset(p, FREE_FILL, (size_t)(end - p));
+    hold(p, osize, stack_capture(ra, depth()), who, ra);
+    return 1;
 }
 
 void dbg_free(void *p, enum dbg_kind kind, size_t size, const char *who, void *ra) {
     if (!p || is_boot(p)) return;
+    if (likely(object_free_fast(p, kind, size, who, ra))) return;
     struct blk b;
     enum found f = find_block(p, &b);
     if (f == NOT_CHECKED) {
@@ -902,19 +1035,35 @@ size_t dbg_usable_size(const void *p, const char *who, void *ra) {
 
 /* ---- verification of everything, and exit ---- */
 
+/* The first damaged byte of checked block p (header h, valid) whose
+ * memory is [base, end), or NULL. Blocks given back (ST_GONE) are the
+ * engine's. */
+static const char *block_damaged(const char *base, const char *end, const char *p,
+                                 const struct hdr *h) {
+    uint64_t m = h->meta;
+    size_t n = META_SIZE(m);
+    if (META_STATE(m) == ST_GONE || n > (size_t)(end - p)) return NULL;
+    const char *bad = lead_damaged(base, h, m);
+    if (bad) return bad;
+    return META_STATE(m) == ST_FREED ? fill_damaged(p, end) : canary_damaged(p + n, end);
+}
+
+const char *dbg_object_damaged(void *q, size_t size, const void **pp) {
+    char *p = (char *)q + OBJ_LEAD;
+    const struct hdr *h = (const struct hdr *)(void *)(p - HDR);
+    if (size < OBJ_LEAD + TAIL_MIN || !hdr_valid(h, p) || !(h->meta & OBJECT)) return NULL;
+    *pp = p;
+    return block_damaged(q, (char *)q + size, p, h);
+}
+
 const char *dbg_block_damaged(void *q, size_t usable, const void **pp) {
     /* the header is at q + a - 16 for an alignment a the block holds */
     for (unsigned k = 4; k <= 30 && ((size_t)1 << k) < usable; k++) {
         char *p = (char *)q + ((size_t)1 << k);
         const struct hdr *h = (const struct hdr *)(void *)(p - HDR);
-        if (!hdr_valid(h, p) || META_ALIGN(h->meta) != k) continue;
-        size_t n = META_SIZE(h->meta);
-        if (n > usable - ((size_t)1 << k)) return NULL;
+        if (!hdr_valid(h, p) || META_ALIGN(h->meta) != k || (h->meta & (OBJECT | SLOT))) continue;
         *pp = p;
-        const char *bad = canary_damaged(p + n, (char *)q + usable);
-        if (!bad && k > 4) bad = canary_damaged(q, (const char *)h);
-        if (!bad && META_STATE(h->meta) == ST_FREED) bad = fill_damaged(p, p + n);
-        return bad;
+        return block_damaged(q, (char *)q + usable, p, h);
     }
     return NULL;
 }
@@ -925,16 +1074,10 @@ void dbg_report_damaged(const void *p, const char *who) {
     enum found f = find_block(p, &b);
     if (f == DAMAGED) damaged(&b, who, ra);
     if (f == FOUND && META_STATE(b.h->meta) == ST_FREED) {
-        const char *bad = fill_damaged(b.p, b.p + b.n);
-        if (bad) {
-            struct report r = {.bug = "heap-use-after-free", .addr = bad, .who = who, .b = &b};
-            r.where = "inside";
-            r.distance = (size_t)(bad - b.p);
-            r.free_id = quarantine_free_stack(b.p);
-            r.note = "(written after it was freed)";
-            r.now_id = stack_capture(ra, depth());
-            report(&r);
-        }
+        const char *bad = fill_damaged(b.p, b.end);
+        if (bad)
+            fill_report(&b, bad, quarantine_free_stack(b.p), who, ra,
+                        "(written after it was freed)");
     }
     if (f == FOUND) verify_canaries(&b, who, ra);
     bad_free(p, who, ra, "(a damaged block that could not be described)");

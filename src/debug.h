@@ -7,8 +7,9 @@
  * bytes (its size, how it was allocated, its state and the stack that
  * allocated it, under a keyed check word) and canary bytes from its end
  * to the end of the memory under it. Level 1 takes that memory from the
- * engine's heap (a chunk or a mapped block, never an object of a page:
- * every free of an address in it then reaches this file); level 2 from a
+ * engine: an object of a page of the calling thread (whose first bytes
+ * make the free fast path decline it: every free of an address in it
+ * reaches this file), else a chunk or a mapped block; level 2 from a
  * guard slot (guard.h), so that the block ends at an inaccessible page.
  * A freed block waits in quarantine (quarantine.h): level 1 fills it with
  * a pattern and verifies the pattern when it leaves; level 2 makes its
@@ -51,6 +52,9 @@ size_t dbg_usable_size(const void *p, const char *who, void *ra);
  * or free fill that is damaged, else NULL; *p: the checked block. Takes
  * no lock and reports nothing. */
 const char *dbg_block_damaged(void *q, size_t usable, const void **p);
+/* The same for an object of a page at q, of size bytes (in use, free or
+ * never handed out). */
+const char *dbg_object_damaged(void *q, size_t size, const void **p);
 /* The full report for checked block p found damaged, as found by who;
  * aborts. */
 _Noreturn void dbg_report_damaged(const void *p, const char *who);

@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 
+#include "counters.h"
 #include "os.h"
 
 #define POOL_PAGES_MAX (GUARD_POOL_BYTES / 4096)
@@ -29,6 +30,7 @@ static size_t pool_pages;         /* pages of the stretch (page size known at th
 static size_t carved;             /* pages carved so far */
 static size_t open_slots, budget; /* accessible slots (each a mapping); the most allowed */
 static int layout_under;
+static unsigned setup_wait; /* calls to let go by before the set-up is tried again */
 static pthread_mutex_t g_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static int setup(int under) {
@@ -85,7 +87,18 @@ void *guard_alloc(size_t bytes, int under, size_t *size) {
     if (np == 0) np = 1;
     char *data = NULL;
     pthread_mutex_lock(&g_mutex);
-    if (!guard_pool && setup(under) != 0) goto out;
+    if (!guard_pool) {
+        /* a failed set-up (no address space: a limit, a tool) is not
+         * tried again at every call: the caller serves level 1 meanwhile */
+        if (setup_wait) {
+            setup_wait--;
+            goto out;
+        }
+        if (setup(under) != 0) {
+            setup_wait = 4096;
+            goto out;
+        }
+    }
     if (np >= pool_pages) goto out;
     size_t s1 = take_free(np);
     if (!s1) {
@@ -122,6 +135,7 @@ void *guard_alloc(size_t bytes, int under, size_t *size) {
         pthread_mutex_unlock(&g_mutex);
     }
     *size = np * ps;
+    add_relaxed(&ma_counters.allocs, 1); /* a call served (not in_use: no arena's) */
     return data;
 out:
     pthread_mutex_unlock(&g_mutex);
@@ -159,6 +173,7 @@ void guard_release(void *data) {
     pthread_mutex_lock(&g_mutex);
     put_free(s, np);
     pthread_mutex_unlock(&g_mutex);
+    add_relaxed(&ma_counters.frees, 1);
 }
 
 char *guard_slot_of(const void *a, size_t *size, int *open) {

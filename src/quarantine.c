@@ -1,7 +1,16 @@
 /*
- * quarantine.c: a ring of freed blocks under one lock (see quarantine.h).
- * The ring is mapped at the first push and never unmapped; its pages are
- * touched only as far as it fills.
+ * quarantine.c: rings of freed blocks, one per thread (see quarantine.h).
+ *
+ * A thread pushes onto and takes from its own ring without a lock; the
+ * bytes held by all rings are one relaxed counter, which the caller's
+ * limit bounds. A ring is mapped at a thread's first push and never
+ * unmapped; its pages are touched only as far as it fills. When its
+ * thread exits (a pthread key's destructor) the ring is orphaned with its
+ * blocks: the next thread that needs a ring adopts it, blocks and all, so
+ * that FIFO order and the bound hold across threads that come and go, and
+ * a push that finds the quarantine over its limit takes from orphaned
+ * rings too. The registry (all rings, under one lock) is for adoption, the
+ * drain at exit, and the search of a report.
  */
 #include "quarantine.h"
 
@@ -10,54 +19,128 @@
 #include "os.h"
 #include "util.h"
 
-#define RING_SLOTS ((size_t)1 << 20) /* a power of two */
+#define RING_SLOTS ((size_t)1 << 13) /* a power of two: 192 KiB of entries */
 
-static struct quarantined *ring;
-static size_t head, count; /* the oldest entry; the number held */
-static size_t held;        /* bytes */
+struct ring {
+    struct ring *next; /* the registry */
+    int owned;         /* a live thread's (else orphaned: the registry's lock guards it) */
+    size_t head, count, held;
+    struct quarantined e[RING_SLOTS];
+};
+
+static struct ring *rings;
+static size_t total;        /* bytes held by all rings (relaxed) */
+static size_t orphan_bytes; /* of which in orphaned rings (relaxed) */
 static pthread_mutex_t q_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t exit_key;
+static int key_made;
 
-/* keep: how many of the newest blocks stay whatever the limit */
-static unsigned evict_locked(size_t limit, size_t keep, struct quarantined *out, unsigned max) {
-    unsigned n = 0;
-    while (n < max && count > keep && (held > limit || count == RING_SLOTS)) {
-        out[n] = ring[head];
-        store_relaxed(&held, held - out[n].bytes);
-        head = (head + 1) & (RING_SLOTS - 1);
-        count--;
-        n++;
+static __thread struct ring *mine __attribute__((tls_model("initial-exec")));
+static __thread int gone __attribute__((tls_model("initial-exec"))); /* its thread exits */
+
+static void leave(void *arg) {
+    struct ring *r = arg;
+    pthread_mutex_lock(&q_mutex);
+    r->owned = 0;
+    store_relaxed(&orphan_bytes, orphan_bytes + r->held);
+    pthread_mutex_unlock(&q_mutex);
+    mine = NULL;
+    gone = 1; /* later frees of this thread (other destructors) skip quarantine */
+}
+
+/* The calling thread's ring: an orphaned one (the fullest), or a new one. */
+static struct ring *join(void) {
+    if (gone) return NULL;
+    struct ring *r = NULL;
+    pthread_mutex_lock(&q_mutex);
+    if (!key_made && pthread_key_create(&exit_key, leave) == 0) key_made = 1;
+    for (struct ring *q = rings; q; q = q->next)
+        if (!q->owned && (!r || q->count > r->count)) r = q;
+    if (r) {
+        store_relaxed(&orphan_bytes, orphan_bytes - r->held);
+    } else if ((r = os_map(sizeof *r)) != NULL) {
+        r->next = rings;
+        rings = r;
     }
+    if (r) r->owned = 1;
+    pthread_mutex_unlock(&q_mutex);
+    /* outside the lock: a key past glibc's first block allocates */
+    if (r && key_made) pthread_setspecific(exit_key, r);
+    mine = r;
+    return r;
+}
+
+static inline __attribute__((always_inline)) void take_oldest(struct ring *r,
+                                                              struct quarantined *out) {
+    *out = r->e[r->head];
+    store_relaxed(&r->head, (r->head + 1) & (RING_SLOTS - 1));
+    store_relaxed(&r->count, r->count - 1);
+    r->held -= out->bytes;
+    store_relaxed(&total, load_relaxed(&total) - out->bytes);
+}
+
+/* Take from r while the quarantine is over limit or r is full, keeping
+ * r's newest keep blocks. */
+static unsigned evict_ring(struct ring *r, size_t limit, size_t keep, struct quarantined *out,
+                           unsigned max) {
+    unsigned n = 0;
+    while (n < max && r->count > keep && (load_relaxed(&total) > limit || r->count == RING_SLOTS))
+        take_oldest(r, &out[n++]);
+    return n;
+}
+
+/* Take from orphaned rings while the quarantine is over limit. */
+static unsigned evict_orphans(size_t limit, struct quarantined *out, unsigned max) {
+    unsigned n = 0;
+    pthread_mutex_lock(&q_mutex);
+    for (struct ring *r = rings; r && n < max; r = r->next) {
+        if (r->owned) continue;
+        size_t before = r->held;
+        n += evict_ring(r, limit, 0, out + n, max - n);
+        store_relaxed(&orphan_bytes, orphan_bytes - (before - r->held));
+    }
+    pthread_mutex_unlock(&q_mutex);
+    return n;
+}
+
+unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max) {
+    unsigned n = 0;
+    if (load_relaxed(&orphan_bytes) && load_relaxed(&total) > limit)
+        n = evict_orphans(limit, out, max);
+    struct ring *r = mine;
+    if (r) n += evict_ring(r, limit, 1, out + n, max - n);
     return n;
 }
 
 int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struct quarantined *out,
                     unsigned max) {
-    pthread_mutex_lock(&q_mutex);
-    if (!ring) ring = os_map(RING_SLOTS * sizeof *ring);
-    int rc = -1;
-    if (ring && count < RING_SLOTS) {
-        struct quarantined *e = &ring[(head + count) & (RING_SLOTS - 1)];
-        e->p = p;
-        e->bytes = bytes;
-        e->free_id = free_id;
-        count++;
-        store_relaxed(&held, held + bytes);
-        rc = (int)evict_locked(limit, 1, out, max);
-    }
-    pthread_mutex_unlock(&q_mutex);
-    return rc;
-}
-
-unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max) {
-    pthread_mutex_lock(&q_mutex);
-    unsigned n = evict_locked(limit, 1, out, max);
-    pthread_mutex_unlock(&q_mutex);
-    return n;
+    struct ring *r = mine;
+    if (unlikely(!r) && (r = join()) == NULL) return -1;
+    unsigned n = 0;
+    if (r->count == RING_SLOTS) take_oldest(r, &out[n++]);
+    struct quarantined *e = &r->e[(r->head + r->count) & (RING_SLOTS - 1)];
+    store_relaxed(&e->p, p);
+    e->bytes = bytes;
+    store_relaxed(&e->free_id, free_id);
+    store_relaxed(&r->count, r->count + 1);
+    r->held += bytes;
+    store_relaxed(&total, load_relaxed(&total) + bytes);
+    /* the orphans' blocks first: they are older */
+    if (load_relaxed(&total) > limit && load_relaxed(&orphan_bytes) && n < max)
+        n += evict_orphans(limit, out + n, max - n);
+    while (load_relaxed(&total) > limit && r->count > 1 && n < max) take_oldest(r, &out[n++]);
+    return (int)n;
 }
 
 unsigned quarantine_drain(struct quarantined *out, unsigned max) {
+    unsigned n = 0;
     pthread_mutex_lock(&q_mutex);
-    unsigned n = evict_locked(0, 0, out, max);
+    for (struct ring *r = rings; r && n < max; r = r->next) {
+        if (r->owned && r != mine) continue; /* a live thread's: it may push meanwhile */
+        size_t before = r->held;
+        n += evict_ring(r, 0, 0, out + n, max - n);
+        if (!r->owned) store_relaxed(&orphan_bytes, orphan_bytes - (before - r->held));
+    }
     pthread_mutex_unlock(&q_mutex);
     return n;
 }
@@ -65,11 +148,15 @@ unsigned quarantine_drain(struct quarantined *out, unsigned max) {
 uint32_t quarantine_free_stack(const void *p) {
     uint32_t id = 0;
     pthread_mutex_lock(&q_mutex);
-    for (size_t i = count; i-- > 0;) {
-        const struct quarantined *e = &ring[(head + i) & (RING_SLOTS - 1)];
-        if (e->p == p) {
-            id = e->free_id;
-            break;
+    /* other threads' rings move meanwhile: a report's best effort */
+    for (struct ring *r = rings; r && !id; r = r->next) {
+        size_t head = load_relaxed(&r->head), count = load_relaxed(&r->count);
+        for (size_t i = count; i-- > 0;) {
+            const struct quarantined *e = &r->e[(head + i) & (RING_SLOTS - 1)];
+            if (load_relaxed(&e->p) == p) {
+                id = load_relaxed(&e->free_id);
+                break;
+            }
         }
     }
     pthread_mutex_unlock(&q_mutex);
@@ -77,7 +164,7 @@ uint32_t quarantine_free_stack(const void *p) {
 }
 
 size_t quarantine_bytes(void) {
-    return load_relaxed(&held);
+    return load_relaxed(&total);
 }
 
 void quarantine_lock(void) {
@@ -86,6 +173,13 @@ void quarantine_lock(void) {
 void quarantine_unlock(void) {
     pthread_mutex_unlock(&q_mutex);
 }
+/* The rings of the threads fork did not copy are orphans in the child. */
 void quarantine_fork_child(void) {
     pthread_mutex_init(&q_mutex, NULL);
+    size_t o = 0;
+    for (struct ring *r = rings; r; r = r->next) {
+        if (r != mine) r->owned = 0;
+        if (!r->owned) o += r->held;
+    }
+    store_relaxed(&orphan_bytes, o);
 }

@@ -3,9 +3,11 @@
  * by the program wait here, first in first out, before the engine can
  * reuse them, so that a stale pointer to a block hits a block nobody
  * uses (its fill or its protection tells on a write), and a second free
- * finds the block still marked freed. Bounded in bytes by the caller's
- * limit and in number by the ring's size. The blocks themselves are the
- * caller's business: this file keeps their addresses.
+ * finds the block still marked freed. Each thread has a ring of its own,
+ * taken without a lock (the ring of a thread that exited is adopted by the
+ * next one that needs a ring); all rings together are bounded in bytes by
+ * the caller's limit, and each in number by its size. The blocks
+ * themselves are the caller's business: this file keeps their addresses.
  */
 #ifndef MEMALLOC_QUARANTINE_H
 #define MEMALLOC_QUARANTINE_H
@@ -20,19 +22,23 @@ struct quarantined {
     uint32_t pad;
 };
 
-/* Hold block p, then take out the oldest blocks as quarantine_evict
- * does, under one take of the lock; their number, or -1 if there is no
- * room for the ring (p is not held: the caller frees it at once). */
+/* Hold block p in the calling thread's ring, then take out the oldest
+ * blocks as quarantine_evict does; their number, or -1 if the thread has
+ * no ring (no memory for one, or the thread is exiting: p is not held,
+ * and the caller frees it at once). max: at least 2. */
 int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struct quarantined *out,
                     unsigned max);
-/* Take the oldest blocks out while the blocks held exceed limit bytes or
- * the ring is full, at most max of them, into out; their number. The
- * newest block stays (a block larger than the limit waits until the next
- * push). */
+/* Take the oldest blocks out while the blocks held exceed limit bytes,
+ * at most max of them, into out; their number: first from the rings of
+ * exited threads, then from the calling thread's, whose newest block
+ * stays (a block larger than the limit waits until the next push). */
 unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max);
-/* Take out every block, oldest first, at most max, into out; their number. */
+/* Take out every block of the calling thread's ring and of exited
+ * threads' rings, oldest first, at most max, into out; their number (at
+ * exit: the rings of threads still running are left alone). */
 unsigned quarantine_drain(struct quarantined *out, unsigned max);
-/* The stack that freed p, if p is held; else 0. */
+/* The stack that freed p, if p is held; else 0 (for a report: other
+ * threads' rings are read as they change). */
 uint32_t quarantine_free_stack(const void *p);
 /* Bytes held now. */
 size_t quarantine_bytes(void);

@@ -128,25 +128,47 @@ static uint32_t intern(void *const *f, unsigned n) {
     return id;
 }
 
-uint32_t stack_capture(void *ra, unsigned depth) {
+/* One-frame stacks, by far the most common, are looked up here first: a
+ * thread's last ids by return address, direct-mapped (a stack's id never
+ * changes once interned). */
+#define RECENT 16
+struct recent {
+    void *ra;
+    uint32_t id;
+};
+static __thread struct recent recent[RECENT] __attribute__((tls_model("initial-exec")));
+
+static uint32_t one_frame(void *ra) {
+    struct recent *e = &recent[((uintptr_t)ra >> 2 ^ (uintptr_t)ra >> 7) & (RECENT - 1)];
+    if (likely(e->ra == ra && e->id)) return e->id;
+    uint32_t id = intern(&ra, 1);
+    e->ra = ra;
+    e->id = id;
+    return id;
+}
+
+static __attribute__((noinline)) uint32_t unwound(void *ra, unsigned depth, unw_backtrace_fn fn) {
     void *f[STACK_DEPTH_MAX + 16];
     unsigned n = 1;
     f[0] = ra;
-    unw_backtrace_fn fn = unwind;
-    if (depth > 1 && fn && !busy) {
-        busy = 1;
-        int got = fn(f, (int)(depth + 16));
-        busy = 0;
-        int i = 0;
-        while (i < got && f[i] != ra) i++;
-        if (i < got) {
-            n = (unsigned)(got - i) < depth ? (unsigned)(got - i) : depth;
-            for (unsigned j = 0; j < n; j++) f[j] = f[i + j];
-        } else {
-            f[0] = ra;
-        }
+    busy = 1;
+    int got = fn(f, (int)(depth + 16));
+    busy = 0;
+    int i = 0;
+    while (i < got && f[i] != ra) i++;
+    if (i < got) {
+        n = (unsigned)(got - i) < depth ? (unsigned)(got - i) : depth;
+        for (unsigned j = 0; j < n; j++) f[j] = f[i + j];
+    } else {
+        f[0] = ra;
     }
     return intern(f, n);
+}
+
+uint32_t stack_capture(void *ra, unsigned depth) {
+    unw_backtrace_fn fn = unwind;
+    if (depth <= 1 || !fn || busy) return one_frame(ra);
+    return unwound(ra, depth, fn);
 }
 
 int stack_busy(void) {

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdint.h>
@@ -156,6 +157,38 @@ static void write_after_free_evicted(void *arg) {
     for (int i = 0; i < 65536; i++) free(malloc(128));
 }
 
+/* A second free after the block left quarantine (its object is back on
+ * its page's free list: the filler's blocks are of another class). */
+static void double_free_gone(void *arg) {
+    (void)arg;
+    free(victim);
+    for (int i = 0; i < 65536; i++) free(malloc(128));
+    free(victim);
+}
+/* A write past the end of a freed block, into what was its canary: the
+ * fill covers it, found as the block leaves quarantine. */
+static void write_past_freed(void *arg) {
+    (void)arg;
+    free(victim);
+    ((char *)victim)[victim_n + 2] = 1;
+    for (int i = 0; i < 65536; i++) free(malloc(128));
+}
+/* A block freed by a thread that then exits stays in quarantine (its
+ * ring is orphaned): a write after free into it is found as the main
+ * thread's frees push it out. */
+static void *free_and_exit(void *arg) {
+    free(arg);
+    return NULL;
+}
+static void write_after_thread_free(void *arg) {
+    (void)arg;
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_and_exit, victim) != 0 || pthread_join(t, NULL) != 0) exit(3);
+    ((char *)victim)[7] = 1;
+    for (int i = 0; i < 65536; i++) free(malloc(128));
+    exit(8); /* not found */
+}
+
 TEST(test_level1_reports) {
     set_check(1);
     victim_n = 24;
@@ -172,6 +205,11 @@ TEST(test_level1_reports) {
     CHECKF(strncmp(line, want, strlen(want)) == 0, "got \"%s\", expected \"%s...\"", line, want);
     expect_report(write_after_free_evicted, NULL, SIGABRT, "heap-use-after-free",
                   (char *)victim + 5, "free");
+    expect_report(double_free_gone, NULL, SIGABRT, "double-free", victim, "free");
+    expect_report(write_past_freed, NULL, SIGABRT, "heap-buffer-overflow",
+                  (char *)victim + victim_n + 2, "free");
+    expect_report(write_after_thread_free, NULL, SIGABRT, "heap-use-after-free", (char *)victim + 7,
+                  "free");
     free(victim);
     set_check(0);
 }
