@@ -779,7 +779,10 @@ static int log2_of(size_t a) {
     return 63 - __builtin_clzll(a);
 }
 
-void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) {
+/* dbg_alloc, for a caller that writes the block's first `written` bytes
+ * at once (realloc's copy): those are not junk-filled. */
+static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, size_t written,
+                         void *ra) {
     if (!ready()) return plain_alloc(n, align, zero);
     unsigned level = (unsigned)opt_get(OPT_CHECK);
     if (stack_busy() || level == 0) return plain_alloc(n, align, zero);
@@ -849,10 +852,17 @@ void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) 
     h->meta = meta;
     h->alloc_id = id;
     h->check = check_word(p, meta, id);
-    memset(p, zero ? 0 : ALLOC_FILL, n);
+    if (zero)
+        memset(p, 0, n);
+    else
+        memset(p + written, ALLOC_FILL, n - written);
     canary_fill(p + n, end);
     if (leaks) stack_account(id, (int64_t)n, 1);
     return p;
+}
+
+void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) {
+    return alloc_block(n, align, kind, zero, 0, ra);
 }
 
 void *dbg_calloc(size_t n, size_t size, void *ra) {
@@ -1012,7 +1022,7 @@ void *dbg_realloc(void *p, size_t n, const char *who, void *ra) {
         return NULL;
     }
     /* always moves: a stale pointer to the old block finds it in quarantine */
-    void *q = dbg_alloc(n, ALIGNMENT, DBG_MALLOC, 0, ra);
+    void *q = alloc_block(n, ALIGNMENT, DBG_MALLOC, 0, old < n ? old : n, ra);
     if (!q) return NULL;
     memcpy(q, p, old < n ? old : n);
     if (f == NOT_CHECKED) {

@@ -165,11 +165,13 @@ void guard_peek(void *data, int access) {
 
 void guard_release(void *data) {
     size_t s = slot_index(data), np = SLOT_PAGES(load_relaxed(&slot_map[s]));
-    /* a large slot's pages go back to the system now (before it is on a
-     * list: it is still the caller's); a small one's stay (its next block
-     * writes them again); an open slot stays open, so that its next block
-     * costs no system call */
-    if (np > 16) os_purge(data, np * os_page_size());
+    /* a slot of 1 MiB or more gives its pages back to the system now
+     * (before it is on a list: it is still the caller's), a cost its
+     * block's own writes dwarf; a smaller one's stay (its next block
+     * writes them again: purging each slot of 64 KiB as it was freed made
+     * a program of such blocks spend most of its time in the kernel); an
+     * open slot stays open, so that its next block costs no system call */
+    if (np * os_page_size() >= ((size_t)1 << 20)) os_purge(data, np * os_page_size());
     pthread_mutex_lock(&g_mutex);
     put_free(s, np);
     pthread_mutex_unlock(&g_mutex);
