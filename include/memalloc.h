@@ -95,6 +95,8 @@ enum memalloc_option {
     MEMALLOC_OPT_CHECK_STACK = 8,        /* frames recorded per allocation and free (1..64) */
     MEMALLOC_OPT_CHECK_QUARANTINE = 9,   /* bytes of freed blocks held back; 0: none */
     MEMALLOC_OPT_CHECK_LEAKS = 10,       /* 1: list the blocks not freed at exit */
+    MEMALLOC_OPT_SAMPLE = 11,            /* about one malloc or new in this many gets a
+                                            guard page, with no check mode (0: none) */
 };
 /* Set a tunable; returns 0, or EINVAL for an unknown option or bad value. */
 MEMALLOC_API int memalloc_set_option(enum memalloc_option opt, size_t value);

@@ -96,7 +96,7 @@ static inline __attribute__((always_inline)) struct ptr classify(const void *p, 
 static void *object_malloc(unsigned k, int *failed) {
     struct tcache *t = tc_get();
     if (!t) return NULL;
-    void *p = tc_pop(t, k);
+    void *p = tc_pop_any(t, k);
     if (!p) p = tc_alloc_slow(t, k);
     *failed = p == NULL;
     return p;
@@ -425,5 +425,6 @@ int ma_set_option(enum ma_opt o, size_t value) {
     if (rc != 0) return rc;
     if (o == OPT_MMAP_THRESHOLD || o == OPT_CHECK) tc_limit_update();
     if (o == OPT_TCACHE && value == 0) tc_disable_self();
+    if (o == OPT_SAMPLE) tc_rearm_all();
     return 0;
 }

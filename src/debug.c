@@ -290,7 +290,9 @@ static enum found find_block(const void *pv, struct blk *b) {
     }
     if ((uintptr_t)p & (ALIGNMENT - 1)) return NOT_CHECKED;
     size_t osize = (uintptr_t)p > OBJ_LEAD ? ma_object_at(p - OBJ_LEAD) : 0;
-    if (osize) {
+    /* (an object under 48 bytes holds no checked block: p may be the next
+     * object of its page, a block allocated with no check mode on) */
+    if (osize >= OBJ_LEAD + TAIL_MIN) {
         /* where a checked object's block starts: its header, or what an
          * underflow left of it */
         b->h = (struct hdr *)(void *)(p - HDR);
@@ -780,12 +782,13 @@ static int log2_of(size_t a) {
 }
 
 /* dbg_alloc, for a caller that writes the block's first `written` bytes
- * at once (realloc's copy): those are not junk-filled. */
+ * at once (realloc's copy): those are not junk-filled. sample: a block of
+ * level 2 or none (NULL), whatever the check mode (dbg_sample). */
 static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, size_t written,
-                         void *ra) {
-    if (!ready()) return plain_alloc(n, align, zero);
-    unsigned level = (unsigned)opt_get(OPT_CHECK);
-    if (stack_busy() || level == 0) return plain_alloc(n, align, zero);
+                         int sample, void *ra) {
+    if (!ready()) return sample ? NULL : plain_alloc(n, align, zero);
+    unsigned level = sample ? 2 : (unsigned)opt_get(OPT_CHECK);
+    if (stack_busy() || level == 0) return sample ? NULL : plain_alloc(n, align, zero);
     size_t a = align < ALIGNMENT ? ALIGNMENT : align;
     if (n > MAX_REQUEST - 2 * a - TAIL_MIN) {
         errno = ENOMEM;
@@ -822,6 +825,7 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
             base = slot;
             mem_flag = SLOT;
         }
+        if (!p && sample) return NULL;
     }
     if (!p && a == ALIGNMENT && n <= CLASS_MAX - OBJ_LEAD - TAIL_MIN) {
         size_t usable;
@@ -862,7 +866,14 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
 }
 
 void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra) {
-    return alloc_block(n, align, kind, zero, 0, ra);
+    return alloc_block(n, align, kind, zero, 0, 0, ra);
+}
+
+void *dbg_sample(size_t n, size_t align, enum dbg_kind kind, void *ra) {
+    int e = errno;
+    void *p = alloc_block(n, align, kind, 0, 0, 1, ra);
+    errno = e; /* a sample that could not be had is no failure */
+    return p;
 }
 
 void *dbg_calloc(size_t n, size_t size, void *ra) {
@@ -923,7 +934,8 @@ static void check_release(struct blk *b, enum found f, unsigned kind, size_t siz
  * once if there is no quarantine. */
 static void hold(char *p, size_t bytes, uint32_t free_id, const char *who, void *ra) {
     struct quarantined out[16];
-    int n = opt_get(OPT_CHECK) == 0 || (opt_get(OPT_QUARANTINE) == 0 && opt_fixed(OPT_QUARANTINE))
+    int n = (opt_get(OPT_CHECK) == 0 && opt_get(OPT_SAMPLE) == 0) ||
+                    (opt_get(OPT_QUARANTINE) == 0 && opt_fixed(OPT_QUARANTINE))
                 ? -1
                 : quarantine_push(p, bytes, free_id, quarantine_limit(), out, 16);
     if (n < 0) {
@@ -964,7 +976,7 @@ static int object_free_fast(void *pv, unsigned kind, size_t size, const char *wh
     char *p = pv, *base = p - OBJ_LEAD;
     if (((uintptr_t)p & (ALIGNMENT - 1)) || (uintptr_t)p <= OBJ_LEAD) return 0;
     size_t osize = ma_object_at(base);
-    if (!osize) return 0;
+    if (osize < OBJ_LEAD + TAIL_MIN) return 0;
     struct hdr *h = (struct hdr *)(void *)(p - HDR);
     uint64_t m = h->meta;
     size_t n = META_SIZE(m);
@@ -1022,7 +1034,7 @@ void *dbg_realloc(void *p, size_t n, const char *who, void *ra) {
         return NULL;
     }
     /* always moves: a stale pointer to the old block finds it in quarantine */
-    void *q = alloc_block(n, ALIGNMENT, DBG_MALLOC, 0, old < n ? old : n, ra);
+    void *q = alloc_block(n, ALIGNMENT, DBG_MALLOC, 0, old < n ? old : n, 0, ra);
     if (!q) return NULL;
     memcpy(q, p, old < n ? old : n);
     if (f == NOT_CHECKED) {
@@ -1094,7 +1106,7 @@ void dbg_report_damaged(const void *p, const char *who) {
 }
 
 void dbg_exit(void) {
-    if (!dbg_on()) return;
+    if (!dbg_on() && !opt_get(OPT_SAMPLE)) return;
     struct quarantined out[16];
     unsigned n;
     while ((n = quarantine_drain(out, 16)) > 0)

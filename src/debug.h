@@ -42,6 +42,12 @@ static inline int dbg_on(void) {
  * (16 for the default). size: the size a sized delete gave, or 0. */
 void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra);
 void *dbg_calloc(size_t n, size_t size, void *ra);
+/* MEMALLOC_SAMPLE's block, with no check mode on: a block of level 2 (a
+ * guard slot: its overflow faults; freed, it waits in quarantine with its
+ * slot closed), or NULL if no slot is to be had (the caller allocates as
+ * usual). Its free, realloc and malloc_usable_size come here (the entry
+ * points send every address of a guard slot). */
+void *dbg_sample(size_t n, size_t align, enum dbg_kind kind, void *ra);
 void dbg_free(void *p, enum dbg_kind kind, size_t size, const char *who, void *ra);
 void *dbg_realloc(void *p, size_t n, const char *who, void *ra);
 size_t dbg_usable_size(const void *p, const char *who, void *ra);

@@ -16,14 +16,28 @@
  * which reads MEMALLOC_CHECK: a program's first block is checked too. (A
  * first block from calloc, realloc or memalign is not: blocks that were
  * allocated while no check mode was on are freed as they were.) */
+/* MEMALLOC_SAMPLE: is the allocation of n bytes that missed the fast
+ * path the one its class's countdown ran out for (tcache.h), and is it to
+ * be sampled? */
+static int sample_due(size_t n) {
+    if (n >= load_relaxed(&tc_limit) || !opt_get(OPT_SAMPLE)) return 0;
+    struct tcache *t = tc_get(); /* set up now: a thread's first block is sampled too */
+    unsigned k = class_of(n);
+    return t && load_relaxed(&t->left[k]) <= 1 && tc_rearm(t, k);
+}
+
 void *entry_malloc_slow(size_t n) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, ALIGNMENT, DBG_MALLOC, 0, ENTRY_RA());
+    if (unlikely(sample_due(n))) {
+        void *p = dbg_sample(n, ALIGNMENT, DBG_MALLOC, ENTRY_RA());
+        if (p) return p;
+    }
     return ma_malloc_slow(n);
 }
 
 void entry_free_slow(void *p, const char *who) {
-    if (unlikely(dbg_on()))
+    if (unlikely(dbg_on() || guard_owns(p)))
         dbg_free(p, DBG_MALLOC, 0, who, ENTRY_RA());
     else
         ma_free_slow(p, who);
@@ -32,12 +46,16 @@ void entry_free_slow(void *p, const char *who) {
 void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, kind, 0, ra);
+    if (unlikely(align <= ALIGNMENT && sample_due(n))) {
+        void *p = dbg_sample(n, ALIGNMENT, kind, ra);
+        if (p) return p;
+    }
     return align > ALIGNMENT ? ma_aligned(align, n) : ma_malloc_slow(n);
 }
 
 void entry_delete_slow(void *p, enum dbg_kind kind, size_t size) {
     const char *who = kind == DBG_NEW ? "operator delete" : "operator delete[]";
-    if (unlikely(dbg_on()))
+    if (unlikely(dbg_on() || guard_owns(p)))
         dbg_free(p, kind, size, who, ENTRY_RA());
     else
         ma_free_slow(p, who);
@@ -103,6 +121,9 @@ static int opt_of(enum memalloc_option o, enum ma_opt *out) {
         return 0;
     case MEMALLOC_OPT_CHECK_LEAKS:
         *out = OPT_CHECK_LEAKS;
+        return 0;
+    case MEMALLOC_OPT_SAMPLE:
+        *out = OPT_SAMPLE;
         return 0;
     }
     return EINVAL;

@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "debug.h"
+#include "guard.h"
 
 void *entry_malloc_slow(size_t n);
 void entry_free_slow(void *p, const char *who);
@@ -32,7 +33,7 @@ static inline void *entry_calloc(size_t n, size_t size, void *ra) {
     return ma_calloc(n, size);
 }
 static inline void *entry_realloc(void *p, size_t n, const char *who, void *ra) {
-    if (unlikely(dbg_on())) return dbg_realloc(p, n, who, ra);
+    if (unlikely(dbg_on() || guard_owns(p))) return dbg_realloc(p, n, who, ra);
     return ma_realloc(p, n, who);
 }
 /* align: a power of two (callers check). */
@@ -41,7 +42,7 @@ static inline void *entry_aligned(size_t align, size_t n, void *ra) {
     return ma_aligned(align, n);
 }
 static inline size_t entry_usable_size(const void *p, const char *who, void *ra) {
-    if (unlikely(dbg_on())) return dbg_usable_size(p, who, ra);
+    if (unlikely(dbg_on() || guard_owns(p))) return dbg_usable_size(p, who, ra);
     return ma_usable_size(p, who);
 }
 

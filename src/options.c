@@ -28,6 +28,7 @@ static const struct option_def defs[OPT_COUNT] = {
     [OPT_CHECK_UNDER] = {"MEMALLOC_CHECK_UNDER", 0, 0, 1},
     [OPT_QUARANTINE] = {"MEMALLOC_CHECK_QUARANTINE", 0, 0, (size_t)1 << 40},
     [OPT_CHECK_LEAKS] = {"MEMALLOC_CHECK_LEAKS", 0, 0, 1},
+    [OPT_SAMPLE] = {"MEMALLOC_SAMPLE", 0, 0, (size_t)1 << 30},
 };
 
 unsigned ma_options_fixed;

@@ -22,6 +22,7 @@ enum ma_opt {
     OPT_CHECK_UNDER,    /* level 2: the guard page before each block, not after */
     OPT_QUARANTINE,     /* bytes of freed blocks held back in check modes; 0: auto */
     OPT_CHECK_LEAKS,    /* check modes: list the blocks not freed at exit */
+    OPT_SAMPLE,         /* about one allocation in this many behind a guard page; 0: none */
     OPT_COUNT
 };
 

@@ -112,9 +112,48 @@ static struct page *page_new(struct tcache *t, unsigned k) {
  *  4. else a new page (an orphan, or carved).
  * The old current page joins the queue's tail.
  */
+#define SAMPLE_OFF_PERIOD 65536
+
+int tc_rearm(struct tcache *t, unsigned k) {
+    uint64_t left = t->left[k];
+    if (left > 1) return 0;
+    int fresh = t->armed[k] == 1; /* a new cache's (tc_new), not a countdown run out */
+    size_t n = opt_get(OPT_SAMPLE);
+    uint64_t period = SAMPLE_OFF_PERIOD;
+    if (n) {
+        /* uniform in [1, 2n]: about one in n, and no program's pattern
+         * of allocations keeps the samples off some of its blocks */
+        uint64_t x = t->rng ? t->rng : (os_cookie_value ^ (uintptr_t)t) | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t->rng = x;
+        period = n == 1 ? 1 : 1 + x % (2 * (uint64_t)n);
+    }
+    /* calls served (armed - left) stay as they are */
+    store_relaxed(&t->armed[k], t->armed[k] - left + period);
+    store_relaxed(&t->left[k], period);
+    return n != 0 && (n == 1 || !fresh);
+}
+
+void tc_rearm_all(void) {
+    struct tcache *t = tc_self();
+    if (!t) return;
+    for (unsigned k = 0; k < NCLASSES; k++) {
+        store_relaxed(&t->armed[k], t->armed[k] - t->left[k] + 1);
+        store_relaxed(&t->left[k], 1);
+    }
+}
+
 void *tc_alloc_slow(struct tcache *t, unsigned k) {
+    if (t->left[k] <= 1) {
+        /* the countdown, not the page, may have stopped the pop */
+        tc_rearm(t, k);
+        void *p = tc_pop_any(t, k);
+        if (p) return p;
+    }
     struct page *old = t->cur[k], *g, *roomy = NULL;
-    if (old != &tc_nopage && page_collect(old)) return tc_pop(t, k);
+    if (old != &tc_nopage && page_collect(old)) return tc_pop_any(t, k);
     struct page *first = t->queue[k];
     for (unsigned i = 0; i < QUEUE_SCAN && (g = t->queue[k]) != NULL; i++) {
         if (i && g == first) break; /* round the whole ring */
@@ -126,7 +165,7 @@ void *tc_alloc_slow(struct tcache *t, unsigned k) {
         if (!roomy && page_bump(g) < g->end) roomy = g;
         t->queue[k] = g->next; /* g becomes the tail: nothing is relinked */
     }
-    if (old != &tc_nopage && page_extend(old)) return tc_pop(t, k);
+    if (old != &tc_nopage && page_extend(old)) return tc_pop_any(t, k);
     if (roomy) {
         g = roomy;
         ring_del(&t->queue[k], g);
@@ -139,7 +178,7 @@ void *tc_alloc_slow(struct tcache *t, unsigned k) {
 found:
     if (old != &tc_nopage) ring_add(&t->queue[k], old);
     t->cur[k] = g;
-    return tc_pop(t, k);
+    return tc_pop_any(t, k);
 }
 
 /* Page g of t, not its class's current page, has no object in use: it
@@ -308,7 +347,10 @@ static struct tcache *tc_new(void) {
         slab_next += sz;
     }
     memset(t, 0, sizeof *t);
-    for (unsigned k = 0; k < NCLASSES; k++) t->cur[k] = &tc_nopage;
+    for (unsigned k = 0; k < NCLASSES; k++) {
+        t->cur[k] = &tc_nopage;
+        t->left[k] = t->armed[k] = 1; /* the first pop arms the countdown */
+    }
     return t;
 }
 
@@ -350,7 +392,7 @@ struct tc_count {
 static struct tc_count count_cache(const struct tcache *t) {
     struct tc_count c = {0, 0, 0, 0};
     for (unsigned k = 0; k < NCLASSES; k++) {
-        uint64_t a = load_relaxed(&t->allocs[k]);
+        uint64_t a = load_relaxed(&t->armed[k]) - load_relaxed(&t->left[k]);
         uint64_t f = load_relaxed(&t->frees[k]);
         c.allocs += a;
         c.frees += f;

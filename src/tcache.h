@@ -34,9 +34,12 @@
 struct tcache {
     struct page *cur[NCLASSES];   /* never NULL: tc_nopage when none */
     struct page *queue[NCLASSES]; /* the other pages of class k: a ring */
-    /* calls served by this cache, per class (so one add counts a call and
-     * its bytes); read by other threads (statistics), with relaxed atomics */
-    uint64_t allocs[NCLASSES], frees[NCLASSES];
+    /* per class: pops left before the slow path's turn (tc_rearm: the
+     * sampling of MEMALLOC_SAMPLE), pops armed in all (calls served:
+     * armed - left, so that one count serves both), and frees served; read
+     * by other threads (statistics), with relaxed atomics */
+    uint64_t left[NCLASSES], armed[NCLASSES], frees[NCLASSES];
+    uint64_t rng;               /* the sampling intervals' random state */
     struct page *idle_big;      /* a current page of class idle_big_k, */
     unsigned idle_big_k;        /* several windows long, idle when noted */
     struct arena *arena;        /* where pages and chunks come from */
@@ -66,8 +69,12 @@ void tc_limit_update(void);
 /* Relaxed store of a counter that only its thread writes but others read. */
 #define TC_COUNT(field) store_relaxed(&(field), (field) + 1)
 
-/* Pop an object of class k, or NULL. Budget: about a dozen instructions. */
+/* Pop an object of class k, or NULL: the current page has none, or the
+ * class's countdown ran out (the slow path's turn: tc_rearm). Budget:
+ * about a dozen instructions. */
 static inline void *tc_pop(struct tcache *t, unsigned k) {
+    uint64_t left = t->left[k] - 1; /* a new cache's are 1 (tc_new) */
+    if (unlikely(left == 0)) return NULL;
     struct page *g = t->cur[k];
     struct tblock *b = g->free;
     if (unlikely(b == NULL)) return NULL;
@@ -75,9 +82,36 @@ static inline void *tc_pop(struct tcache *t, unsigned k) {
     g->free = b->next;
     g->used++;
     b->key = 0;
-    TC_COUNT(t->allocs[k]);
+    store_relaxed(&t->left[k], left);
     return b;
 }
+
+/* Arm class k's countdown of t again once it ran out (left <= 1): about
+ * MEMALLOC_SAMPLE pops to the next turn, at random, or 65,536 pops with no
+ * sampling, so that a sampling set later starts within that. 1 if this
+ * allocation is the one sampled (with MEMALLOC_SAMPLE=1, every one). */
+int tc_rearm(struct tcache *t, unsigned k);
+
+/* tc_pop for the slow paths, whatever the countdown says: a countdown
+ * that ran out is armed again (tc_rearm), and a pop it still refuses
+ * (MEMALLOC_SAMPLE=1) counts in armed instead (calls served stay
+ * armed - left). */
+static inline void *tc_pop_any(struct tcache *t, unsigned k) {
+    if (unlikely(t->left[k] <= 1)) tc_rearm(t, k);
+    if (likely(t->left[k] > 1)) return tc_pop(t, k);
+    struct page *g = t->cur[k];
+    struct tblock *b = g->free;
+    if (unlikely(b == NULL)) return NULL;
+    if (unlikely(b->key != (g->cookie ^ (uintptr_t)b))) page_freed_written(b);
+    g->free = b->next;
+    g->used++;
+    b->key = 0;
+    store_relaxed(&t->armed[k], t->armed[k] + 1);
+    return b;
+}
+
+/* The calling thread's countdowns run out now (MEMALLOC_SAMPLE was set). */
+void tc_rearm_all(void);
 
 /* Page g of t has no object in use, and is not its class's current page
  * or spans several windows (tc_push_own): keep it, or give it back. */

@@ -66,6 +66,7 @@ ma_exec() {
     check1 | check2)
         envs+=(-u MEMALLOC_CHECK_LEAKS "LD_PRELOAD=$MEMALLOC_LIB" "MEMALLOC_CHECK=${mode#check}")
         ;;
+    sample) envs+=("LD_PRELOAD=$MEMALLOC_LIB" "MEMALLOC_SAMPLE=${MA_SAMPLE:-10}") ;;
     *) fail "ma_exec: bad mode $mode" || return ;;
     esac
     timeout -k 10 "$MA_TIMEOUT" env "${envs[@]}" "$@" \
@@ -131,7 +132,7 @@ compare_check() {
     shift
     for mode in "$@"; do
         if grep -q 'memalloc:' "$MA_OUT/$name.$mode.err"; then
-            echo "$name: memalloc reported under $mode (MEMALLOC_CHECK=${mode#check}):" >&2
+            echo "$name: memalloc reported under $mode:" >&2
             grep -m 1 -A 30 'memalloc:' "$MA_OUT/$name.$mode.err" >&2
             return 1
         fi
@@ -152,7 +153,7 @@ check_run() {
     ((${#modes[@]} > 0)) || fail "check_run $name: no mode" || return
     ma_exec base "$name" "$@" || return
     for mode in "${modes[@]}"; do
-        [[ $mode == check[12] ]] || fail "check_run $name: bad mode $mode" || return
+        [[ $mode == check[12] || $mode == sample ]] || fail "check_run $name: bad mode $mode" || return
         ma_exec "$mode" "$name" "$@" || return
     done
     compare_check "$name" "${modes[@]}"

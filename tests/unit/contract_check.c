@@ -243,10 +243,65 @@ TEST(test_level2) {
     set_check(0);
 }
 
+static void write_after_free(void *arg) {
+    (void)arg;
+    free(victim);
+    ((char *)victim)[3] = 1;
+}
+
+/* MEMALLOC_SAMPLE with no check mode: at 1, every malloc is a block of
+ * level 2 (it ends at a guard page: its size exactly usable), whose
+ * overflow and use after free fault; the program's blocks behave as
+ * usual (contents kept across realloc, usable sizes, frees, the checker
+ * clean); at 0 again, blocks are the engine's and the sampled ones still
+ * free. */
+TEST(test_sample) {
+    REQUIRE(memalloc_set_option(MEMALLOC_OPT_SAMPLE, 1) == 0);
+    char *p = malloc(24);
+    REQUIRE(p != NULL);
+    CHECK(((uintptr_t)(p + 24) & 4095) == 0);
+    CHECK(malloc_usable_size(p) == 24);
+    victim = p;
+    victim_n = 24;
+    expect_report(overflow1, NULL, SIGSEGV, "heap-buffer-overflow", p + 24, NULL);
+    expect_report(write_after_free, NULL, SIGSEGV, "heap-use-after-free", p + 3, NULL);
+    enum { N = 300 };
+    static char *b[N];
+    static size_t bn[N];
+    uint64_t x = 7;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            size_t n = 1 + (size_t)(x >> 33) % 3000;
+            if (b[i]) {
+                char *q = realloc(b[i], n);
+                REQUIRE(q != NULL);
+                CHECK(all_bytes((unsigned char *)q, n < bn[i] ? n : bn[i], (unsigned char)i));
+                b[i] = q;
+            } else {
+                b[i] = malloc(n);
+                REQUIRE(b[i] != NULL);
+            }
+            memset(b[i], i, n);
+            bn[i] = n;
+            CHECK(malloc_usable_size(b[i]) >= n);
+        }
+        if (round == 1) REQUIRE(memalloc_set_option(MEMALLOC_OPT_SAMPLE, 0) == 0);
+    }
+    char *plain = malloc(24);
+    CHECK(((uintptr_t)(plain + 24) & 4095) != 0 || malloc_usable_size(plain) > 24);
+    CHECK(memalloc_check() == 0);
+    for (int i = 0; i < N; i++) free(b[i]);
+    free(plain);
+    free(p);
+    CHECK(memalloc_check() == 0);
+}
+
 int main(void) {
     RUN(test_level1_correct_use);
     RUN(test_blocks_across_mode_changes);
     RUN(test_level1_reports);
     RUN(test_level2);
+    RUN(test_sample);
     return harness_finish();
 }
