@@ -671,6 +671,9 @@ static void evict(const char *who, void *ra) {
  */
 #define CLOSE_WINDOW_MS 16
 #define CLOSE_BUDGET    16
+/* MEMALLOC_SAMPLE with no check mode, in production: 125 a second, at
+ * most 0.7% of the time on that VM */
+#define CLOSE_BUDGET_SAMPLE 2
 static int close_allowed(void) {
     static uint64_t window;
     static unsigned used;
@@ -679,7 +682,7 @@ static int close_allowed(void) {
         store_relaxed(&window, w);
         store_relaxed(&used, 0);
     }
-    return add_relaxed(&used, 1) <= CLOSE_BUDGET;
+    return add_relaxed(&used, 1) <= (opt_get(OPT_CHECK) ? CLOSE_BUDGET : CLOSE_BUDGET_SAMPLE);
 }
 
 /* ---- level 2: faults ---- */

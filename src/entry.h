@@ -3,9 +3,11 @@
  * and the public API (entry.c) call them. malloc, free, operator new and
  * delete are inline: the engine's fast paths (api.h), whose misses come
  * to the slow paths in entry.c; those hand the call to the check layer
- * (debug.h) when a check mode is on. A check mode costs the fast paths
- * nothing: it sets tc_limit to 0, so that malloc misses, and a checked
- * block is never an object of a page, so that its free misses.
+ * (debug.h) when a check mode is on, or, with MEMALLOC_SAMPLE, for the
+ * allocation a countdown picked (tcache.h) and for any address of a guard
+ * slot. A check mode costs the fast paths nothing: it sets tc_limit to 0,
+ * so that malloc misses, and the free fast path declines a checked block
+ * (its address is off its page's grid, and its object looks free).
  *
  * ra is the return address of the program's call (the first frame of a
  * check mode's stacks); who names the function the program called. The
