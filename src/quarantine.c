@@ -29,8 +29,8 @@ struct ring {
 };
 
 static struct ring *rings;
-static size_t total;        /* bytes held by all rings (relaxed) */
-static size_t orphan_bytes; /* of which in orphaned rings (relaxed) */
+static size_t total;        /* bytes held by all rings (relaxed atomic adds) */
+static size_t orphan_bytes; /* of which in orphaned rings (written under q_mutex) */
 static pthread_mutex_t q_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t exit_key;
 static int key_made;
@@ -76,7 +76,7 @@ static inline __attribute__((always_inline)) void take_oldest(struct ring *r,
     store_relaxed(&r->head, (r->head + 1) & (RING_SLOTS - 1));
     store_relaxed(&r->count, r->count - 1);
     r->held -= out->bytes;
-    store_relaxed(&total, load_relaxed(&total) - out->bytes);
+    sub_relaxed(&total, out->bytes); /* other threads push and take too */
 }
 
 /* Take from r while the quarantine is over limit or r is full, keeping
@@ -124,7 +124,7 @@ int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struc
     store_relaxed(&e->free_id, free_id);
     store_relaxed(&r->count, r->count + 1);
     r->held += bytes;
-    store_relaxed(&total, load_relaxed(&total) + bytes);
+    add_relaxed(&total, bytes);
     /* the orphans' blocks first: they are older */
     if (load_relaxed(&total) > limit && load_relaxed(&orphan_bytes) && n < max)
         n += evict_orphans(limit, out + n, max - n);
