@@ -69,20 +69,25 @@ void tc_limit_update(void);
 /* Relaxed store of a counter that only its thread writes but others read. */
 #define TC_COUNT(field) store_relaxed(&(field), (field) + 1)
 
-/* Pop an object of class k, or NULL: the current page has none, or the
- * class's countdown ran out (the slow path's turn: tc_rearm). Budget:
- * about a dozen instructions. */
-static inline void *tc_pop(struct tcache *t, unsigned k) {
-    uint64_t left = t->left[k] - 1; /* a new cache's are 1 (tc_new) */
-    if (unlikely(left == 0)) return NULL;
-    struct page *g = t->cur[k];
+/* The first object of g's free list, taken off it, or NULL. */
+static inline struct tblock *free_list_pop(struct page *g) {
     struct tblock *b = g->free;
     if (unlikely(b == NULL)) return NULL;
     if (unlikely(b->key != (g->cookie ^ (uintptr_t)b))) page_freed_written(b);
     g->free = b->next;
     g->used++;
     b->key = 0;
-    store_relaxed(&t->left[k], left);
+    return b;
+}
+
+/* Pop an object of class k, or NULL: the current page has none, or the
+ * class's countdown ran out (the slow path's turn: tc_rearm). Budget:
+ * about a dozen instructions. */
+static inline void *tc_pop(struct tcache *t, unsigned k) {
+    uint64_t left = t->left[k] - 1; /* a new cache's are 1 (tc_new) */
+    if (unlikely(left == 0)) return NULL;
+    struct tblock *b = free_list_pop(t->cur[k]);
+    if (likely(b != NULL)) store_relaxed(&t->left[k], left);
     return b;
 }
 
@@ -99,14 +104,8 @@ int tc_rearm(struct tcache *t, unsigned k);
 static inline void *tc_pop_any(struct tcache *t, unsigned k) {
     if (unlikely(t->left[k] <= 1)) tc_rearm(t, k);
     if (likely(t->left[k] > 1)) return tc_pop(t, k);
-    struct page *g = t->cur[k];
-    struct tblock *b = g->free;
-    if (unlikely(b == NULL)) return NULL;
-    if (unlikely(b->key != (g->cookie ^ (uintptr_t)b))) page_freed_written(b);
-    g->free = b->next;
-    g->used++;
-    b->key = 0;
-    store_relaxed(&t->armed[k], t->armed[k] + 1);
+    struct tblock *b = free_list_pop(t->cur[k]);
+    if (b) store_relaxed(&t->armed[k], t->armed[k] + 1);
     return b;
 }
 
