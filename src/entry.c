@@ -12,10 +12,6 @@
 
 #define RA __builtin_return_address(0)
 
-/* malloc's slow path reads the check mode after initialisation (ready),
- * which reads MEMALLOC_CHECK: a program's first block is checked too. (A
- * first block from calloc, realloc or memalign is not: blocks that were
- * allocated while no check mode was on are freed as they were.) */
 /* MEMALLOC_SAMPLE: is the allocation of n bytes that missed the fast
  * path the one its class's countdown ran out for (tcache.h), and is it to
  * be sampled? */
@@ -26,6 +22,10 @@ static int sample_due(size_t n) {
     return t && load_relaxed(&t->left[k]) <= 1 && tc_rearm(t, k);
 }
 
+/* malloc's slow path reads the check mode after initialisation (ready),
+ * which reads MEMALLOC_CHECK: a program's first block is checked too. (A
+ * first block from calloc, realloc or memalign is not: blocks that were
+ * allocated while no check mode was on are freed as they were.) */
 void *entry_malloc_slow(size_t n) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, ALIGNMENT, DBG_MALLOC, 0, ENTRY_RA());
