@@ -650,6 +650,29 @@ static void release(void *pv, size_t bytes, uint32_t free_id, const char *who, v
     guard_release(b.slot);
 }
 
+/*
+ * At each allocation, the first 16 bytes of the block the thread freed
+ * last (a use after free most often writes a freed structure's first
+ * fields, and soon): a write there is reported then, with the stacks,
+ * rather than when the block leaves quarantine. Blocks of closed slots
+ * fault by themselves.
+ */
+static void newest_check(const char *who, void *ra) {
+    struct quarantined q;
+    if (!quarantine_newest(&q) || guard_owns(q.p)) return;
+    const char *p = q.p;
+    uint64_t w[2], f = 0x0101010101010101ull * FREE_FILL;
+    memcpy(w, p, 16);
+    if (likely((w[0] ^ f) == 0 && (w[1] ^ f) == 0)) return;
+    struct blk b;
+    memset(&b, 0, sizeof b);
+    b.p = q.p;
+    b.h = (struct hdr *)(void *)(b.p - HDR);
+    blk_layout(&b, q.bytes);
+    fill_report(&b, fill_damaged(p, p + 16), q.free_id, who, ra,
+                "(written after it was freed; found at the thread's next allocation)");
+}
+
 static void evict(const char *who, void *ra) {
     struct quarantined out[16];
     size_t limit = quarantine_limit();
@@ -797,6 +820,12 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
         errno = ENOMEM;
         return NULL;
     }
+    newest_check(kind == DBG_NEW         ? "operator new"
+                 : kind == DBG_NEW_ARRAY ? "operator new[]"
+                 : zero                  ? "calloc"
+                 : written               ? "realloc"
+                                         : "malloc",
+                 ra);
     uint32_t id = stack_capture(ra, depth());
     char *p = NULL, *end = NULL, *base = NULL;
     struct hdr *h = NULL;

@@ -163,6 +163,13 @@ uint32_t quarantine_free_stack(const void *p) {
     return id;
 }
 
+int quarantine_newest(struct quarantined *q) {
+    struct ring *r = mine;
+    if (!r || !r->count) return 0;
+    *q = r->e[(r->head + r->count - 1) & (RING_SLOTS - 1)];
+    return 1;
+}
+
 size_t quarantine_bytes(void) {
     return load_relaxed(&total);
 }

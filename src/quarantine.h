@@ -40,6 +40,9 @@ unsigned quarantine_drain(struct quarantined *out, unsigned max);
 /* The stack that freed p, if p is held; else 0 (for a report: other
  * threads' rings are read as they change). */
 uint32_t quarantine_free_stack(const void *p);
+/* The block the calling thread put in quarantine last, if its ring holds
+ * one: 1 and *q, else 0. */
+int quarantine_newest(struct quarantined *q);
 /* Bytes held now. */
 size_t quarantine_bytes(void);
 

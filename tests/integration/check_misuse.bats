@@ -298,7 +298,11 @@ expect_for() {
         e_free=free_site
         local fnow=write_up
         [[ $kind == uaf-memset ]] && fnow=""
-        if [[ $mode == c1 ]]; then
+        if [[ $mode == c1 && $kind == uaf-write-then-malloc ]]; then
+            # the thread's next allocation looks at the first bytes of
+            # the block it freed last
+            call heap-use-after-free "$p" malloc alloc_site
+        elif [[ $mode == c1 ]]; then
             # level 1 finds the write when the block leaves quarantine,
             # here at exit
             at_exit heap-use-after-free "$p"

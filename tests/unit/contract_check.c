@@ -149,12 +149,21 @@ static void write_after_free_checked(void *arg) {
     exit(memalloc_check() == 1 ? 0 : 9);
 }
 /* The same, found as the block leaves quarantine: 8 MiB of small frees
- * push it out (the quarantine holds 1 MiB here). */
+ * push it out (the quarantine holds 1 MiB here). The write is past the
+ * block's first 16 bytes, which the next allocation looks at. */
 static void write_after_free_evicted(void *arg) {
     (void)arg;
     free(victim);
-    ((char *)victim)[5] = 1;
+    ((char *)victim)[20] = 1;
     for (int i = 0; i < 65536; i++) free(malloc(128));
+}
+/* A write to the first bytes of the block the thread freed last: found
+ * by its next allocation. */
+static void write_after_free_next_malloc(void *arg) {
+    (void)arg;
+    free(victim);
+    ((char *)victim)[5] = 1;
+    free(malloc(128));
 }
 
 /* A second free after the block left quarantine (its object is back on
@@ -204,7 +213,9 @@ TEST(test_level1_reports) {
              (char *)victim + 5);
     CHECKF(strncmp(line, want, strlen(want)) == 0, "got \"%s\", expected \"%s...\"", line, want);
     expect_report(write_after_free_evicted, NULL, SIGABRT, "heap-use-after-free",
-                  (char *)victim + 5, "free");
+                  (char *)victim + 20, "free");
+    expect_report(write_after_free_next_malloc, NULL, SIGABRT, "heap-use-after-free",
+                  (char *)victim + 5, "malloc");
     expect_report(double_free_gone, NULL, SIGABRT, "double-free", victim, "free");
     expect_report(write_past_freed, NULL, SIGABRT, "heap-buffer-overflow",
                   (char *)victim + victim_n + 2, "free");
