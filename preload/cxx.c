@@ -82,7 +82,7 @@ static __attribute__((noinline)) void *new_slow(size_t n, enum dbg_kind kind, si
         return NULL;
     }
     for (;;) {
-        void *p = entry_new(n, kind, align < ALIGNMENT ? ALIGNMENT : align, ra);
+        void *p = entry_new(n, kind, align, ra);
         if (p) return p;
         if (!out_of_memory(nothrow)) return NULL;
     }
@@ -91,24 +91,24 @@ static __attribute__((noinline)) void *new_slow(size_t n, enum dbg_kind kind, si
 /* new(size_t) */
 EXPORT void *_Znwm(size_t n) {
     void *p = ma_malloc_fast(n);
-    return likely(p != NULL) ? p : new_slow(n, DBG_NEW, ALIGNMENT, 0);
+    return likely(p != NULL) ? p : new_slow(n, DBG_NEW, 0, 0);
 }
 /* new[](size_t) */
 EXPORT void *_Znam(size_t n) {
     void *p = ma_malloc_fast(n);
-    return likely(p != NULL) ? p : new_slow(n, DBG_NEW_ARRAY, ALIGNMENT, 0);
+    return likely(p != NULL) ? p : new_slow(n, DBG_NEW_ARRAY, 0, 0);
 }
 /* new(size_t, nothrow_t const&) */
 EXPORT void *_ZnwmRKSt9nothrow_t(size_t n, const void *nt) {
     (void)nt;
     void *p = ma_malloc_fast(n);
-    return likely(p != NULL) ? p : new_slow(n, DBG_NEW, ALIGNMENT, 1);
+    return likely(p != NULL) ? p : new_slow(n, DBG_NEW, 0, 1);
 }
 /* new[](size_t, nothrow_t const&) */
 EXPORT void *_ZnamRKSt9nothrow_t(size_t n, const void *nt) {
     (void)nt;
     void *p = ma_malloc_fast(n);
-    return likely(p != NULL) ? p : new_slow(n, DBG_NEW_ARRAY, ALIGNMENT, 1);
+    return likely(p != NULL) ? p : new_slow(n, DBG_NEW_ARRAY, 0, 1);
 }
 /* new(size_t, align_val_t) */
 EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t align) {

@@ -837,8 +837,9 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
          * lets it: an object of n bytes needs no more than the largest
          * power of two that divides n, but C code that sizes a struct as
          * offsetof(member) + length expects at least 8 (CPython does) */
-        size_t na = align > ALIGNMENT ? a : (size_t)1 << __builtin_ctzll(n | ALIGNMENT);
+        size_t na = (size_t)1 << __builtin_ctzll(n | ALIGNMENT);
         if (na < 8) na = 8;
+        if (align > na) na = align; /* what the program asked for */
         char *slot = guard_alloc(n + HDR + (a > ps ? 2 * a : a), under, &size);
         if (slot) {
             if (!load_relaxed(&faults_caught)) {
@@ -914,7 +915,7 @@ void *dbg_calloc(size_t n, size_t size, void *ra) {
         errno = ENOMEM;
         return NULL;
     }
-    return dbg_alloc(total, ALIGNMENT, DBG_MALLOC, 1, ra);
+    return dbg_alloc(total, 0, DBG_MALLOC, 1, ra);
 }
 
 /* The checks of a block handed back to who, as a release of kind (0:
@@ -1044,7 +1045,7 @@ void dbg_free(void *p, enum dbg_kind kind, size_t size, const char *who, void *r
 }
 
 void *dbg_realloc(void *p, size_t n, const char *who, void *ra) {
-    if (!p) return dbg_alloc(n, ALIGNMENT, DBG_MALLOC, 0, ra);
+    if (!p) return dbg_alloc(n, 0, DBG_MALLOC, 0, ra);
     if (n == 0) {
         dbg_free(p, DBG_MALLOC, 0, who, ra);
         return NULL;
@@ -1066,7 +1067,7 @@ void *dbg_realloc(void *p, size_t n, const char *who, void *ra) {
         return NULL;
     }
     /* always moves: a stale pointer to the old block finds it in quarantine */
-    void *q = alloc_block(n, ALIGNMENT, DBG_MALLOC, 0, old < n ? old : n, 0, ra);
+    void *q = alloc_block(n, 0, DBG_MALLOC, 0, old < n ? old : n, 0, ra);
     if (!q) return NULL;
     memcpy(q, p, old < n ? old : n);
     if (f == NOT_CHECKED) {

@@ -38,11 +38,14 @@ static inline int dbg_on(void) {
 
 /* The entry points' work in a check mode. ra: the return address of the
  * program's call (the first frame of the stacks recorded); who: the name
- * of the function the program called, for reports. align: a power of two
- * (16 for the default). size: the size a sized delete gave, or 0. */
+ * of the function the program called, for reports. align: the alignment
+ * the program asked for (memalign, aligned new), a power of two, or 0 for
+ * malloc's (16, but in level 2 what the block's size needs, 8 at least).
+ * size: the size a sized delete gave, or 0. */
 void *dbg_alloc(size_t n, size_t align, enum dbg_kind kind, int zero, void *ra);
 void *dbg_calloc(size_t n, size_t size, void *ra);
-/* MEMALLOC_SAMPLE's block, with no check mode on: a block of level 2 (a
+/* MEMALLOC_SAMPLE's block, with no check mode on (align: 16 for malloc's,
+ * which a program in production may rely on): a block of level 2 (a
  * guard slot: its overflow faults; freed, it waits in quarantine with its
  * slot closed), or NULL if no slot is to be had (the caller allocates as
  * usual). Its free, realloc and malloc_usable_size come here (the entry

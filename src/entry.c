@@ -28,7 +28,7 @@ static int sample_due(size_t n) {
  * allocated while no check mode was on are freed as they were.) */
 void *entry_malloc_slow(size_t n) {
     ready();
-    if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, ALIGNMENT, DBG_MALLOC, 0, ENTRY_RA());
+    if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, 0, DBG_MALLOC, 0, ENTRY_RA());
     if (unlikely(sample_due(n))) {
         void *p = dbg_sample(n, ALIGNMENT, DBG_MALLOC, ENTRY_RA());
         if (p) return p;
@@ -46,7 +46,7 @@ void entry_free_slow(void *p, const char *who) {
 void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, kind, 0, ra);
-    if (unlikely(align <= ALIGNMENT && sample_due(n))) {
+    if (unlikely(align == 0 && sample_due(n))) {
         void *p = dbg_sample(n, ALIGNMENT, kind, ra);
         if (p) return p;
     }

@@ -58,8 +58,8 @@ static inline void entry_free(void *p, const char *who) {
 }
 
 /* operator new and new[] (kind) when the fast path missed: a block
- * aligned to align (16: the default), or NULL (the caller runs the
- * new-handler). */
+ * aligned to align (a power of two the program asked for, or 0 for the
+ * default), or NULL (the caller runs the new-handler). */
 void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra);
 
 /* operator delete and delete[] (kind); size: a sized delete's, or 0. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # MEMALLOC_SAMPLE=N, with no check mode: about one malloc or new in N is a
-# block of level 2 (a guard page after it; freed, its slot closed while in
-# quarantine). At N=1 every one is, so a misuse program's block is sampled
+# block of level 2, 16-aligned (a guard page after it; freed, its slot
+# closed while in quarantine). At N=1 every one is, so a misuse program's block is sampled
 # and its misuse faults with the full report; at N=10 real programs must
 # run as they do without the library (same status, stdout and stderr) and
 # memalloc must print nothing (check_run, helpers.bash), while enough of
@@ -41,8 +41,10 @@ sampled_misuse() {
 
 @test "sample: MEMALLOC_SAMPLE=1 puts a guard page after every block: an overflow faults" {
     is_standin && skip "stand-in library: memalloc's reports not expected"
-    sampled_misuse overflow-1 24 139 heap-buffer-overflow 24
-    sampled_misuse overflow-1 3000 139 heap-buffer-overflow 3000
+    # (a sampled block is 16-aligned, as malloc's are: it ends at the
+    # guard page when its size is a multiple of 16)
+    sampled_misuse overflow-1 32 139 heap-buffer-overflow 32
+    sampled_misuse overflow-1 4000 139 heap-buffer-overflow 4000
 }
 
 @test "sample: a sampled block's slot is closed once freed: a write after free faults" {

@@ -235,8 +235,12 @@ TEST(test_level2) {
     CHECK(((uintptr_t)p & 7) == 0);
     char *odd = malloc(13); /* 8-aligned: 3 bytes of canary up to the guard */
     CHECK(((uintptr_t)odd & 7) == 0 && ((uintptr_t)(odd + 16) & 4095) == 0);
-    void *a = NULL;
+    void *a = NULL, *a16 = NULL;
     CHECK(posix_memalign(&a, 64, 100) == 0 && ((uintptr_t)a & 63) == 0);
+    /* an alignment asked for is given, even the default one (bench/'s
+     * calloc_align found posix_memalign(16, 29237) 8-aligned) */
+    CHECK(posix_memalign(&a16, 16, 29237) == 0 && ((uintptr_t)a16 & 15) == 0);
+    free(a16);
     memset(p, 2, 24);
     char *q = realloc(p, 104);
     CHECK(q != p && all_bytes((unsigned char *)q, 24, 2));
@@ -264,20 +268,23 @@ static void write_after_free(void *arg) {
 }
 
 /* MEMALLOC_SAMPLE with no check mode: at 1, every malloc is a block of
- * level 2 (it ends at a guard page: its size exactly usable), whose
+ * level 2, 16-aligned as malloc's are (a block of a multiple of 16 bytes
+ * ends at a guard page: its size exactly usable), whose
  * overflow and use after free fault; the program's blocks behave as
  * usual (contents kept across realloc, usable sizes, frees, the checker
  * clean); at 0 again, blocks are the engine's and the sampled ones still
  * free. */
 TEST(test_sample) {
     REQUIRE(memalloc_set_option(MEMALLOC_OPT_SAMPLE, 1) == 0);
-    char *p = malloc(24);
-    REQUIRE(p != NULL);
-    CHECK(((uintptr_t)(p + 24) & 4095) == 0);
-    CHECK(malloc_usable_size(p) == 24);
+    char *p = malloc(32), *odd = malloc(24);
+    REQUIRE(p != NULL && odd != NULL);
+    CHECK(((uintptr_t)(p + 32) & 4095) == 0);
+    CHECK(malloc_usable_size(p) == 32);
+    CHECK(((uintptr_t)odd & 15) == 0 && malloc_usable_size(odd) == 24);
     victim = p;
-    victim_n = 24;
-    expect_report(overflow1, NULL, SIGSEGV, "heap-buffer-overflow", p + 24, NULL);
+    victim_n = 32;
+    expect_report(overflow1, NULL, SIGSEGV, "heap-buffer-overflow", p + 32, NULL);
+    free(odd);
     expect_report(write_after_free, NULL, SIGSEGV, "heap-use-after-free", p + 3, NULL);
     enum { N = 300 };
     static char *b[N];
