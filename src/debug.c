@@ -173,6 +173,45 @@ static const char *fill_damaged(const char *from, const char *to) {
     return pattern_broken(from, to, 0x0101010101010101ull * FREE_FILL);
 }
 
+/*
+ * The junk fill of a new block and the free fill of a freed one cover at
+ * most its first FILL_MAX bytes (and a freed block's last OS page): a
+ * program that allocates a large buffer and touches little of it (sort
+ * sizes its buffer from the memory installed) would otherwise have all of
+ * it made resident (2.1 GB instead of 108 MB). A freed block's pages
+ * between are purged instead (the system's zeros: nothing of the block
+ * shows through), and are not verified when it leaves quarantine.
+ */
+#define FILL_MAX ((size_t)1 << 20)
+
+/* Where the fill of a freed block [p, end) stops, and where it starts
+ * again (equal if it covers everything). */
+static void fill_spans(char *p, char *end, char **lo, char **hi) {
+    size_t ps = os_page_size();
+    *lo = *hi = end;
+    if ((size_t)(end - p) <= FILL_MAX + 2 * ps) return;
+    *lo = (char *)align_up((uintptr_t)(p + FILL_MAX), ps);
+    *hi = (char *)align_down((uintptr_t)end, ps);
+}
+
+static void free_fill(char *p, char *end) {
+    char *lo, *hi;
+    fill_spans(p, end, &lo, &hi);
+    memset(p, FREE_FILL, (size_t)(lo - p));
+    if (hi > lo) {
+        os_purge(lo, (size_t)(hi - lo));
+        memset(hi, FREE_FILL, (size_t)(end - hi));
+    }
+}
+
+/* The first byte of freed block [p, end) that is not its fill, or NULL. */
+static const char *free_fill_damaged(char *p, char *end) {
+    char *lo, *hi;
+    fill_spans(p, end, &lo, &hi);
+    const char *bad = fill_damaged(p, lo);
+    return bad || hi == lo ? bad : fill_damaged(hi, end);
+}
+
 /* ---- where a block's parts are ---- */
 
 /* A checked block as found from the address the program has. */
@@ -615,7 +654,7 @@ static void release(void *pv, size_t bytes, uint32_t free_id, const char *who, v
         struct hdr *h = (struct hdr *)(void *)(p - HDR);
         uint64_t m = h->meta;
         char *base = p - ((m & OBJECT) ? OBJ_LEAD : (size_t)1 << META_ALIGN(m));
-        const char *bad = fill_damaged(p, base + bytes);
+        const char *bad = free_fill_damaged(p, base + bytes);
         if (unlikely(bad != NULL)) {
             memset(&b, 0, sizeof b);
             b.p = p;
@@ -642,7 +681,7 @@ static void release(void *pv, size_t bytes, uint32_t free_id, const char *who, v
         b.under = p == b.slot && under_layout();
         b.h = slot_hdr(b.slot, b.slot_size, p, b.under);
         blk_layout(&b, bytes);
-        const char *bad = fill_damaged(p, b.end);
+        const char *bad = free_fill_damaged(p, b.end);
         if (bad)
             fill_report(&b, bad, free_id, who, ra,
                         "(written after it was freed; found as the block left quarantine)");
@@ -891,8 +930,8 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
     h->check = check_word(p, meta, id);
     if (zero)
         memset(p, 0, n);
-    else
-        memset(p + written, ALLOC_FILL, n - written);
+    else if (written < (n < FILL_MAX ? n : FILL_MAX))
+        memset(p + written, ALLOC_FILL, (n < FILL_MAX ? n : FILL_MAX) - written);
     canary_fill(p + n, end);
     if (leaks) stack_account(id, (int64_t)n, 1);
     return p;
@@ -992,11 +1031,10 @@ static void retire(struct blk *b, const char *who, void *ra) {
      * its end while it is freed is found as the block leaves */
     if (b->slot) {
         bytes = b->slot_size;
-        if (!close_allowed() || guard_close(b->slot) != 0)
-            memset(b->p, FREE_FILL, (size_t)(b->end - b->p));
+        if (!close_allowed() || guard_close(b->slot) != 0) free_fill(b->p, b->end);
     } else {
         bytes = (size_t)(b->end - b->base);
-        memset(b->p, FREE_FILL, (size_t)(b->end - b->p));
+        free_fill(b->p, b->end);
     }
     hold(b->p, bytes, free_id, who, ra);
 }
@@ -1022,7 +1060,7 @@ static int object_free_fast(void *pv, unsigned kind, size_t size, const char *wh
     if (!__atomic_compare_exchange_n(&h->meta, &m, freed, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return 0; /* another thread freed it first */
     if (m & ACCOUNTED) stack_account(h->alloc_id, -(int64_t)n, -1);
-    memset(p, FREE_FILL, (size_t)(end - p));
+    free_fill(p, end);
     hold(p, osize, stack_capture(ra, depth()), who, ra);
     return 1;
 }
@@ -1100,7 +1138,8 @@ static const char *block_damaged(const char *base, const char *end, const char *
     if (META_STATE(m) == ST_GONE || n > (size_t)(end - p)) return NULL;
     const char *bad = lead_damaged(base, h, m);
     if (bad) return bad;
-    return META_STATE(m) == ST_FREED ? fill_damaged(p, end) : canary_damaged(p + n, end);
+    return META_STATE(m) == ST_FREED ? free_fill_damaged((char *)p, (char *)end)
+                                     : canary_damaged(p + n, end);
 }
 
 const char *dbg_object_damaged(void *q, size_t size, const void **pp) {
@@ -1129,7 +1168,7 @@ void dbg_report_damaged(const void *p, const char *who) {
     enum found f = find_block(p, &b);
     if (f == DAMAGED) damaged(&b, who, ra);
     if (f == FOUND && META_STATE(b.h->meta) == ST_FREED) {
-        const char *bad = fill_damaged(b.p, b.end);
+        const char *bad = free_fill_damaged(b.p, b.end);
         if (bad)
             fill_report(&b, bad, quarantine_free_stack(b.p), who, ra,
                         "(written after it was freed)");
