@@ -1018,13 +1018,21 @@ static void hold(char *p, size_t bytes, uint32_t free_id, const char *who, void 
     if (n == 16) evict(who, ra);
 }
 
+/* Mark the block of header h (n bytes, in use when read) freed, with one
+ * compare-and-swap, and take it out of its stack's bytes not freed; 0 if
+ * another thread freed it first. */
+static int mark_freed(struct hdr *h, size_t n) {
+    uint64_t m = h->meta;
+    uint64_t freed = (m & ~STATE_MASK) | (uint64_t)ST_FREED << 52;
+    if (!__atomic_compare_exchange_n(&h->meta, &m, freed, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return 0;
+    if (m & ACCOUNTED) stack_account(h->alloc_id, -(int64_t)n, -1);
+    return 1;
+}
+
 /* Free checked block b (verified) into quarantine. */
 static void retire(struct blk *b, const char *who, void *ra) {
-    uint64_t m = b->h->meta;
-    uint64_t freed = (m & ~STATE_MASK) | (uint64_t)ST_FREED << 52;
-    if (!__atomic_compare_exchange_n(&b->h->meta, &m, freed, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        double_free(b, who, ra); /* another thread freed it first */
-    if (m & ACCOUNTED) stack_account(b->h->alloc_id, -(int64_t)b->n, -1);
+    if (!mark_freed(b->h, b->n)) double_free(b, who, ra); /* another thread freed it first */
     uint32_t free_id = stack_capture(ra, depth());
     size_t bytes;
     /* the fill runs over the canary after the block too: a write past
@@ -1056,10 +1064,7 @@ static int object_free_fast(void *pv, unsigned kind, size_t size, const char *wh
         return 0;
     char *end = base + osize;
     if (lead_damaged(base, h, m) || canary_damaged(p + n, end)) return 0;
-    uint64_t freed = (m & ~STATE_MASK) | (uint64_t)ST_FREED << 52;
-    if (!__atomic_compare_exchange_n(&h->meta, &m, freed, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        return 0; /* another thread freed it first */
-    if (m & ACCOUNTED) stack_account(h->alloc_id, -(int64_t)n, -1);
+    if (!mark_freed(h, n)) return 0; /* the general path reports the double free */
     free_fill(p, end);
     hold(p, osize, stack_capture(ra, depth()), who, ra);
     return 1;

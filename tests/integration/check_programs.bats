@@ -61,18 +61,6 @@ sibling_script() {
     [[ -s $3 ]] || fail "the here-document for \$T/$2 in $src is empty"
 }
 
-# 200,000 deterministic lines "number,key,index", as in coreutils.bats.
-make_sort_input() {
-    awk 'BEGIN {
-        s = 12345
-        for (i = 0; i < 200000; i++) {
-            s = (s * 1103515245 + 12345) % 2147483648
-            printf "%d,k%d,%d\n", s % 100000, s % 7919, i
-        }
-    }' >"$1"
-    [[ $(wc -l <"$1") == 200000 ]]
-}
-
 @test "check modes: the check1 and check2 runs have the check mode on" {
     # What every test below relies on: a double free is reported in both
     # modes (without a check mode memalloc's message is another one).

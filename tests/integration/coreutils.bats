@@ -15,18 +15,6 @@ setup() {
     T=$BATS_TEST_TMPDIR
 }
 
-# 200,000 deterministic lines "number,key,index" (about 3.6 MB).
-make_sort_input() {
-    awk 'BEGIN {
-        s = 12345
-        for (i = 0; i < 200000; i++) {
-            s = (s * 1103515245 + 12345) % 2147483648
-            printf "%d,k%d,%d\n", s % 100000, s % 7919, i
-        }
-    }' >"$1"
-    [[ $(wc -l <"$1") == 200000 ]]
-}
-
 @test "ls -la of a fixed tree and of /usr/include" {
     compare_run ls_tree ls -la --time-style=full-iso "$TREE" "$TREE/d1" "$TREE/d2/sub2"
     compare_run ls_tree_recursive ls -laR --time-style=full-iso "$TREE"

@@ -212,3 +212,15 @@ make_tree() {
     ln -s d1/file1.txt "$dir/link"
     find "$dir" -exec touch -h -d '2024-01-02 03:04:05' {} +
 }
+
+# make_sort_input FILE: 200,000 deterministic lines "number,key,index" (about 3.6 MB).
+make_sort_input() {
+    awk 'BEGIN {
+        s = 12345
+        for (i = 0; i < 200000; i++) {
+            s = (s * 1103515245 + 12345) % 2147483648
+            printf "%d,k%d,%d\n", s % 100000, s % 7919, i
+        }
+    }' >"$1"
+    [[ $(wc -l <"$1") == 200000 ]]
+}
