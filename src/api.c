@@ -16,6 +16,7 @@
 #include "large.h"
 #include "msg.h"
 #include "options.h"
+#include "zero.h"
 
 void ma_init(void) {
     ready();
@@ -31,6 +32,7 @@ static void *fail_nomem(void) {
 enum ptr_kind {
     PTR_NULL,
     PTR_BOOT,   /* a block of the bootstrap buffer */
+    PTR_ZERO,   /* a block of size 0 handed out (zero.h) */
     PTR_OBJECT, /* an object in use of page g */
     PTR_CHUNK,  /* an in-use chunk c of region r */
     PTR_MAPPED, /* in no region: a mapped block, or not ours (the mapped
@@ -57,7 +59,8 @@ chunk_invalid(struct region *r, struct chunk *c, const char *who) {
  * far as its kind allows without a lock; abort, naming who, if it cannot
  * be a block in use:
  *  1. NULL; a block of the bootstrap buffer;
- *  2. not 16-aligned: invalid;
+ *  2. not 16-aligned: invalid; a block of size 0: handed out, or freed
+ *     twice (or never a block);
  *  3. outside every region: a mapped block, or not ours;
  *  4. in a window of a page: an object, on the page's grid and not free;
  *  5. else a chunk: its header lies in the region, carries its tag, says
@@ -72,6 +75,11 @@ static inline __attribute__((always_inline)) struct ptr classify(const void *p, 
         return q;
     }
     if (unlikely((uintptr_t)p & (ALIGNMENT - 1))) ma_fatal(who, "invalid pointer", p);
+    if (unlikely(zero_owns(p))) {
+        if (!zero_live(p)) ma_fatal(who, freed_twice_what(who), p);
+        q.kind = PTR_ZERO;
+        return q;
+    }
     q.r = region_lookup(p);
     if (!q.r) {
         q.kind = PTR_MAPPED;
@@ -120,8 +128,21 @@ static void *mapped_malloc(size_t n, size_t align, int zero) {
     return p ? p : fail_nomem();
 }
 
+/* A block of size 0 (zero.h), or NULL if there is none to be had: the
+ * caller then allocates a byte. */
+static void *zero_malloc(void) {
+    void *p = zero_alloc();
+    if (p) counters_alloc(0);
+    return p;
+}
+
 void *ma_malloc_slow(size_t n) {
     if (unlikely(!ready())) return boot_alloc(n, ALIGNMENT);
+    if (unlikely(n == 0)) {
+        void *z = zero_malloc();
+        if (z) return z;
+        n = 1;
+    }
     if (unlikely(n > MAX_REQUEST)) return fail_nomem();
     if (n >= mmap_threshold()) return mapped_malloc(n, ALIGNMENT, 0);
     int failed = 0;
@@ -139,6 +160,7 @@ void *ma_calloc(size_t n, size_t size) {
         if (likely(p != NULL)) return memset(p, 0, total);
     }
     if (unlikely(!ready())) return boot_alloc(total, ALIGNMENT); /* .bss: zero */
+    if (unlikely(total == 0)) return ma_malloc_slow(0);
     if (total >= mmap_threshold()) return mapped_malloc(total, ALIGNMENT, 1);
     int failed = 0;
     void *p = total <= CLASS_MAX ? object_malloc(class_of(total), &failed) : NULL;
@@ -200,7 +222,7 @@ static void object_free(struct page *g, void *p);
 
 void *ma_alloc_object(size_t n, size_t *usable) {
     if (unlikely(!ready()) || n > CLASS_MAX || n >= mmap_threshold()) return NULL;
-    unsigned k = class_of(n);
+    unsigned k = class_of(n ? n : 1); /* (class 0 has no pages: zero.h) */
     int failed = 0;
     void *p = object_malloc(k, &failed);
     if (p) *usable = class_size[k];
@@ -278,6 +300,10 @@ void ma_free_slow(void *p, const char *who) {
     case PTR_NULL:
     case PTR_BOOT: /* never reused */
         return;
+    case PTR_ZERO:
+        if (!zero_free(p)) ma_fatal(who, freed_twice_what(who), p); /* a racing free */
+        counters_free(0);
+        return;
     case PTR_OBJECT:
         object_free(q.g, p);
         return;
@@ -300,6 +326,7 @@ size_t ma_usable_size(const void *p, const char *who) {
     struct ptr q = classify(p, who);
     switch (q.kind) {
     case PTR_NULL:
+    case PTR_ZERO:
         return 0;
     case PTR_BOOT:
         return boot_size(p);
@@ -364,6 +391,7 @@ void *ma_realloc(void *p, size_t n, const char *who) {
     size_t old = 0;
     switch (q.kind) {
     case PTR_NULL:
+    case PTR_ZERO:
         break;
     case PTR_BOOT:
         old = boot_size(p);

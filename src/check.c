@@ -19,6 +19,7 @@
 #include "memalloc.h"
 #include "msg.h"
 #include "tcache.h"
+#include "zero.h"
 
 struct walk {
     int errors;
@@ -287,6 +288,10 @@ static int walk_all(const void **damaged, int quiet) {
            "mapped block counters disagree with the registry", &w);
     EXPECT(&w, load_relaxed(&ma_counters.in_use) == w.usable_bytes,
            "in_use disagrees with the live and cached blocks", &w);
+    if (os_single_threaded()) { /* (blocks of size 0 come and go without a lock) */
+        const char *zw = zero_check();
+        EXPECT(&w, zw == NULL, zw, &w);
+    }
     struct tcache *t = tc_self();
     if (t) check_cache(t, &w);
     EXPECT(&w, w.pages_seen == w.pages_walked,

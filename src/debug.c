@@ -4,7 +4,7 @@
  *
  * A checked block p of n bytes, asked with alignment a (at least 16):
  *
- *   level 1:  obj [canary 8] [key 8] [header 16] p [n bytes] [canary ...] obj+size
+ *   level 1:  obj [key 8] [canary 8] [header 16] p [n bytes] [canary ...] obj+size
  *             (an object of a page: alignment 16, n up to CLASS_MAX - 48)
  *         or  base [canary] [header 16] p [n bytes] [canary ...] base+usable
  *             (p = base + a; base a chunk or a mapped block of the engine)
@@ -452,7 +452,7 @@ static unsigned depth(void) {
 static const char *lead_damaged(const char *base, const struct hdr *h, uint64_t meta) {
     if (meta & SLOT) return NULL;
     if (meta & OBJECT) {
-        uint64_t lead[2] = {canary_word((uintptr_t)base), obj_key(base)};
+        uint64_t lead[2] = {obj_key(base), canary_word((uintptr_t)base)};
         if (memcmp(base, lead, 16) == 0) return NULL;
         const char *want = (const char *)lead;
         for (unsigned i = 0;; i++)
@@ -906,7 +906,7 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
             p = base + OBJ_LEAD;
             h = (struct hdr *)(void *)(p - HDR);
             end = base + usable;
-            uint64_t lead[2] = {canary_word((uintptr_t)base), obj_key(base)};
+            uint64_t lead[2] = {obj_key(base), canary_word((uintptr_t)base)};
             memcpy(base, lead, 16);
             mem_flag = OBJECT;
         }

@@ -16,7 +16,7 @@
  * path the one its class's countdown ran out for (tcache.h), and is it to
  * be sampled? */
 static int sample_due(size_t n) {
-    if (n >= load_relaxed(&tc_limit) || !opt_get(OPT_SAMPLE)) return 0;
+    if (n == 0 || n >= load_relaxed(&tc_limit) || !opt_get(OPT_SAMPLE)) return 0;
     struct tcache *t = tc_get(); /* set up now: a thread's first block is sampled too */
     unsigned k = class_of(n);
     return t && load_relaxed(&t->left[k]) <= 1 && tc_rearm(t, k);

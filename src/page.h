@@ -33,10 +33,12 @@
  * the page of any pointer with a mask and one load, without a lock.
  *
  * A free object keeps, in its first 16 bytes:
- *    next  the next free object, or NULL;
  *    key   os_cookie_value ^ its address; 0 once handed out. A free of an
  *          object whose key is set is a double free; a pop that finds the
- *          key changed means the program wrote to freed memory.
+ *          key changed means the program wrote to freed memory. It comes
+ *          first: a stale pointer most often writes the first word, and
+ *          the pop then catches it before it follows next;
+ *    next  the next free object, or NULL.
  *
  * Invariants (checked by page_check): start <= bump <= end, bump - start a
  * multiple of size; every object on the free list and on thread_free is
@@ -59,8 +61,8 @@
 #define PAGE_MIN_OBJS 8   /* a page holds at least this many objects */
 
 struct tblock {
+    uintptr_t key; /* first: the word a write through a stale pointer most often hits */
     struct tblock *next;
-    uintptr_t key;
 };
 
 struct tcache;

@@ -2,14 +2,16 @@
  * sizeclass.h: the size classes. Requests up to CLASS_MAX bytes are
  * rounded up to one of NCLASSES sizes; the objects of a class live in
  * pages of that class (page.h). Every multiple of 16 up to 128 is a
- * class (class 0, for malloc(0), is 16 bytes like class 1), then four per
- * power of two:
+ * class, then four per power of two:
  *   class 8 + 4 * (e - 7) + j, 1 <= j <= 4:  size 2^e + j * 2^(e - 2),
  * so a request wastes at most a fifth of its object above 128 bytes.
  * Fewer classes than a finer scheme: a thread that uses a size class owns
  * at least one page of it, and few objects of many classes cost memory.
  * Up to 1 KiB the class comes from a table, above it from the leading
- * zeros. Knows nothing of pages, threads or locks.
+ * zeros. Class 0 is malloc(0)'s: 16 bytes like class 1, but it has no
+ * pages (a block of size 0 is an address of its own, zero.h), so that
+ * malloc(0) misses the fast path at no cost to it. Knows nothing of
+ * pages, threads or locks.
  */
 #ifndef MEMALLOC_SIZECLASS_H
 #define MEMALLOC_SIZECLASS_H

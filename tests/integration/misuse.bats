@@ -196,3 +196,50 @@ gdb_backtrace() {
     gdb_backtrace "$prog" "set debug-file-directory /nonexistent"
     check_backtrace "$prog" || fail "backtrace without libc's debug symbols:" "$frames"
 }
+
+# run_kind KIND SIZE [glibc]: check_misuse (the check modes' program) KIND
+# SIZE, preloaded (or on glibc): status, output, stderr; block: the
+# address it printed.
+run_kind() {
+    local prog=$MEMALLOC_BUILD/misuse/check_misuse
+    [[ -x $prog ]] || fail "misuse program $prog not built (cmake --build $MEMALLOC_BUILD)"
+    if [[ ${3:-} == glibc ]]; then
+        run --separate-stderr "$prog" "$1" "$2"
+    else
+        run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" "$prog" "$1" "$2"
+    fi
+    block=""
+    [[ ${lines[0]:-} =~ ^block=(0x[0-9a-f]+)\ size= ]] && block=${BASH_REMATCH[1]}
+    [[ -n $block ]] || fail "$1 $2: no block= line on stdout:" "$output" "$stderr"
+}
+
+@test "misuse: a block of 0 bytes faults at a read or a write, before and after free" {
+    local kind
+    for kind in zero-write zero-read zero-write-after-free zero-read-after-free; do
+        # glibc's block of 0 bytes has 24 usable ones: the access goes through
+        run_kind "$kind" 0 glibc
+        [[ $status -eq 0 && $output == *"went through"* ]] ||
+            fail "$kind: not through on glibc (status $status):" "$output"
+        is_standin && continue
+        run_kind "$kind" 0
+        [[ $status -eq 139 ]] || fail "$kind: exit status $status, expected 139 (SIGSEGV)" \
+            "$output" "$stderr"
+        [[ $output != *"went through"* ]] || fail "$kind: went through"
+    done
+}
+
+@test "misuse: a write to the first byte of a freed small block, then malloc() of its size" {
+    # the key a free object keeps is its first word: the pop finds it
+    # changed before it follows the next link (glibc hands the block out)
+    local size
+    for size in 24 3000; do
+        run_kind uaf-write-then-malloc "$size" glibc
+        [[ $status -eq 0 ]] || fail "glibc: exit status $status" "$stderr"
+        is_standin && continue
+        run_kind uaf-write-then-malloc "$size"
+        [[ $stderr == "memalloc: malloc(): heap corruption (a freed block was written to) near $block" ]] ||
+            fail "$size: stderr is not the expected line:" "$stderr"
+        [[ $status -eq 134 ]] || fail "$size: exit status $status, expected 134 (SIGABRT)"
+        [[ $output != *"went through"* ]] || fail "$size: went through"
+    done
+}

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -567,6 +568,65 @@ TEST(test_hugepage_advice) {
     CHECK(memalloc_check() == 0);
 }
 
+/* Blocks of size 0 (zero.h): unique, 16-aligned, no usable byte, any
+ * access faults, a second free is a double free; resized, they move. */
+static char *zero_victim;
+static int cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t) * (char *const *)a, y = (uintptr_t) * (char *const *)b;
+    return x < y ? -1 : x > y;
+}
+static void zero_write(void) {
+    *(volatile char *)zero_victim = 1;
+}
+static void zero_read(void) {
+    (void)*(volatile char *)zero_victim;
+}
+static void zero_free_twice(void) {
+    memfree(zero_victim);
+    memfree(zero_victim);
+}
+static void zero_resize_freed(void) {
+    memfree(zero_victim);
+    memresize(zero_victim, 10);
+}
+
+TEST(test_zero_size_blocks) {
+    enum { N = 3000 };
+    static char *v[N];
+    char line[512], want[128];
+    for (int i = 0; i < N; i++) {
+        v[i] = i % 2 ? memalloc(0) : defalloc(0, 0);
+        if (!CHECK_(v[i] != NULL && ((uintptr_t)v[i] & 15) == 0, "a 16-aligned block")) return;
+        CHECK(memalloc_usable_size(v[i]) == 0);
+    }
+    for (int i = 1; i < N; i++) CHECK(v[i] != v[i - 1]);
+    CHECK(memalloc_check() == 0);
+    /* freed and allocated again: still unique among the live ones */
+    for (int i = 0; i < N; i += 2) memfree(v[i]);
+    for (int i = 0; i < N; i += 2) v[i] = memalloc(0);
+    qsort(v, N, sizeof v[0], cmp_ptr);
+    for (int i = 1; i < N; i++) CHECK(v[i] != v[i - 1]);
+    CHECK(memalloc_check() == 0);
+    zero_victim = v[N / 2];
+    CHECK(in_child(zero_write, line, sizeof line) == SIGSEGV);
+    CHECK(in_child(zero_read, line, sizeof line) == SIGSEGV);
+    CHECK(in_child(zero_free_twice, line, sizeof line) == SIGABRT);
+    snprintf(want, sizeof want, "memalloc: memfree(): double free of %p", (void *)zero_victim);
+    CHECKF(strcmp(line, want) == 0, "got: %s", line);
+    CHECK(in_child(zero_resize_freed, line, sizeof line) == SIGABRT);
+    snprintf(want, sizeof want, "memalloc: memresize(): pointer already freed %p",
+             (void *)zero_victim);
+    CHECKF(strcmp(line, want) == 0, "got: %s", line);
+    /* resized up: a real block; the block of size 0 is freed */
+    char *p = memresize(v[0], 100);
+    REQUIRE(p != NULL);
+    CHECK(memalloc_usable_size(p) >= 100);
+    memoryset(p, 7, 100);
+    memfree(p);
+    for (int i = 1; i < N; i++) memfree(v[i]);
+    CHECK(memalloc_check() == 0);
+}
+
 int main(void) {
     clock_ms = os_now_ms();
     os_clock_set(clock_ms);
@@ -577,6 +637,7 @@ int main(void) {
     RUN(test_light_page_touches_one_system_page);
     RUN(test_realloc_growth_leaves_the_pages);
     RUN(test_misuse_of_cached_blocks);
+    RUN(test_zero_size_blocks);
     RUN(test_checker_walks_the_pages);
     RUN(test_cache_off);
     RUN(test_dynamic_mmap_threshold);
