@@ -74,8 +74,8 @@ def _run_plain(suite, wl, preload, env, wrapper=None):
     argv = (wrapper or []) + argv
     files = {"stdout": out, "stderr": err, "result": suite.tmp / "result"}
     full_env = R.run_env(None, env)
-    status, wall, rss = R.spawn(suite.bindir / "launch", argv, preload, full_env, files,
-                                suite.timeout)
+    status, wall, rss, _ = R.spawn(suite.bindir / "launch", argv, preload, full_env, files,
+                                   suite.timeout)
     if status != 0:
         return {"ok": False, "error": R.describe_status(status, suite.timeout, wall)}
     m = R.REPORT_RE.search(out.read_text(errors="replace"))

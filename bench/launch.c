@@ -63,7 +63,8 @@ int main(int argc, char **argv) {
 
     FILE *f = fopen(argv[1], "w");
     if (!f ||
-        fprintf(f, "status=%d maxrss_kib=%ld seconds=%.6f\n", status, ru.ru_maxrss, t1 - t0) < 0 ||
+        fprintf(f, "status=%d maxrss_kib=%ld seconds=%.6f minflt=%ld\n", status, ru.ru_maxrss,
+                t1 - t0, ru.ru_minflt) < 0 ||
         fclose(f)) {
         perror("launch: cannot write the result");
         return 1;

@@ -71,6 +71,8 @@ WORKLOADS = [
     ("realloc", "c", "1 thread; 32 live buffers: string builders grown by a realloc per 1-64 B "
      "append to 1-256 KiB, vectors grown 1.5x to 64 KiB-8 MiB (2000 buffers)"),
     ("large", "c", "1 thread; 4 slots of 256 KiB-64 MiB, every 4096th byte written (80 ops)"),
+    ("bigbuf", "c", "1 thread; 20 buffers of 5-25 MiB; each op frees a random one and allocates "
+     "a new one, zeroed with memset and written (new char[n]() in C++) (400 ops)"),
     ("prodcons", "c", "2 producer/consumer pairs; 24-1024 B blocks passed in batches of 256 "
      "through a mutex-protected queue, freed by the consumer (3M blocks per pair)"),
     ("larson", "c", "{threads} threads swap 24-1024 B blocks into random slots of a shared "
@@ -219,7 +221,8 @@ def spawn(launcher, argv, preload, env, files, timeout):
     """Run argv through bench/launch.c, which forks it (with LD_PRELOAD=preload
     when given) and waits for it; stdout and stderr go to files["stdout"] and
     files["stderr"]. Returns (wait status of the program, or None if it timed
-    out or could not be run; wall seconds; ru_maxrss of the program in KiB)."""
+    out or could not be run; wall seconds; ru_maxrss of the program in KiB;
+    its minor page faults, ru_minflt)."""
     result = files["result"]
     if result.exists():
         result.unlink()
@@ -248,11 +251,12 @@ def spawn(launcher, argv, preload, env, files, timeout):
     wall = time.perf_counter() - t0
     timer.cancel()
     if timed_out.is_set() or status != 0 or not result.exists():
-        return None, wall, 0
-    m = re.match(r"status=(-?\d+) maxrss_kib=(\d+) seconds=([0-9.]+)", result.read_text())
+        return None, wall, 0, 0
+    m = re.match(r"status=(-?\d+) maxrss_kib=(\d+) seconds=([0-9.]+) minflt=(\d+)",
+                 result.read_text())
     if not m:
-        return None, wall, 0
-    return int(m.group(1)), float(m.group(3)), int(m.group(2))
+        return None, wall, 0, 0
+    return int(m.group(1)), float(m.group(3)), int(m.group(2)), int(m.group(4))
 
 
 def describe_status(status, timeout, wall):
@@ -335,9 +339,10 @@ class Suite:
 
         files = {"stdout": out, "stderr": err, "result": self.tmp / "result"}
         extra.update(proof_env(alloc))
-        status, wall, rss = spawn(self.bindir / "launch", argv, preload, run_env(None, extra), files,
-                                  self.timeout)
-        res = {"ok": False, "seconds": wall, "rss_kib": rss, "check": None, "error": None}
+        status, wall, rss, minflt = spawn(self.bindir / "launch", argv, preload,
+                                          run_env(None, extra), files, self.timeout)
+        res = {"ok": False, "seconds": wall, "rss_kib": rss, "minflt": minflt, "check": None,
+               "error": None}
         stderr = read_text(err)
         if status != 0 and PRELOAD_FAILED not in stderr:  # else the cause is the preload
             why = last_line(stderr)
@@ -496,7 +501,7 @@ def divide(x, y):
 
 
 def summarise(runs):
-    """Per allocator: dict(ok, time, rss, error) from its runs."""
+    """Per allocator: dict(ok, time, rss, faults, error) from its runs."""
     failed = [r for r in runs if not r["ok"]]
     if failed:
         errors = list(dict.fromkeys(r["error"] for r in failed))  # each distinct reason once
@@ -505,6 +510,7 @@ def summarise(runs):
         return {"ok": False, "error": f"{len(failed)}/{len(runs)} runs failed: {why}"}
     return {"ok": True, "time": statistics.median(r["seconds"] for r in runs),
             "rss": statistics.median(r["rss_kib"] for r in runs) / 1024.0,
+            "faults": statistics.median(r["minflt"] for r in runs),
             "tmin": min(r["seconds"] for r in runs), "tmax": max(r["seconds"] for r in runs)}
 
 
@@ -612,6 +618,10 @@ def fmt_time(s):
 
 def fmt_mib(m):
     return f"{m:.2f}" if m < 10 else f"{m:.1f}" if m < 100 else f"{m:.0f}"
+
+
+def fmt_kfaults(n):
+    return f"{n / 1000:.1f}" if n < 100000 else f"{n / 1000:.0f}"
 
 
 def fmt_mean(g):
@@ -850,6 +860,7 @@ def write_report(path, ctx):
     stats, names, rounds = ctx["stats"], ctx["names"], ctx["rounds"]
     tg, tp = ratios(stats, names, "time")
     rg, rp = ratios(stats, names, "rss")
+    fg, fpr = ratios(stats, names, "faults")
     svg_path = path.with_suffix(".svg")
     svg_path.write_text(svg_chart(tg, names, rounds))
     L = []
@@ -926,6 +937,13 @@ def write_report(path, ctx):
     L.append("Median peak resident set in MiB; in parentheses the ratio to glibc. The last column "
              "divides memalloc's peak by the smallest peer peak.\n")
     L.append(table(stats, names, "rss", fmt_mib, rg, rp))
+    L.append("")
+    L.append("## Minor page faults\n")
+    L.append("Median minor page faults of the program (`ru_minflt` from `wait4()`), in thousands; "
+             "in parentheses the ratio to glibc. Each is an OS page the kernel mapped in: memory "
+             "given back to the OS and touched again shows here. The last column divides "
+             "memalloc's by the smallest peer figure.\n")
+    L.append(table(stats, names, "faults", fmt_kfaults, fg, fpr))
     L.append("")
     L.append("## Fast path: instructions per malloc+free\n")
     fp = ctx.get("fastpath")
