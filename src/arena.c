@@ -45,9 +45,9 @@ void arenas_init(unsigned ncpu) {
  * delay later if it left younger ones. */
 static void purge_pass(struct arena *a, uint64_t now) {
     uint64_t delay = opt_get(OPT_PURGE_DELAY);
-    int left = heap_purge(&a->heap, now, delay);
-    left |= orphans_purge(&a->orphans, now, delay);
-    heap_purge_at(&a->heap, left ? now + delay : 0);
+    uint64_t next = heap_purge(&a->heap, now, delay);
+    if (orphans_purge(&a->orphans, now, delay) && (!next || next > now + delay)) next = now + delay;
+    heap_purge_at(&a->heap, next);
 }
 
 /* Run the pass if it is due (lock held). */

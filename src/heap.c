@@ -25,8 +25,60 @@
  * resident, where purging costs a page fault per OS page each time
  * (the mapping cache keeps freed mappings for the same reason). */
 #define BIG_SPAN       ((size_t)1 << 20)
-#define BIG_SPAN_DELAY 10
+#define BIG_SPAN_DELAY 100
 #define BIG_SPAN_YOUNG ((size_t)64 << 20)
+
+/*
+ * The working set. A pass purges only the dirty free memory (spans, tops,
+ * empty regions) above keep, the larger of:
+ *  - the heap's highest in_use over the last one to two epochs of
+ *    WS_EPOCH_MS, less in_use now: what the program held moments ago and
+ *    is likely to ask for again;
+ *  - the slack, learnt from the program: memory purged and then faulted
+ *    in again (carved from purged or never-touched memory) within the
+ *    same two epochs is added to it, up to the peak of in_use of those
+ *    epochs; each epoch without such regret halves it.
+ * (The epochs roll at the passes and at large frees: a peak is that of
+ * the time since the last roll, however long ago it began.)
+ * So a program that frees and allocates large blocks in turn (buffers
+ * replaced, a server's requests, the holes between its blocks) keeps its
+ * steady state resident, where purging it costs a page fault per OS page
+ * each time; and a program whose phase ended (it allocates no more) gets
+ * its memory back within a few epochs: the peak is two epochs past, and
+ * the slack halves every epoch. Beyond keep, the purge delays hold.
+ */
+#define WS_MARGIN ((size_t)64 << 10)
+
+/* Start a new epoch if the current one is over (or the clock went back). */
+static void ws_roll(struct heap *h, uint64_t now) {
+    if (now >= h->epoch && now - h->epoch < WS_EPOCH_MS) return;
+    int next = now >= h->epoch && now - h->epoch < 2 * WS_EPOCH_MS;
+    size_t purged = h->purged_now + h->purged_before;
+    size_t regret = h->faulted < purged ? h->faulted : purged;
+    size_t cap = h->peak_now > h->peak_before ? h->peak_now : h->peak_before;
+    if (regret)
+        h->slack = h->slack + regret < cap ? h->slack + regret : cap;
+    else if (now < h->epoch || now - h->epoch >= 64 * WS_EPOCH_MS)
+        h->slack = 0;
+    else
+        h->slack >>= (now - h->epoch) / WS_EPOCH_MS; /* halved for each epoch past */
+    h->peak_before = h->peak_now; /* (held at some time since the last roll, maybe just now) */
+    h->purged_before = next ? h->purged_now : 0;
+    h->peak_now = h->in_use;
+    h->purged_now = h->faulted = 0;
+    h->epoch = now;
+}
+/* in_use is, or was just now, at level. */
+static void ws_note(struct heap *h, size_t level) {
+    if (level > h->peak_now) h->peak_now = level;
+}
+/* The dirty free bytes a pass at time now leaves resident. */
+static size_t ws_keep(struct heap *h, uint64_t now) {
+    ws_roll(h, now);
+    size_t peak = h->peak_now > h->peak_before ? h->peak_now : h->peak_before;
+    size_t keep = peak > h->in_use ? peak - h->in_use : 0;
+    return keep > h->slack ? keep : h->slack;
+}
 
 /* A free chunk of PURGE_SPAN or more that is not its region's top (a
  * span) keeps in its payload, past its links, its dirt: the bytes freed
@@ -66,6 +118,14 @@ static void span_copy(struct chunk *part, const struct chunk *c) {
 static void carve(struct heap *h, struct chunk *c, size_t nb) {
     size_t size = chunk_size(c);
     size_t pflag = head_get(c) & PINUSE;
+    struct region *r = region_of(c);
+    const char *fresh = r->fresh;
+    if (head_get(c) & PURGED) {
+        h->faulted += nb;
+    } else if (is_span(c, size)) { /* a purged span that pieces merged into since */
+        size_t dirt = span_dirt_bytes(c, size);
+        if (nb > dirt) h->faulted += nb - dirt;
+    }
     ma_assert(!cinuse(c) && nb >= MIN_CHUNK && nb % ALIGNMENT == 0 && size >= nb);
     if (size - nb >= MIN_CHUNK) {
         struct chunk *rest = chunk_at(c, nb);
@@ -77,14 +137,16 @@ static void carve(struct heap *h, struct chunk *c, size_t nb) {
         set_head(rest, size - nb, PINUSE | purged);
         set_foot(rest, size - nb);
         bin_insert(&h->bins, rest);
-        region_touch(region_of(c), (char *)rest + MIN_CHUNK);
+        region_touch(r, (char *)rest + MIN_CHUNK);
     } else {
         nb = size;
         set_head(c, size, CINUSE | pflag);
         head_or(chunk_next(c), PINUSE);
-        region_touch(region_of(c), (char *)c + size + HEAP_EXTRA);
+        region_touch(r, (char *)c + size + HEAP_EXTRA);
     }
+    if (r->fresh > fresh) h->faulted += (size_t)(r->fresh - fresh);
     h->in_use += nb;
+    ws_note(h, h->in_use);
 }
 
 void heap_init(struct heap *h) {
@@ -221,12 +283,14 @@ static int purge_inside(struct chunk *c) {
     return 1;
 }
 
-/* Purge every span whose oldest dirt has been free for the purge delay
+/* Purge spans while *excess (dirty bytes above the working set) lasts:
+ * those whose oldest dirt has been free for the purge delay
  * (BIG_SPAN_DELAY delays for BIG_SPAN or more of dirt; those purged
- * already and not merged since are skipped); 1 if a younger one was left
- * for later. A stamp in the future cannot be a real one: such a chunk is
+ * already and not merged since are skipped), and younger ones beyond
+ * SPAN_YOUNG_MAX and BIG_SPAN_YOUNG; 1 if a younger one was left for
+ * later. A stamp in the future cannot be a real one: such a chunk is
  * purged. */
-static int purge_spans(struct heap *h, uint64_t now, uint64_t delay) {
+static int purge_spans(struct heap *h, uint64_t now, uint64_t delay, size_t *excess) {
     int left = 0;
     size_t young = 0; /* bytes of young spans left: at most SPAN_YOUNG_MAX */
     size_t big = 0;   /* of those of BIG_SPAN or more: at most BIG_SPAN_YOUNG */
@@ -238,6 +302,10 @@ static int purge_spans(struct heap *h, uint64_t now, uint64_t delay) {
             if (!is_span(c, size) || (head_get(c) & PURGED)) continue;
             uint64_t t = *span_stamp(c);
             size_t dirt = span_dirt_bytes(c, size);
+            if (*excess == 0) {
+                h->span_dirty = 0;
+                return left;
+            }
             if (dirt >= BIG_SPAN) {
                 if (t <= now && now - t < BIG_SPAN_DELAY * delay && big + dirt <= BIG_SPAN_YOUNG) {
                     big += dirt;
@@ -249,27 +317,97 @@ static int purge_spans(struct heap *h, uint64_t now, uint64_t delay) {
                 left = 1;
                 continue;
             }
-            purge_inside(c);
+            if (purge_inside(c)) {
+                *excess -= dirt < *excess ? dirt : *excess;
+                h->purged_now += dirt;
+            }
         }
     }
     h->span_dirty = 0;
     return left;
 }
 
-/* Purge region r's top chunk, if it has one, down to half the trim
- * threshold, when more than the threshold of it is dirty. */
-static void purge_top(struct region *r) {
+/* The dirty bytes of region r's top chunk, if it has one (*top: it). */
+static size_t top_dirt(const struct region *r, struct chunk **top) {
     struct chunk *fence = region_fence(r);
-    if (pinuse(fence)) return;
-    struct chunk *c = chunk_at(fence, 0 - fence->prev_foot);
-    size_t trim = trim_threshold();
-    if (r->fresh > (char *)c && (size_t)(r->fresh - (char *)c) > trim + MIN_CHUNK)
-        region_purge_top(r, c, trim / 2);
+    *top = NULL;
+    if (pinuse(fence)) return 0;
+    *top = chunk_at(fence, 0 - fence->prev_foot);
+    return r->fresh > (char *)*top ? (size_t)(r->fresh - (char *)*top) : 0;
 }
 
-int heap_purge(struct heap *h, uint64_t now, uint64_t delay) {
-    for (struct region *r = h->regions; r; r = r->next) purge_top(r);
-    return purge_spans(h, now, delay);
+/* The dirty free bytes of h: its tops' and its spans'. */
+static size_t heap_dirt(const struct heap *h) {
+    size_t dirt = 0;
+    struct chunk *top;
+    for (const struct region *r = h->regions; r; r = r->next) dirt += top_dirt(r, &top);
+    for (unsigned i = bin_index(PURGE_SPAN); i < NBINS; i++) {
+        const struct freelink *bin = &h->bins.list[i];
+        for (const struct freelink *l = bin->next; l != bin; l = l->next) {
+            const struct chunk *c = link_chunk(l);
+            size_t size = chunk_size(c);
+            if (is_span(c, size) && !(head_get(c) & PURGED)) dirt += span_dirt_bytes(c, size);
+        }
+    }
+    return dirt;
+}
+
+/* Drop the empty regions but the spare (one becomes the spare if it is
+ * not empty) whose dirt *excess covers, or that have none; 1 if one is
+ * kept dirty. */
+static int drop_empty(struct heap *h, size_t *excess) {
+    int kept = 0;
+    if (h->spare && !region_is_empty(h->spare)) h->spare = NULL;
+    for (struct region *r = h->regions, *next; r; r = next) {
+        next = r->next;
+        if (!region_is_empty(r)) continue;
+        if (!h->spare) {
+            h->spare = r;
+            continue;
+        }
+        if (r == h->spare) continue;
+        struct chunk *top;
+        size_t dirt = top_dirt(r, &top);
+        if (dirt > *excess) {
+            kept = 1;
+            continue;
+        }
+        *excess -= dirt;
+        h->purged_now += dirt;
+        bin_unlink(&h->bins, top);
+        drop_region(h, r);
+    }
+    return kept;
+}
+
+/* Purge region r's top chunk, if it has one, down to half the trim
+ * threshold, when more than the threshold of it is dirty: always if the
+ * program set the threshold (mallopt, MEMALLOC_TRIM_THRESHOLD or the mmap
+ * threshold, as glibc has it), else only while *excess (dirt above the
+ * working set) lasts. */
+static void purge_top(struct heap *h, struct region *r, size_t *excess) {
+    struct chunk *c;
+    size_t dirt = top_dirt(r, &c), trim = trim_threshold();
+    if (!c || dirt <= trim + MIN_CHUNK) return;
+    if (*excess == 0 && !opt_fixed(OPT_TRIM_THRESHOLD) && !opt_fixed(OPT_MMAP_THRESHOLD)) return;
+    if (!region_purge_top(r, c, trim / 2)) return;
+    size_t gone = dirt - trim / 2;
+    *excess -= gone < *excess ? gone : *excess;
+    h->purged_now += gone;
+}
+
+uint64_t heap_purge(struct heap *h, uint64_t now, uint64_t delay) {
+    size_t keep = delay ? ws_keep(h, now) : 0, dirt = heap_dirt(h);
+    if (keep) keep += keep / 8 + WS_MARGIN; /* no purge for a few stray pages */
+    size_t excess = dirt > keep ? dirt - keep : 0;
+    for (struct region *r = h->regions; r; r = r->next) purge_top(h, r, &excess);
+    int kept = drop_empty(h, &excess);
+    int young = purge_spans(h, now, delay, &excess);
+    /* young spans: after a delay; memory kept for the working set: when
+     * the epoch ends, and keep may shrink */
+    if (young) return now + delay;
+    if (kept || (dirt > keep ? 0 : dirt > 0)) return h->epoch + WS_EPOCH_MS;
+    return 0;
 }
 
 /* Due now, or after the purge delay: a pass then serves all the dirt
@@ -277,10 +415,12 @@ int heap_purge(struct heap *h, uint64_t now, uint64_t delay) {
  * faulted in again. */
 void heap_purge_soon(struct heap *h) {
     uint64_t delay = opt_get(OPT_PURGE_DELAY);
-    if (delay == 0)
+    if (delay == 0) {
         heap_purge_at(h, 1); /* (a time long past) */
-    else if (h->purge_due == 0)
-        heap_purge_at(h, os_now_ms() + delay);
+    } else {
+        uint64_t at = os_now_ms() + delay;
+        if (h->purge_due == 0 || h->purge_due > at) heap_purge_at(h, at);
+    }
 }
 
 /* Free chunk n merges into a chunk being freed: add its dirt (all of it if
@@ -301,8 +441,9 @@ static void span_merged(const struct chunk *n, size_t *dirt, uint64_t *oldest) {
  *  1. merge with the previous chunk if it is free (its footer gives its size);
  *  2. merge with the next chunk if it is free (the fencepost never is);
  *  3. write head and footer, clear the next chunk's PINUSE;
- *  4. an empty region goes back to the OS if another empty one is kept
- *     already; else bin the chunk;
+ *  4. bin the chunk; an empty region becomes the spare, or, if an empty
+ *     one is kept already, makes a pass due (which drops it if it is
+ *     above the working set);
  *  5. a top chunk with more dirty bytes than the trim threshold is due to
  *     be purged down to half of it (hysteresis, so no purge on every free);
  *  6. if the chunk is elsewhere and PURGE_SPAN or larger, count the bytes
@@ -318,6 +459,10 @@ void heap_free(struct heap *h, struct chunk *c) {
     size_t dirt = size; /* of the span c becomes, and the time of its oldest */
     uint64_t oldest = UINT64_MAX;
     ma_assert(cinuse(c) && size >= MIN_CHUNK && h->in_use >= size);
+    if (size >= PURGE_SPAN) { /* (small frees leave the working set's epochs alone) */
+        ws_roll(h, os_now_ms());
+        ws_note(h, h->in_use);
+    }
     h->in_use -= size;
     head_clear(c, CINUSE); /* if c merges into its predecessor, its stale head says "freed" */
     if (!pinuse(c)) {
@@ -349,12 +494,11 @@ void heap_free(struct heap *h, struct chunk *c) {
         *span_dirt(c) = dirt;
     }
 
-    if (size == REGION_CAPACITY) { /* the region is empty */
-        if (h->spare && h->spare != r && region_is_empty(h->spare)) {
-            drop_region(h, r);
-            return;
-        }
-        h->spare = r;
+    if (size == REGION_CAPACITY) { /* the region is empty: a pass decides (drop_empty) */
+        if (h->spare && h->spare != r && region_is_empty(h->spare))
+            heap_purge_soon(h);
+        else
+            h->spare = r;
     }
     bin_insert(&h->bins, c);
     size_t trim = trim_threshold();
@@ -381,6 +525,7 @@ int heap_resize(struct heap *h, struct chunk *c, size_t nb, size_t want) {
         if (cinuse(next) || size + chunk_size(next) < nb) return 0;
         bin_unlink(&h->bins, next);
         h->in_use += chunk_size(next);
+        ws_note(h, h->in_use);
         size += chunk_size(next);
         set_head(c, size, CINUSE | (head_get(c) & PINUSE));
         head_or(chunk_at(c, size), PINUSE);
@@ -404,6 +549,9 @@ int heap_resize(struct heap *h, struct chunk *c, size_t nb, size_t want) {
  */
 int heap_trim(struct heap *h, size_t pad) {
     int released = 0;
+    /* what the program held, and what it taught, count no more */
+    h->peak_now = h->peak_before = h->in_use;
+    h->slack = h->purged_now = h->purged_before = h->faulted = 0;
     size_t page = os_page_size();
     for (unsigned i = bin_index(page + MIN_CHUNK); i < NBINS; i++) {
         struct freelink *bin = &h->bins.list[i];

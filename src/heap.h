@@ -17,6 +17,10 @@
 #include "chunk.h"
 #include "region.h"
 
+/* The working set's epoch (heap.c): free memory that the program held
+ * within the last one to two epochs stays resident. */
+#define WS_EPOCH_MS 1000
+
 struct heap {
     struct bins bins;
     struct region *regions; /* linked by next/prev */
@@ -26,6 +30,13 @@ struct heap {
     size_t in_use;      /* sum of the sizes of in-use chunks */
     size_t span_dirty;  /* bytes freed into large free chunks since the last pass */
     uint64_t purge_due; /* os_now_ms() time a purge pass is due at; 0: none (relaxed) */
+    /* the working set (heap.c, WS_EPOCH_MS): the highest in_use of the
+     * current epoch (from epoch, os_now_ms()) and of the one before; the
+     * bytes purged in both, those faulted in (carved from purged or fresh
+     * memory) in this one, and the slack they taught */
+    size_t peak_now, peak_before;
+    size_t purged_now, purged_before, faulted, slack;
+    uint64_t epoch;
 };
 
 void heap_init(struct heap *h);
@@ -37,8 +48,8 @@ void *heap_alloc(struct heap *h, size_t nb, size_t *zero_len);
 /* Allocate a chunk of size nb whose byte at offset off (CHUNK_HDR: the
  * payload; 0: the chunk itself) is a multiple of align; its payload. */
 void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off);
-/* Free in-use chunk c of h. A region it empties (beyond the one spare)
- * goes onto h->gone. */
+/* Free in-use chunk c of h. A region it empties stays, binned, until a
+ * purge pass finds it above the working set (then onto h->gone). */
 void heap_free(struct heap *h, struct chunk *c);
 /* Resize in-use chunk c to nb in place (growing, up to want >= nb if the
  * room is there); 1 on success, 0 if it must move. */
@@ -83,10 +94,11 @@ const char *heap_blame(const struct region *r, const struct chunk *c, const char
 /* A purge pass is due after the purge delay, unless one is due sooner;
  * at once if the delay is 0. */
 void heap_purge_soon(struct heap *h);
-/* The pass over h: every region top with more dirt than the trim
- * threshold, then every large span free for the delay (at time now).
- * 1 if younger spans were left for a later pass. */
-int heap_purge(struct heap *h, uint64_t now, uint64_t delay);
+/* The pass over h at time now: every region top with more dirt than the
+ * trim threshold; then, of the dirty free memory above what the working
+ * set may need again (heap.c), the empty regions but one, and the large
+ * spans free for the delay. The time the next pass is due at (0: none). */
+uint64_t heap_purge(struct heap *h, uint64_t now, uint64_t delay);
 /* The next pass is due at time at (0: none). */
 static inline void heap_purge_at(struct heap *h, uint64_t at) {
     store_relaxed(&h->purge_due, at);

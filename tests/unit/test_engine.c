@@ -219,6 +219,33 @@ TEST(test_fresh_pages) {
     CHECK(memalloc_check() == 0);
 }
 
+/* The engine's clock, moved by the tests alone (os_clock_set): what
+ * depends on time happens at the times the test says, however long the
+ * machine takes. main() stops the clock at its start. */
+static uint64_t clock_ms;
+static void advance(uint64_t ms) {
+    clock_ms += ms;
+    os_clock_set(clock_ms);
+}
+
+/* A call that takes the arena's lock: it runs a purge pass that is due
+ * (the tests run without thread caches, MEMALLOC_TCACHE=0). */
+static void kick(void) {
+    memfree(memalloc(4000));
+}
+
+/* Two epochs, each ended by a pass: the working set forgets what the
+ * program held before (its slack aside). */
+static void forget(void) {
+    for (int i = 0; i < 2; i++) {
+        advance(WS_EPOCH_MS + 1);
+        kick();
+    }
+}
+
+/* With a purge delay of 0 (as ctest sets it) everything free goes back at
+ * once; with a delay, free memory stays resident while the program held
+ * it within the last two epochs, and goes back when they are past. */
 TEST(test_purge_and_unmap) {
     enum { N = 2000 };
     static char *blocks[N];
@@ -251,17 +278,28 @@ TEST(test_purge_and_unmap) {
     memfree(left);
     memfree(right);
 
-    /* three regions' worth, freed: empty regions are unmapped, one spare kept */
+    /* three regions' worth, freed: empty regions are unmapped, one spare
+     * kept; with a delay, once the working set forgets them */
     enum { M = 1800 };
     static char *b[M];
-    for (int i = 0; i < M; i++) b[i] = memalloc(100 << 10);
     struct memalloc_stats s;
-    memalloc_get_stats(&s);
-    CHECK(s.regions >= 3);
-    for (int i = 0; i < M; i++) memfree(b[i]);
-    memalloc_get_stats(&s);
-    CHECK(s.regions <= 2);
-    CHECK(memalloc_check() == 0);
+    for (int delay = 0; delay <= 10; delay += 10) {
+        CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, (size_t)delay) == 0);
+        CHECK(memalloc_trim(0) == 1 || delay == 0); /* no slack learnt, nothing held */
+        for (int i = 0; i < M; i++) b[i] = memalloc(100 << 10);
+        memalloc_get_stats(&s);
+        CHECK(s.regions >= 3);
+        for (int i = 0; i < M; i++) memfree(b[i]);
+        kick();
+        memalloc_get_stats(&s);
+        CHECKF(delay ? s.regions >= 3 : s.regions <= 2, "delay %d: %zu regions", delay,
+               (size_t)s.regions);
+        forget();
+        memalloc_get_stats(&s);
+        CHECKF(s.regions <= 2, "delay %d: %zu regions", delay, (size_t)s.regions);
+        CHECK(memalloc_check() == 0);
+    }
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
     CHECK(memalloc_trim(0) == 1);
     memalloc_get_stats(&s);
     CHECK(s.regions == 0 && s.heap_in_use == 0);
@@ -272,7 +310,7 @@ TEST(test_purge_and_unmap) {
 
 /* A span of SPAN 4000-byte blocks between two live blocks, touched: freed,
  * it is one free chunk of about SPAN * 4 KiB. */
-enum { SPAN = 100 }; /* 400 KB: less than the young budget (512 KiB) */
+enum { SPAN = 100 };
 static char *make_span(char **v) {
     memalloc(100); /* left and right neighbours, kept */
     for (int i = 0; i < SPAN; i++) memset(v[i] = memalloc(4000), 3, 4000);
@@ -283,15 +321,6 @@ static void free_span(char **v) {
     for (int i = 0; i < SPAN; i++) memfree(v[i]);
 }
 
-/* The engine's clock, moved by the tests alone (os_clock_set): what
- * depends on the purge delay happens at the times the test says, however
- * long the machine takes. main() stops the clock at its start. */
-static uint64_t clock_ms;
-static void advance(uint64_t ms) {
-    clock_ms += ms;
-    os_clock_set(clock_ms);
-}
-
 /* Blocks of a span whose pages (the first and the last) are resident. */
 static int resident_blocks(char **v) {
     int n = 0;
@@ -300,126 +329,47 @@ static int resident_blocks(char **v) {
     return n;
 }
 
-/* A call that takes the arena's lock: it runs a purge pass that is due
- * (the tests run without thread caches, MEMALLOC_TCACHE=0). */
-static void kick(void) {
-    memfree(memalloc(4000));
-}
-
-/* A purge pass gives back only the spans free for the purge delay: a span
- * freed shortly before the pass stays resident until the next one; and
- * such young spans are kept up to 512 KiB per arena. */
-TEST(test_purge_waits_for_the_delay) {
-    enum { DELAY = 300 };
-    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, DELAY) == 0);
-    static char *va[SPAN], *vb[SPAN];
+/* The working set: a span freed stays resident while the program held
+ * it within the last two epochs; then it goes. A span purged and then
+ * faulted in again within two epochs teaches the heap slack: the next
+ * one stays past the window, until epochs without such regret halve the
+ * slack below it. */
+TEST(test_purge_follows_the_working_set) {
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 10) == 0);
+    memalloc_trim(0); /* no slack, no peak from the tests before */
+    static char *va[SPAN];
     make_span(va);
-    make_span(vb);
-    free_span(va); /* makes a pass due at +300 */
-    advance(150);
-    free_span(vb);
-    CHECK(resident_blocks(va) == SPAN && resident_blocks(vb) == SPAN);
-    advance(200);
-    kick(); /* the pass at +350: va is 350 ms old, vb 200 */
-    CHECK(resident_blocks(va) < SPAN / 10);
-    CHECK(resident_blocks(vb) == SPAN);
-    advance(DELAY);
-    kick(); /* the next pass, due a delay after the last one */
-    CHECK(resident_blocks(vb) < SPAN / 10);
-    CHECK(memalloc_check() == 0);
-
-    /* young spans are kept up to 512 KiB per arena: of five of 200 KB
-     * freed just before a pass, two stay resident (in the heap: the mmap
-     * threshold is raised; live blocks between them keep them apart, and
-     * the last one keeps them from being the region's top) */
-    enum { MID = 200 << 10, NMID = 5 };
-    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 8 << 20) == 0);
-    char *mid[NMID], *sep[NMID + 1];
-    for (int i = 0; i < NMID; i++) {
-        sep[i] = memalloc(100 << 10);
-        mid[i] = memalloc(MID);
-        REQUIRE(mid[i] && sep[i] && region_lookup(mid[i]));
-        memset(mid[i], 1, MID);
-    }
-    sep[NMID] = memalloc(100 << 10);
-    memfree(mid[0]); /* makes a pass due in DELAY ms */
-    advance(DELAY - 100);
-    for (int i = 1; i < NMID; i++) memfree(mid[i]);
-    advance(150);
-    kick(); /* runs the pass that the first free made due */
-    CHECK(resident_pages(mid[0], MID) < 8);
-    size_t kept = 0;
-    for (int i = 1; i < NMID; i++) kept += resident_pages(mid[i], MID);
-    CHECKF(kept >= MID / 4096 - 8 && kept <= (512 << 10) / 4096 + 8,
-           "%zu pages of 4 x %d KiB young kept", kept, MID >> 10);
-    for (int i = 0; i <= NMID; i++) memfree(sep[i]);
-    CHECK(memalloc_check() == 0);
-
-    /* spans of 1 MiB or more (a large block's) stay ten delays */
-    enum { SHORT = 50, BIG = 1200 << 10 };
-    advance(DELAY + 50); /* no pass left due from above */
+    free_span(va);
+    advance(WS_EPOCH_MS / 2);
     kick();
-    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, SHORT) == 0);
-    char *kicks[3]; /* frees that take the lock (a due pass runs), apart from big */
-    for (int i = 0; i < 3; i++) kicks[i] = memalloc(4000);
-    /* big: one of six blocks in a row whose neighbours are two of them, so
-     * that freed it is a span of its own (not merged, not the top) */
-    enum { ROW = 6 };
-    char *row[ROW], *big = NULL;
-    for (int i = 0; i < ROW; i++) REQUIRE((row[i] = memalloc(BIG)) && region_lookup(row[i]));
-    for (int i = 1; i + 1 < ROW && !big; i++)
-        if (chunk_next(payload_chunk(row[i - 1])) == payload_chunk(row[i]) &&
-            chunk_next(payload_chunk(row[i])) == payload_chunk(row[i + 1]))
-            big = row[i];
-    REQUIRE(big != NULL);
-    memset(big, 1, BIG);
-    memfree(big);
-    advance(3 * SHORT);
-    memfree(kicks[0]); /* a pass three delays on: big stays */
-    CHECK(resident_pages(big, BIG) >= BIG / 4096 - 8);
-    advance(8 * SHORT);
-    memfree(kicks[1]); /* another, eleven delays on: big goes */
-    CHECK(resident_pages(big, BIG) < 8);
-    memfree(kicks[2]);
-    for (int i = 0; i < ROW; i++)
-        if (row[i] != big) memfree(row[i]);
-
-    /* a span that keeps growing by merges is still purged ten delays after
-     * its oldest dirt, not ten after its latest merge: big, then a piece
-     * after it freed every 40 ms (each merges into the span) */
-    enum { PIECE = 64 << 10, NPIECE = 16 };
-    char *line[NPIECE + 3];
-    big = NULL;
-    for (int tries = 0; tries < 4 && !big; tries++) {
-        REQUIRE((line[0] = memalloc(PIECE)) && (line[1] = memalloc(BIG)));
-        for (int i = 2; i < NPIECE + 3; i++) REQUIRE((line[i] = memalloc(PIECE)));
-        int adjacent = 1;
-        for (int i = 0; i + 1 < NPIECE + 3; i++)
-            adjacent &= chunk_next(payload_chunk(line[i])) == payload_chunk(line[i + 1]);
-        if (adjacent)
-            big = line[1];
-        else /* (kept live: the next try must not take the same chunks) */
-            REQUIRE(tries < 3);
-    }
-    REQUIRE(big != NULL);
-    memset(big, 1, BIG);
-    for (int i = 2; i < NPIECE + 2; i++) memset(line[i], 1, PIECE);
-    memfree(big);
-    for (int i = 2; i < NPIECE + 2; i++) {
-        advance(40);
-        memfree(line[i]); /* merges; runs the passes that come due */
-    }
-    /* 640 ms after big's free, 40 after the last merge */
-    CHECKF(resident_pages(big, BIG) < 8, "big span: %zu pages resident", resident_pages(big, BIG));
-    /* a piece merging into the purged span is dirt of its own size: it
-     * goes after one delay, not ten as the span's size would have it */
-    memset(line[0], 1, PIECE);
-    memfree(line[0]);
-    advance(3 * SHORT);
-    kick(); /* a pass */
-    CHECKF(resident_pages(line[0], PIECE) < 4, "piece: %zu pages resident",
-           resident_pages(line[0], PIECE));
-    memfree(line[NPIECE + 2]);
+    CHECK(resident_blocks(va) == SPAN);
+    advance(WS_EPOCH_MS);
+    kick();
+    CHECK(resident_blocks(va) == SPAN); /* the epoch before held it */
+    forget();
+    CHECK(resident_blocks(va) < SPAN / 10);
+    /* faulted in again right after the purge: regret (a block that only
+     * the purged span fits best: the mmap threshold above its size) */
+    enum { W = SPAN * 4000 - 8192 };
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 8 << 20) == 0);
+    char *w = memalloc(W);
+    REQUIRE(w != NULL);
+    CHECK(payload_chunk(w) == payload_chunk(va[0]));
+    memset(w, 4, W);
+    memfree(w);
+    struct heap *h = region_of(w)->heap;
+    advance(WS_EPOCH_MS + 1);
+    kick(); /* an epoch ended since: what was purged and faulted in again is
+             * slack (halved by an epoch without regret, if two ended) */
+    CHECKF(h->slack >= W / 2 - 8192, "slack %zu", h->slack);
+    CHECK(resident_pages(w, W) >= W / 4096 - 2);
+    advance(WS_EPOCH_MS + 1);
+    kick(); /* the peak is forgotten, the slack halved again: below w */
+    CHECK(resident_pages(w, W) < 8);
+    advance(6 * WS_EPOCH_MS);
+    memfree(memalloc(64 << 10)); /* a large free: the epoch rolls */
+    /* (the 64 KiB this block faulted in aside: regret of its own) */
+    CHECKF(h->slack < W / 4, "slack %zu after six epochs without regret", h->slack);
     CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
     CHECK(memalloc_check() == 0);
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
@@ -429,23 +379,21 @@ TEST(test_purge_waits_for_the_delay) {
  * a program that frees heap blocks and then only allocates and frees
  * large ones gets the freed memory purged all the same. */
 TEST(test_purge_from_large_calls) {
-    enum { DELAY = 100 };
-    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, DELAY) == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 10) == 0);
     CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
-    static char *v[SPAN], *w[SPAN];
+    memalloc_trim(0);
+    static char *v[SPAN];
     make_span(v);
-    make_span(w);
     free_span(v); /* makes a pass due */
-    advance(DELAY + 50);
-    CHECK(resident_blocks(v) == SPAN); /* no call has run it yet */
+    advance(WS_EPOCH_MS + 1);
+    kick(); /* a pass: the epoch before held it */
+    CHECK(resident_blocks(v) == SPAN);
+    advance(WS_EPOCH_MS + 1);
+    CHECK(resident_blocks(v) == SPAN); /* the next pass is due: no call has run it yet */
     char *big = memalloc(1 << 20);
     REQUIRE(big && !region_lookup(big));
     CHECK(resident_blocks(v) < SPAN / 10);
-    free_span(w);
-    advance(DELAY + 50);
-    CHECK(resident_blocks(w) == SPAN);
     memfree(big);
-    CHECK(resident_blocks(w) < SPAN / 10);
     CHECK(memalloc_check() == 0);
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
 }
@@ -567,7 +515,7 @@ int main(void) {
     RUN(test_fresh_pages);
     RUN(test_huge_page_advice);
     RUN(test_purge_and_unmap);
-    RUN(test_purge_waits_for_the_delay);
+    RUN(test_purge_follows_the_working_set);
     RUN(test_purge_from_large_calls);
     RUN(test_alignment);
     RUN(test_checker_sees_corruption);
