@@ -111,9 +111,8 @@ size_t orphans_free_bytes(const struct orphans *o) {
         const struct page *ring = o->ring[k], *g = ring;
         if (!g) continue;
         do {
-            size_t in_use = g->used; /* less what other threads freed since */
-            for (const struct tblock *b = load_acquire(&g->thread_free); b && in_use; b = b->next)
-                in_use--;
+            size_t in_use = g->used, remote = tf_count(load_acquire(&g->thread_free));
+            in_use -= remote < in_use ? remote : in_use; /* what other threads freed since */
             bytes += usable_size(page_chunk(g)) - in_use * g->size;
             g = g->next;
         } while (g != ring);

@@ -114,17 +114,19 @@ void page_release(struct page *g) {
 
 int page_collect(struct page *g) {
     if (!load_relaxed(&g->thread_free)) return 0;
-    struct tblock *b = exchange_acquire(&g->thread_free, NULL);
+    uintptr_t v = exchange_acquire(&g->thread_free, 0);
+    struct tblock *b = tf_top(v);
+    uint32_t n = tf_count(v);
     ma_assert(page_holds(g, b)); /* pushed by a free that validated it */
-    struct tblock *last = b;
-    uint32_t n = 1;
-    while (last->next && n <= g->used) {
-        last = last->next;
-        n++;
+    if (n == 0 || n > g->used)
+        ma_fatal("malloc", "heap corruption (a freed block was written to) near", b);
+    if (g->free) { /* (rare: the owner collects when its list ran dry) */
+        struct tblock *last = b;
+        for (uint32_t i = 1; i < n; i++)
+            if (!(last = last->next))
+                ma_fatal("malloc", "heap corruption (a freed block was written to) near", b);
+        last->next = g->free;
     }
-    if (n > g->used)
-        ma_fatal("malloc", "heap corruption (a freed block was written to) near", last);
-    last->next = g->free;
     g->free = b;
     g->used -= n;
     return 1;
@@ -197,11 +199,13 @@ const char *page_check(const struct page *g, unsigned k, const struct tcache *ow
         if (b->key != obj_key(b)) return "free object without its key";
         if (++nf > handed) return "free list longer than the page: a cycle?";
     }
-    for (const struct tblock *b = load_acquire(&g->thread_free); b; b = b->next) {
+    uintptr_t tf = load_acquire(&g->thread_free);
+    for (const struct tblock *b = tf_top(tf); b; b = b->next) {
         if (!page_holds(g, b)) return "remote-freed object off the page's grid";
         if (b->key != obj_key(b)) return "remote-freed object without its key";
         if (++nt > handed) return "remote-free list longer than the page: a cycle?";
     }
+    if (nt != tf_count(tf)) return "remote-free count disagrees with its list";
     if (g->used + nf != handed) return "page used count disagrees with its free list";
     if (nt > g->used) return "more remote frees than objects in use";
     return NULL;

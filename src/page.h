@@ -86,10 +86,26 @@ struct page {
     char *end;                      /* past the last object */
     uint32_t kept; /* an idle orphan: the bytes it counts against its arena's budget */
     uint32_t idle; /* an idle orphan: os_now_ms() when it became idle (low 32 bits) */
-    /* line 2: other threads' frees */
-    _Alignas(64) struct tblock *thread_free;
+    /* line 2: other threads' frees: a stack of objects and how many it
+     * holds, in one word (tf_top, tf_count), so that the owner takes it
+     * whole without walking it */
+    _Alignas(64) uintptr_t thread_free;
 };
 _Static_assert(sizeof(struct page) <= PAGE_HDR, "page header larger than PAGE_HDR");
+
+/* thread_free: the top of the stack below bit TF_SHIFT (user addresses
+ * are below 2^47), the count above (a page holds fewer than 2^16 objects). */
+#define TF_SHIFT 48
+static inline struct tblock *tf_top(uintptr_t v) {
+    return (struct tblock *)(v & (((uintptr_t)1 << TF_SHIFT) - 1));
+}
+static inline uint32_t tf_count(uintptr_t v) {
+    return (uint32_t)(v >> TF_SHIFT);
+}
+/* The word for b pushed onto the stack whose word is top (b->next set). */
+static inline uintptr_t tf_push(uintptr_t top, const struct tblock *b) {
+    return (uintptr_t)b | ((uintptr_t)(tf_count(top) + 1) << TF_SHIFT);
+}
 
 static inline uintptr_t obj_key(const void *b) {
     return os_cookie_value ^ (uintptr_t)b;

@@ -227,10 +227,10 @@ static void count_free(struct tcache *t, unsigned k) {
 static void push_remote(struct tcache *t, struct page *g, struct tblock *b) {
     unsigned k = g->k; /* g may be gone once b is pushed */
     b->key = obj_key(b);
-    struct tblock *top = load_relaxed(&g->thread_free);
+    uintptr_t top = load_relaxed(&g->thread_free);
     do {
-        b->next = top;
-    } while (!cas_release(&g->thread_free, &top, b));
+        b->next = tf_top(top);
+    } while (!cas_release(&g->thread_free, &top, tf_push(top, b)));
     count_free(t, k);
 }
 
