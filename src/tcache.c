@@ -157,8 +157,9 @@ void *tc_alloc_slow(struct tcache *t, unsigned k) {
     struct page *first = t->queue[k];
     for (unsigned i = 0; i < QUEUE_SCAN && (g = t->queue[k]) != NULL; i++) {
         if (i && g == first) break; /* round the whole ring */
-        page_collect(g);
-        if (g->free) {
+        /* (a page with free objects keeps its remote frees until its
+         * list runs dry: collecting them now would walk them) */
+        if (g->free || page_collect(g)) {
             ring_del(&t->queue[k], g);
             goto found;
         }
