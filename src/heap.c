@@ -283,13 +283,15 @@ static int purge_inside(struct chunk *c) {
     return 1;
 }
 
-/* Purge spans while *excess (dirty bytes above the working set) lasts:
- * those whose oldest dirt has been free for the purge delay
- * (BIG_SPAN_DELAY delays for BIG_SPAN or more of dirt; those purged
- * already and not merged since are skipped), and younger ones beyond
- * SPAN_YOUNG_MAX and BIG_SPAN_YOUNG; 1 if a younger one was left for
- * later. A stamp in the future cannot be a real one: such a chunk is
- * purged. */
+/* Purge the spans whose oldest dirt has been free for the purge delay
+ * (those purged already and not merged since are skipped), and younger
+ * ones beyond SPAN_YOUNG_MAX; of BIG_SPAN or more of dirt, only while
+ * *excess (dirty bytes above the working set) lasts, after BIG_SPAN_DELAY
+ * delays or beyond BIG_SPAN_YOUNG. 1 if a younger one was left for later.
+ * A stamp in the future cannot be a real one: such a chunk is purged.
+ * (Small spans are the holes between blocks: purged after the delay, as
+ * they cost few faults if reused, where keeping them while the heap grows
+ * elsewhere would raise its resident size.) */
 static int purge_spans(struct heap *h, uint64_t now, uint64_t delay, size_t *excess) {
     int left = 0;
     size_t young = 0; /* bytes of young spans left: at most SPAN_YOUNG_MAX */
@@ -302,10 +304,7 @@ static int purge_spans(struct heap *h, uint64_t now, uint64_t delay, size_t *exc
             if (!is_span(c, size) || (head_get(c) & PURGED)) continue;
             uint64_t t = *span_stamp(c);
             size_t dirt = span_dirt_bytes(c, size);
-            if (*excess == 0) {
-                h->span_dirty = 0;
-                return left;
-            }
+            if (dirt >= BIG_SPAN && *excess == 0) continue; /* the working set's */
             if (dirt >= BIG_SPAN) {
                 if (t <= now && now - t < BIG_SPAN_DELAY * delay && big + dirt <= BIG_SPAN_YOUNG) {
                     big += dirt;
@@ -382,14 +381,14 @@ static int drop_empty(struct heap *h, size_t *excess) {
 
 /* Purge region r's top chunk, if it has one, down to half the trim
  * threshold, when more than the threshold of it is dirty: always if the
- * program set the threshold (mallopt, MEMALLOC_TRIM_THRESHOLD or the mmap
- * threshold, as glibc has it), else only while *excess (dirt above the
- * working set) lasts. */
+ * program set the threshold (mallopt's M_TRIM_THRESHOLD or
+ * MEMALLOC_TRIM_THRESHOLD: it asked for glibc's trimming), else only while
+ * *excess (dirt above the working set) lasts. */
 static void purge_top(struct heap *h, struct region *r, size_t *excess) {
     struct chunk *c;
     size_t dirt = top_dirt(r, &c), trim = trim_threshold();
     if (!c || dirt <= trim + MIN_CHUNK) return;
-    if (*excess == 0 && !opt_fixed(OPT_TRIM_THRESHOLD) && !opt_fixed(OPT_MMAP_THRESHOLD)) return;
+    if (*excess == 0 && !opt_fixed(OPT_TRIM_THRESHOLD)) return;
     if (!region_purge_top(r, c, trim / 2)) return;
     size_t gone = dirt - trim / 2;
     *excess -= gone < *excess ? gone : *excess;

@@ -140,6 +140,16 @@ TEST(test_blocks_across_mode_changes) {
     CHECK(malloc_usable_size(checked) == 40);
     free(plain); /* allocated before: freed as it was */
     set_check(0);
+    /* a block of size 0 (an address of an inaccessible stretch by
+     * default) across a change of mode, both ways */
+    void *zero = malloc(0);
+    set_check(1);
+    CHECK(malloc_usable_size(zero) == 0);
+    free(zero);
+    zero = malloc(0);
+    set_check(0);
+    CHECK(malloc_usable_size(zero) == 0);
+    free(zero);
     CHECK(malloc_usable_size(checked) == 40);
     free(checked); /* a checked block, after the mode went off */
     CHECK(memalloc_check() == 0);

@@ -310,11 +310,12 @@ TEST(test_purge_and_unmap) {
 
 /* A span of SPAN 4000-byte blocks between two live blocks, touched: freed,
  * it is one free chunk of about SPAN * 4 KiB. */
-enum { SPAN = 100 };
+enum { SPAN = 300 }; /* 1.2 MB: a big span (1 MiB or more), which the working set keeps */
 static char *make_span(char **v) {
-    memalloc(100); /* left and right neighbours, kept */
+    memalloc(100); /* left and right neighbours, kept (the right one is the
+                    * next block of the row: the span is not a region's top) */
     for (int i = 0; i < SPAN; i++) memset(v[i] = memalloc(4000), 3, 4000);
-    memalloc(100);
+    memalloc(4000);
     return v[0];
 }
 static void free_span(char **v) {
@@ -394,6 +395,26 @@ TEST(test_purge_from_large_calls) {
     REQUIRE(big && !region_lookup(big));
     CHECK(resident_blocks(v) < SPAN / 10);
     memfree(big);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
+}
+
+/* A small span (under 1 MiB: a hole between blocks) goes after the
+ * purge delay, working set or not: reused, it costs few faults, where
+ * keeping holes while the heap grows elsewhere would raise its resident
+ * size. */
+TEST(test_small_spans_follow_the_delay) {
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 10) == 0);
+    enum { SMALL = 50 };
+    static char *vs[SMALL];
+    memalloc(100);
+    for (int i = 0; i < SMALL; i++) memset(vs[i] = memalloc(4000), 3, 4000);
+    memalloc(100);
+    for (int i = 0; i < SMALL; i++) memfree(vs[i]);
+    CHECK(resident_pages(vs[0], SMALL * 4000) >= SMALL * 4000 / 4096 - 2);
+    advance(50);
+    kick();
+    CHECK(resident_pages(vs[0], SMALL * 4000) < 8);
     CHECK(memalloc_check() == 0);
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
 }
@@ -517,6 +538,7 @@ int main(void) {
     RUN(test_purge_and_unmap);
     RUN(test_purge_follows_the_working_set);
     RUN(test_purge_from_large_calls);
+    RUN(test_small_spans_follow_the_delay);
     RUN(test_alignment);
     RUN(test_checker_sees_corruption);
     RUN(test_misuse_reports);
