@@ -29,8 +29,8 @@
 #define BIG_SPAN_YOUNG ((size_t)64 << 20)
 
 /*
- * The working set. A pass purges only the dirty free memory (spans, tops,
- * empty regions) above keep, the larger of:
+ * The working set. A pass purges only the dirty free memory (big spans,
+ * tops, empty regions) above keep, the larger of:
  *  - the heap's highest in_use over the last one to two epochs of
  *    WS_EPOCH_MS, less in_use now: what the program held moments ago and
  *    is likely to ask for again;
