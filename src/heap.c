@@ -405,7 +405,7 @@ uint64_t heap_purge(struct heap *h, uint64_t now, uint64_t delay) {
     /* young spans: after a delay; memory kept for the working set: when
      * the epoch ends, and keep may shrink */
     if (young) return now + delay;
-    if (kept || (dirt > keep ? 0 : dirt > 0)) return h->epoch + WS_EPOCH_MS;
+    if (kept || (dirt && dirt <= keep)) return h->epoch + WS_EPOCH_MS;
     return 0;
 }
 

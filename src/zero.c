@@ -25,8 +25,7 @@ static uintptr_t zero_stretch(void) {
     void *r = os_reserve(ZERO_SLOTS * 16);
     if (!r) return 0;
     uintptr_t expected = 0;
-    if (!__atomic_compare_exchange_n(&zero_base, &expected, (uintptr_t)r, 0, __ATOMIC_RELEASE,
-                                     __ATOMIC_ACQUIRE)) {
+    if (!cas_acquire_strong(&zero_base, &expected, (uintptr_t)r)) {
         os_unmap(r, ZERO_SLOTS * 16); /* another thread reserved it first */
         return expected;
     }
@@ -46,7 +45,7 @@ void *zero_alloc(void) {
         uint64_t w = load_relaxed(&zero_bits[i]);
         while (~w) {
             uint64_t bit = (uint64_t)1 << __builtin_ctzll(~w);
-            w = __atomic_fetch_or(&zero_bits[i], bit, __ATOMIC_RELAXED);
+            w = or_relaxed(&zero_bits[i], bit);
             if (!(w & bit)) {
                 store_relaxed(&zero_cursor, i);
                 return (void *)(base + (i * 64 + (size_t)__builtin_ctzll(bit)) * 16);
@@ -59,7 +58,7 @@ void *zero_alloc(void) {
 int zero_free(void *p) {
     size_t slot = ((uintptr_t)p - load_relaxed(&zero_base)) / 16;
     uint64_t bit = (uint64_t)1 << (slot % 64);
-    if (!(__atomic_fetch_and(&zero_bits[slot / 64], ~bit, __ATOMIC_RELAXED) & bit)) return 0;
+    if (!(and_release(&zero_bits[slot / 64], ~bit) & bit)) return 0;
     sub_relaxed(&zero_live_n, 1);
     return 1;
 }
