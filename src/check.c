@@ -117,9 +117,13 @@ static void check_region(struct heap *h, struct region *r, struct walk *w) {
     EXPECT(w, chunk_size(c) == 0 && cinuse(c) && tag_ok(c), "broken fencepost", c);
     EXPECT(w, r->fresh >= (char *)region_first(r) && r->fresh <= region_end(r),
            "fresh mark out of range", r);
-    if (r->fresh < fence) /* (not at exit: it reads the whole untouched rest of the region) */
-        if (!w->quiet)
-            EXPECT(w, all_zero(r->fresh, fence), "dirty bytes above the fresh mark", r->fresh);
+    EXPECT(w, r->open == region_end(r) || (r->open >= r->fresh && r->open < region_end(r)),
+           "open mark out of range", r->open);
+    /* (not at exit: it reads the whole untouched rest of the region) */
+    if (r->fresh < fence && !w->quiet) {
+        const char *upto = r->open < fence ? r->open : fence;
+        EXPECT(w, all_zero(r->fresh, upto), "dirty bytes above the fresh mark", r->fresh);
+    }
 }
 
 /*

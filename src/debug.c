@@ -580,7 +580,7 @@ static __attribute__((noreturn, cold)) void not_a_block(void *pv, const char *wh
         rep.now_id = stack_capture(ra, depth());
         report(&rep);
     }
-    if (r && !page_of(r, p)) {
+    if (r && !page_of(r, p) && region_readable(r, p)) { /* (no block lies past open) */
         char *first = (char *)region_first(r) + HDR;
         for (char *q = (char *)align_down((uintptr_t)p, ALIGNMENT);
              q >= first && q + ((size_t)1 << 20) > p; q -= ALIGNMENT) {

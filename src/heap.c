@@ -186,9 +186,17 @@ static struct chunk *find_chunk(struct heap *h, size_t nb) {
     return c;
 }
 
+/* Open c's region for a carve of nb bytes at c (and the rest's header
+ * after them); else put c back: NULL. */
+static struct chunk *open_for(struct heap *h, struct chunk *c, size_t nb) {
+    if (region_open(region_of(c), (char *)c + nb + MIN_CHUNK + HEAP_EXTRA)) return c;
+    bin_insert(&h->bins, c);
+    return NULL;
+}
+
 void *heap_alloc(struct heap *h, size_t nb, size_t *zero_len) {
     struct chunk *c = find_chunk(h, nb);
-    if (!c) return NULL;
+    if (!c || !open_for(h, c, nb)) return NULL;
     char *fresh = region_of(c)->fresh;
     carve(h, c, nb);
     if (zero_len) {
@@ -225,7 +233,7 @@ void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
         c = NULL;
     }
     if (!c) c = find_chunk(h, nb + align + MIN_CHUNK);
-    if (!c) return NULL;
+    if (!c || !open_for(h, c, aligned_gap(c, align, off) + nb)) return NULL;
     size_t lead = aligned_gap(c, align, off);
     if (lead) {
         size_t size = chunk_size(c);
@@ -244,7 +252,8 @@ void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
 
 const char *heap_blame(const struct region *r, const struct chunk *c, const char *who) {
     const char *fence = (const char *)region_fence(r);
-    if ((const char *)c < (const char *)region_first(r) || (const char *)c >= fence)
+    if ((const char *)c < (const char *)region_first(r) || (const char *)c >= fence ||
+        !region_readable(r, c))
         return "invalid pointer";
     size_t head = head_get(c), size = head & SIZE_MASK;
     if (head_tag_ok(c, head) && size >= MIN_CHUNK && size <= (size_t)(fence - (const char *)c) &&
@@ -522,6 +531,7 @@ int heap_resize(struct heap *h, struct chunk *c, size_t nb, size_t want) {
     if (nb > size) {
         struct chunk *next = chunk_at(c, size);
         if (cinuse(next) || size + chunk_size(next) < nb) return 0;
+        if (!region_open(region_of(c), (char *)c + size + chunk_size(next) + HEAP_EXTRA)) return 0;
         bin_unlink(&h->bins, next);
         h->in_use += chunk_size(next);
         ws_note(h, h->in_use);

@@ -65,7 +65,8 @@ int heap_resize(struct heap *h, struct chunk *c, size_t nb, size_t want);
  */
 static inline int heap_chunk_ok(const struct region *r, const struct chunk *c) {
     const char *fence = (const char *)region_fence(r);
-    if (unlikely((const char *)c < (const char *)region_first(r) || (const char *)c >= fence))
+    if (unlikely((const char *)c < (const char *)region_first(r) || (const char *)c >= fence ||
+                 !region_readable(r, c)))
         return 0;
     size_t head = head_get(c), size = head & SIZE_MASK;
     return likely(head_tag_ok(c, head) && size >= MIN_CHUNK &&
@@ -76,7 +77,9 @@ static inline int heap_chunk_ok(const struct region *r, const struct chunk *c) {
  * an overflow of c's block may have broken its successor's header). */
 static inline int heap_chunk_head_ok(const struct region *r, const struct chunk *c) {
     const char *fence = (const char *)region_fence(r);
-    if ((const char *)c < (const char *)region_first(r) || (const char *)c >= fence) return 0;
+    if ((const char *)c < (const char *)region_first(r) || (const char *)c >= fence ||
+        !region_readable(r, c))
+        return 0;
     size_t head = head_get(c), size = head & SIZE_MASK;
     return head_tag_ok(c, head) && size >= MIN_CHUNK && size <= (size_t)(fence - (const char *)c) &&
            (head & (MMAPPED | CINUSE)) == CINUSE;

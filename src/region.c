@@ -16,6 +16,8 @@ static void map_set(const void *r, int on) {
         and_release(&ma_region_map[slot >> 6], ~bit);
 }
 
+#define OPEN_STEP ((size_t)1 << 20)
+
 struct chunk *region_new(struct heap *h) {
     struct region *r = os_map_aligned(REGION_SIZE, REGION_SIZE);
     if (!r) return NULL;
@@ -23,6 +25,11 @@ struct chunk *region_new(struct heap *h) {
         os_unmap(r, REGION_SIZE);
         return NULL;
     }
+    /* close all but the first step and the last page; if the system
+     * refuses, the region stays open: only the catch is lost */
+    char *last = region_end(r) - os_page_size();
+    r->open = (char *)r + OPEN_STEP;
+    if (os_protect(r->open, (size_t)(last - r->open), 0) != 0) r->open = region_end(r);
     r->heap = h;
     r->next = r->prev = NULL;
     struct chunk *c = region_first(r), *fence = region_fence(r);
@@ -33,6 +40,18 @@ struct chunk *region_new(struct heap *h) {
     region_touch(r, (char *)c + MIN_CHUNK);
     map_set(r, 1);
     return c;
+}
+
+int region_open(struct region *r, const void *end) {
+    if ((const char *)end <= r->open) return 1;
+    char *last = region_end(r) - os_page_size();
+    size_t step = (size_t)(r->open - (char *)r) / 2;
+    char *to = (char *)align_up((uintptr_t)end, OPEN_STEP);
+    if (to < r->open + step) to = (char *)align_up((uintptr_t)(r->open + step), OPEN_STEP);
+    if (to >= last) to = last;
+    if (os_protect(r->open, (size_t)(to - r->open), 1) != 0) return 0;
+    r->open = to == last ? region_end(r) : to;
+    return 1;
 }
 
 void region_forget(struct region *r) {

@@ -16,7 +16,15 @@
  *
  * A region is cut into windows of WINDOW_SIZE bytes; its header keeps one
  * word per window for the size-class pages (page.h), which start on
- * window boundaries. This file maps and unmaps regions, keeps the map and
+ * window boundaries.
+ *
+ * Only the part a heap has used is open (readable and writable): from the
+ * region to its open mark, and the last OS page (the fencepost). The rest
+ * is inaccessible until carving reaches it (region_open), so a block's
+ * overflow that runs past everything the program ever had faults at once,
+ * as one past the top of glibc's heap does. The mark rises by steps of a
+ * MiB and half of what is open, so a heap's growth costs a system call per
+ * step, not per carve, and never falls. This file maps and unmaps regions, keeps the map and
  * each region's fresh mark, and purges a region's top; which regions a
  * heap has is the heap's (heap.c).
  */
@@ -43,6 +51,7 @@ struct region {
     struct region *next, *prev; /* its heap's list */
     struct heap *heap;          /* the heap it belongs to (which says the lock) */
     char *fresh; /* every byte in [fresh, end - 16) is zero: never dirtied, or purged */
+    char *open;  /* [open, end - OS page) is inaccessible; region_end if none is */
     /* per window: 0, or the offset from the region of the header of the
      * page that covers it (page.h); written under the region's lock, read
      * by free() without it */
@@ -95,7 +104,15 @@ void region_unmap_list(struct region *r);
 /* Does r hold one free chunk and nothing else? */
 int region_is_empty(const struct region *r);
 
-/* Note that bytes below end may now be dirty. */
+/* Open region r up to end at least (region_open's steps); 1, or 0 if the
+ * system refused (out of memory). */
+int region_open(struct region *r, const void *end);
+/* May the header of a chunk at c (in region r) be read? */
+static inline int region_readable(const struct region *r, const void *c) {
+    return (const char *)c < r->open || (const char *)c >= region_end(r) - os_page_size();
+}
+
+/* Note that bytes below end may now be dirty (region_open opened them). */
 static inline void region_touch(struct region *r, const void *end) {
     char *e = (char *)align_up((uintptr_t)end, os_page_size());
     if (e > region_end(r)) e = region_end(r);

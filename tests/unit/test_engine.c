@@ -526,6 +526,49 @@ TEST(test_misuse_reports) {
     memfree(big);
 }
 
+static void write_at(void *p) {
+    *(volatile char *)p = 1;
+}
+
+/* A region is open (accessible) only as far as its heap has carved, by
+ * steps of a MiB: a write past the mark faults, a free there is an
+ * invalid pointer (its would-be header is not read), and carving past the
+ * mark opens more. */
+TEST(test_region_open_mark) {
+    enum { N = 64, SIZE = 100 << 10 }; /* (below the mmap threshold) */
+    char *v[N];
+    v[0] = memalloc(SIZE);
+    REQUIRE(v[0] && region_lookup(v[0]));
+    struct region *r = region_of(v[0]);
+    char *open = r->open;
+    CHECK(open >= v[0] + SIZE && open < region_end(r) && (uintptr_t)open % (1 << 20) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        write_at(open);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+    char line[128];
+    snprintf(line, sizeof line, "memalloc: memfree(): invalid pointer %p\n", (void *)(open + 64));
+    expect_abort(free_it, open + 64, line);
+    /* more blocks than the first step holds: the mark rises past them all */
+    int past = 0;
+    for (int i = 1; i < N; i++) {
+        v[i] = memalloc(SIZE);
+        REQUIRE(v[i] != NULL);
+        if (region_of(v[i]) != r) continue;
+        memset(v[i], 0x11, SIZE);
+        CHECK(v[i] + SIZE <= r->open);
+        past |= v[i] + SIZE > open;
+    }
+    CHECK(past && r->open > open);
+    CHECK(memalloc_check() == 0);
+    for (int i = 0; i < N; i++) memfree(v[i]);
+    CHECK(memalloc_check() == 0);
+}
+
 int main(void) {
     clock_ms = os_now_ms(); /* from here on, the clock moves when a test says */
     os_clock_set(clock_ms);
@@ -542,5 +585,6 @@ int main(void) {
     RUN(test_alignment);
     RUN(test_checker_sees_corruption);
     RUN(test_misuse_reports);
+    RUN(test_region_open_mark);
     return harness_finish();
 }
