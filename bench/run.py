@@ -73,6 +73,8 @@ WORKLOADS = [
     ("large", "c", "1 thread; 4 slots of 256 KiB-64 MiB, every 4096th byte written (80 ops)"),
     ("bigbuf", "c", "1 thread; 20 buffers of 5-25 MiB; each op frees a random one and allocates "
      "a new one, zeroed with memset and written (new char[n]() in C++) (400 ops)"),
+    ("midbuf", "c", "1 thread; 32 buffers of 64 KiB-1 MiB; each op frees a random one and "
+     "allocates a new one, written a byte per 4 KiB (100k ops)"),
     ("prodcons", "c", "2 producer/consumer pairs; 24-1024 B blocks passed in batches of 256 "
      "through a mutex-protected queue, freed by the consumer (3M blocks per pair)"),
     ("larson", "c", "{threads} threads swap 24-1024 B blocks into random slots of a shared "

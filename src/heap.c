@@ -29,15 +29,15 @@
 #define BIG_SPAN_YOUNG ((size_t)64 << 20)
 
 /*
- * The working set. A pass purges only the dirty free memory (big spans,
+ * The working set. A pass purges only the dirty free memory (spans,
  * tops, empty regions) above keep, the larger of:
  *  - the heap's highest in_use over the last one to two epochs of
  *    WS_EPOCH_MS, less in_use now: what the program held moments ago and
  *    is likely to ask for again;
  *  - the slack, learnt from the program: memory purged and then faulted
  *    in again (carved from purged or never-touched memory) within the
- *    same two epochs is added to it, up to the peak of in_use of those
- *    epochs; each epoch without such regret halves it.
+ *    same two epochs is added to it (at once: ws_keep), up to the peak of
+ *    in_use of those epochs; each epoch without such regret halves it.
  * (The epochs roll at the passes and at large frees: a peak is that of
  * the time since the last roll, however long ago it began.)
  * So a program that frees and allocates large blocks in turn (buffers
@@ -72,12 +72,18 @@ static void ws_roll(struct heap *h, uint64_t now) {
 static void ws_note(struct heap *h, size_t level) {
     if (level > h->peak_now) h->peak_now = level;
 }
-/* The dirty free bytes a pass at time now leaves resident. */
+/* The dirty free bytes a pass at time now leaves resident. The regret of
+ * the epoch so far counts at once (the roll adds it to the slack for
+ * good): a program that faults purged memory in again learns within a
+ * few passes, not an epoch later. */
 static size_t ws_keep(struct heap *h, uint64_t now) {
     ws_roll(h, now);
     size_t peak = h->peak_now > h->peak_before ? h->peak_now : h->peak_before;
     size_t keep = peak > h->in_use ? peak - h->in_use : 0;
-    return keep > h->slack ? keep : h->slack;
+    size_t purged = h->purged_now + h->purged_before;
+    size_t slack = h->slack + (h->faulted < purged ? h->faulted : purged);
+    if (slack > peak) slack = peak > h->slack ? peak : h->slack;
+    return keep > slack ? keep : slack;
 }
 
 /* A free chunk of PURGE_SPAN or more that is not its region's top (a
@@ -294,13 +300,10 @@ static int purge_inside(struct chunk *c) {
 
 /* Purge the spans whose oldest dirt has been free for the purge delay
  * (those purged already and not merged since are skipped), and younger
- * ones beyond SPAN_YOUNG_MAX; of BIG_SPAN or more of dirt, only while
- * *excess (dirty bytes above the working set) lasts, after BIG_SPAN_DELAY
+ * ones beyond SPAN_YOUNG_MAX, only while *excess (dirty bytes above the
+ * working set) lasts; of BIG_SPAN or more of dirt, after BIG_SPAN_DELAY
  * delays or beyond BIG_SPAN_YOUNG. 1 if a younger one was left for later.
- * A stamp in the future cannot be a real one: such a chunk is purged.
- * (Small spans are the holes between blocks: purged after the delay, as
- * they cost few faults if reused, where keeping them while the heap grows
- * elsewhere would raise its resident size.) */
+ * A stamp in the future cannot be a real one: such a chunk is purged. */
 static int purge_spans(struct heap *h, uint64_t now, uint64_t delay, size_t *excess) {
     int left = 0;
     size_t young = 0; /* bytes of young spans left: at most SPAN_YOUNG_MAX */
@@ -313,7 +316,7 @@ static int purge_spans(struct heap *h, uint64_t now, uint64_t delay, size_t *exc
             if (!is_span(c, size) || (head_get(c) & PURGED)) continue;
             uint64_t t = *span_stamp(c);
             size_t dirt = span_dirt_bytes(c, size);
-            if (dirt >= BIG_SPAN && *excess == 0) continue; /* the working set's */
+            if (*excess == 0) continue; /* the working set's */
             if (dirt >= BIG_SPAN) {
                 if (t <= now && now - t < BIG_SPAN_DELAY * delay && big + dirt <= BIG_SPAN_YOUNG) {
                     big += dirt;

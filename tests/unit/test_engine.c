@@ -399,22 +399,58 @@ TEST(test_purge_from_large_calls) {
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
 }
 
-/* A small span (under 1 MiB: a hole between blocks) goes after the
- * purge delay, working set or not: reused, it costs few faults, where
- * keeping holes while the heap grows elsewhere would raise its resident
- * size. */
-TEST(test_small_spans_follow_the_delay) {
+/* A small span (under 1 MiB: a hole between blocks) follows the same
+ * rule: it stays while the program held its bytes within the last two
+ * epochs (a program that frees and allocates mid-sized buffers would
+ * otherwise fault them in again after every delay), and goes when the
+ * working set forgets them. */
+TEST(test_small_spans_follow_the_working_set) {
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 10) == 0);
+    memalloc_trim(0);
     enum { SMALL = 50 };
     static char *vs[SMALL];
     memalloc(100);
     for (int i = 0; i < SMALL; i++) memset(vs[i] = memalloc(4000), 3, 4000);
     memalloc(100);
     for (int i = 0; i < SMALL; i++) memfree(vs[i]);
-    CHECK(resident_pages(vs[0], SMALL * 4000) >= SMALL * 4000 / 4096 - 2);
     advance(50);
     kick();
+    CHECK(resident_pages(vs[0], SMALL * 4000) >= SMALL * 4000 / 4096 - 2);
+    forget();
     CHECK(resident_pages(vs[0], SMALL * 4000) < 8);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
+}
+
+/* Regret counts within the epoch: memory purged and faulted in again
+ * keeps, from the next pass on, as much of the other dirt resident. Here
+ * a program frees one buffer (half a span, B) and takes a bigger one that
+ * only the purged span A holds, at the same in_use: the peak covers
+ * nothing, the regret covers B. */
+TEST(test_regret_counts_at_once) {
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 10) == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 8 << 20) == 0);
+    memalloc_trim(0);
+    static char *va[SPAN], *vb[SPAN];
+    make_span(va);
+    memalloc(100);
+    for (int i = 0; i < SPAN / 2; i++) memset(vb[i] = memalloc(4000), 3, 4000);
+    memalloc(4000);
+    free_span(va);
+    forget();
+    REQUIRE(resident_blocks(va) < SPAN / 10);
+    for (int i = 0; i < SPAN / 2; i++) memfree(vb[i]);
+    enum { W = SPAN * 4000 - 8192 };
+    char *w = memalloc(W);
+    REQUIRE(w != NULL && payload_chunk(w) == payload_chunk(va[0]));
+    memset(w, 4, W);
+    advance(20); /* past the purge delay, within the epoch */
+    kick();
+    int kept = 0;
+    for (int i = 0; i < SPAN / 2; i++) kept += resident_pages(vb[i], 1) == 1;
+    CHECKF(kept >= SPAN / 2 - 2, "%d of %d blocks of B resident", kept, SPAN / 2);
+    memfree(w);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
     CHECK(memalloc_check() == 0);
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
 }
@@ -581,7 +617,8 @@ int main(void) {
     RUN(test_purge_and_unmap);
     RUN(test_purge_follows_the_working_set);
     RUN(test_purge_from_large_calls);
-    RUN(test_small_spans_follow_the_delay);
+    RUN(test_small_spans_follow_the_working_set);
+    RUN(test_regret_counts_at_once);
     RUN(test_alignment);
     RUN(test_checker_sees_corruption);
     RUN(test_misuse_reports);
