@@ -26,7 +26,10 @@
  *
  * New blocks are junk-filled (0xa5 in every byte, calloc's zeroed), so
  * that no data of a freed block shows through and a read of memory never
- * written is recognisable. Freed blocks of level 1 are filled with 0x5a.
+ * written is recognisable. Freed blocks of level 1 are filled with 0x5a;
+ * an object whose last checked block left quarantine with that fill
+ * verified is handed out with it as its junk (a pass over the block
+ * saved: still_filled).
  */
 #define _GNU_SOURCE
 #include "debug.h"
@@ -838,9 +841,25 @@ static int on_fault(void *addr, int is_write, void *pc) {
 /* ---- the entry points' work ---- */
 
 static void *plain_alloc(size_t n, size_t align, int zero) {
-    void *p = align > ALIGNMENT ? ma_aligned(align, n) : ma_malloc_slow(n);
+    char *p = align > ALIGNMENT ? ma_aligned(align, n) : ma_malloc_slow(n);
     if (p && zero) memset(p, 0, n);
+    /* an object may still hold the header of a checked block given back
+     * (ST_GONE): clear it, or the next checked block there would take
+     * this block's data for the free fill (alloc_block) */
+    if (p && ready() && ma_block_usable(p) >= OBJ_LEAD)
+        ((struct hdr *)(void *)(p + OBJ_LEAD - HDR))->meta = 0;
     return p;
+}
+
+/* Does the object about to hold a checked block at p still
+ * hold the free fill, verified when a checked block there left
+ * quarantine (release: ST_GONE)? Not if a check mode was ever turned off:
+ * objects handed out meanwhile may hold program data under such a
+ * header. */
+static int still_filled(char *p) {
+    const struct hdr *h = (const struct hdr *)(const void *)(p - HDR);
+    return !load_relaxed(&ma_check_gap) && META_STATE(h->meta) == ST_GONE && (h->meta & OBJECT) &&
+           hdr_valid(h, p);
 }
 
 static int log2_of(size_t a) {
@@ -870,6 +889,7 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
     char *p = NULL, *end = NULL, *base = NULL;
     struct hdr *h = NULL;
     uint64_t mem_flag = 0; /* SLOT, OBJECT or neither */
+    int filled = 0;        /* [p, end) holds the free fill (still_filled) */
     if (level >= 2) {
         size_t ps = os_page_size(), size;
         int under = under_layout();
@@ -907,6 +927,7 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
             p = base + OBJ_LEAD;
             h = (struct hdr *)(void *)(p - HDR);
             end = base + usable;
+            filled = still_filled(p);
             uint64_t lead[2] = {obj_key(base), canary_word((uintptr_t)base)};
             memcpy(base, lead, 16);
             mem_flag = OBJECT;
@@ -931,7 +952,7 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
     h->check = check_word(p, meta, id);
     if (zero)
         memset(p, 0, n);
-    else if (written < (n < FILL_MAX ? n : FILL_MAX))
+    else if (!filled && written < (n < FILL_MAX ? n : FILL_MAX))
         memset(p + written, ALLOC_FILL, (n < FILL_MAX ? n : FILL_MAX) - written);
     canary_fill(p + n, end);
     if (leaks) stack_account(id, (int64_t)n, 1);

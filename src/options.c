@@ -34,6 +34,7 @@ static const struct option_def defs[OPT_COUNT] = {
 unsigned ma_options_fixed;
 size_t ma_dyn_mmap;
 int ma_check_ever;
+int ma_check_gap;
 
 void options_raise_mmap_threshold(size_t size) {
     if (size > MMAP_THRESHOLD_MAX || opt_fixed(OPT_MMAP_THRESHOLD)) return;
@@ -124,5 +125,6 @@ int options_set(enum ma_opt o, size_t value) {
     store_relaxed(&ma_options[o], value);
     or_relaxed(&ma_options_fixed, 1u << o);
     if (o == OPT_CHECK && value) store_relaxed(&ma_check_ever, 1);
+    if (o == OPT_CHECK && !value && load_relaxed(&ma_check_ever)) store_relaxed(&ma_check_gap, 1);
     return 0;
 }

@@ -31,7 +31,8 @@ extern MA_HIDDEN unsigned ma_options_fixed; /* bit o: option o was set (environm
 extern MA_HIDDEN size_t ma_dyn_mmap;
 /* 1 once a check mode was set (MEMALLOC_CHECK or a call): checked blocks
  * may be out from then on, even after the mode is set back to 0. */
-extern MA_HIDDEN int ma_check_ever; /* the size of the largest mapped block freed, <= 32 MiB */
+extern MA_HIDDEN int ma_check_gap;  /* a check mode was turned off after one was on */
+extern MA_HIDDEN int ma_check_ever; /* a check mode was on at some time */
 
 static inline size_t opt_get(enum ma_opt o) {
     return load_relaxed(&ma_options[o]);

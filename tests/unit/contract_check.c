@@ -76,6 +76,37 @@ static void expect_report(void (*fn)(void *), void *arg, int sig, const char *bu
     CHECKF(strcmp(line, want) == 0, "got \"%s\", expected \"%s\"", line, want);
 }
 
+/* A block that left quarantine with its fill verified leaves its object
+ * holding the free fill (0x5a): the next checked block there is handed
+ * out with it as its junk. Once a check mode was turned off, an object
+ * may hold a default-mode block's data under such a block's old header:
+ * new blocks are junk-filled (0xa5) again. (First: the switch is for
+ * good.) */
+TEST(test_level1_reuse_keeps_the_free_fill) {
+    set_check(1);
+    unsigned char *p = malloc(opaque(200));
+    REQUIRE(p != NULL);
+    memset(p, 0x77, 200);
+    free(p);
+    for (int i = 0; i < 65536; i++) free(malloc(128)); /* p leaves quarantine */
+    unsigned char *q = malloc(opaque(200));
+    REQUIRE(q == p); /* the object, back at the head of its page's list */
+    CHECK(all_bytes(q, 200, 0x5a));
+    free(q);
+    for (int i = 0; i < 65536; i++) free(malloc(128));
+    set_check(0);
+    unsigned char *r = malloc(opaque(248)); /* the same object, unchecked */
+    REQUIRE(r == p - 32);
+    memset(r + 32, 0x66, 200); /* program data; the old header (r+16) stays */
+    free(r);
+    set_check(1);
+    unsigned char *s = malloc(opaque(200));
+    REQUIRE(s == p);
+    CHECK(all_bytes(s, 200, 0xa5));
+    free(s);
+    set_check(0);
+}
+
 TEST(test_level1_correct_use) {
     set_check(1);
     unsigned char *p = malloc(opaque(24));
@@ -357,6 +388,7 @@ TEST(test_sample) {
 }
 
 int main(void) {
+    RUN(test_level1_reuse_keeps_the_free_fill);
     RUN(test_level1_correct_use);
     RUN(test_level1_large_blocks);
     RUN(test_blocks_across_mode_changes);
