@@ -5,6 +5,8 @@
  */
 #include "region.h"
 
+#include "options.h"
+
 MA_LARGE_BSS uint64_t ma_region_map[REGION_MAP_WORDS];
 
 static void map_set(const void *r, int on) {
@@ -25,11 +27,13 @@ struct chunk *region_new(struct heap *h) {
         os_unmap(r, REGION_SIZE);
         return NULL;
     }
-    /* close all but the first step and the last page; if the system
-     * refuses, the region stays open: only the catch is lost */
+    /* close all but the first step and the last page (not in a check
+     * mode: region.h); if the system refuses, the region stays open: only
+     * the catch is lost */
     char *last = region_end(r) - os_page_size();
     r->open = (char *)r + OPEN_STEP;
-    if (os_protect(r->open, (size_t)(last - r->open), 0) != 0) r->open = region_end(r);
+    if (opt_get(OPT_CHECK) || os_protect(r->open, (size_t)(last - r->open), 0) != 0)
+        r->open = region_end(r);
     r->heap = h;
     r->next = r->prev = NULL;
     struct chunk *c = region_first(r), *fence = region_fence(r);
@@ -50,7 +54,7 @@ int region_open(struct region *r, const void *end) {
     if (to < r->open + step) to = (char *)align_up((uintptr_t)(r->open + step), OPEN_STEP);
     if (to >= last) to = last;
     if (os_protect(r->open, (size_t)(to - r->open), 1) != 0) return 0;
-    r->open = to == last ? region_end(r) : to;
+    store_relaxed(&r->open, to == last ? region_end(r) : to);
     return 1;
 }
 

@@ -24,8 +24,10 @@
  * overflow that runs past everything the program ever had faults at once,
  * as one past the top of glibc's heap does. The mark rises by steps of a
  * MiB and half of what is open, so a heap's growth costs a system call per
- * step, not per carve, and never falls. This file maps and unmaps regions, keeps the map and
- * each region's fresh mark, and purges a region's top; which regions a
+ * step, not per carve, and never falls. A region mapped while a check mode
+ * is on is open whole: level 1 reports an overflow at free, with the
+ * block and the offset, rather than die at the write with no message. This file maps and unmaps
+ * regions, keeps the map and each region's fresh mark, and purges a region's top; which regions a
  * heap has is the heap's (heap.c).
  */
 #ifndef MEMALLOC_REGION_H
@@ -51,7 +53,8 @@ struct region {
     struct region *next, *prev; /* its heap's list */
     struct heap *heap;          /* the heap it belongs to (which says the lock) */
     char *fresh; /* every byte in [fresh, end - 16) is zero: never dirtied, or purged */
-    char *open;  /* [open, end - OS page) is inaccessible; region_end if none is */
+    char *open;  /* [open, end - OS page) is inaccessible; region_end if none is
+                  * (written under the heap's lock, read by free() without it) */
     /* per window: 0, or the offset from the region of the header of the
      * page that covers it (page.h); written under the region's lock, read
      * by free() without it */
@@ -109,7 +112,10 @@ int region_is_empty(const struct region *r);
 int region_open(struct region *r, const void *end);
 /* May the header of a chunk at c (in region r) be read? */
 static inline int region_readable(const struct region *r, const void *c) {
-    return (const char *)c < r->open || (const char *)c >= region_end(r) - os_page_size();
+    /* (relaxed: the mark only rises, and a block handed to another thread
+     * was carved after the rise that opened it) */
+    return (const char *)c < (const char *)load_relaxed(&r->open) ||
+           (const char *)c >= region_end(r) - os_page_size();
 }
 
 /* Note that bytes below end may now be dirty (region_open opened them). */
