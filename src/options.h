@@ -16,7 +16,7 @@ enum ma_opt {
     OPT_STATS,          /* print the summary at exit */
     OPT_TCACHE,         /* 1: threads keep caches of small blocks */
     OPT_PURGE_DELAY,    /* ms from a free that makes a purge due to the purge */
-    OPT_HUGEPAGE,       /* mapped blocks of at least this many bytes ask for huge pages */
+    OPT_HUGEPAGE,       /* malloc'd blocks of at least this many bytes ask for huge pages */
     OPT_CHECK,          /* check mode: 0 none, 1 canaries and quarantine, 2 guard pages */
     OPT_CHECK_STACK,    /* frames recorded per allocation and free in check modes */
     OPT_CHECK_UNDER,    /* level 2: the guard page before each block, not after */

@@ -185,6 +185,18 @@ TEST(test_huge_page_advice) {
     memfree(m);
     CHECK(memalloc_set_option(MEMALLOC_OPT_HUGEPAGE_THRESHOLD, 4 << 20) == 0);
     (void)memalloc_trim(0);
+    /* heap blocks too (below the mmap threshold): the whole huge pages
+     * inside a malloc'd one, not a calloc'd one's, nor a small one's */
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 32 << 20) == 0);
+    const uintptr_t huge = 2 << 20;
+    char *h = memalloc(8 << 20), *hz = defalloc(1, 8 << 20), *hs = memalloc(64 << 10);
+    REQUIRE(h && hz && hs && region_lookup(h) && region_lookup(hz) && region_lookup(hs));
+    CHECK(advised_huge((char *)align_up((uintptr_t)h, huge)) == 1);
+    CHECK(advised_huge((char *)align_up((uintptr_t)hz, huge)) == 0);
+    CHECK(advised_huge(hs) == 0);
+    memfree(h), memfree(hz), memfree(hs);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
+    (void)memalloc_trim(0);
     CHECK(memalloc_check() == 0);
 }
 
