@@ -32,13 +32,16 @@
 #include "sizeclass.h"
 
 struct tcache {
-    struct page *cur[NCLASSES];   /* never NULL: tc_nopage when none */
-    struct page *queue[NCLASSES]; /* the other pages of class k: a ring */
     /* per class: pops left before the slow path's turn (tc_rearm: the
      * sampling of MEMALLOC_SAMPLE), pops armed in all (calls served:
      * armed - left, so that one count serves both), and frees served; read
-     * by other threads (statistics), with relaxed atomics */
-    uint64_t left[NCLASSES], armed[NCLASSES], frees[NCLASSES];
+     * by other threads (statistics), with relaxed atomics. (left first:
+     * malloc's fast path reads and writes it at t + 8k, with no address to
+     * compute.) */
+    uint64_t left[NCLASSES];
+    struct page *cur[NCLASSES];   /* never NULL: tc_nopage when none */
+    struct page *queue[NCLASSES]; /* the other pages of class k: a ring */
+    uint64_t armed[NCLASSES], frees[NCLASSES];
     uint64_t rng;               /* the sampling intervals' random state */
     struct page *idle_big;      /* a current page of class idle_big_k, */
     unsigned idle_big_k;        /* several windows long, idle when noted */
@@ -66,8 +69,15 @@ extern MA_HIDDEN struct page tc_nopage;
 extern MA_HIDDEN size_t tc_limit;
 void tc_limit_update(void);
 
-/* Relaxed store of a counter that only its thread writes but others read. */
+/* Count one more in a counter that only its thread writes but others
+ * read (relaxed loads). On x86-64 one instruction that adds in memory:
+ * others see its one aligned store whole, and the fast path saves the
+ * address, load and store the compiler makes of a relaxed store. */
+#if defined(__x86_64__)
+#define TC_COUNT(field) __asm__("incq %0" : "+m"(field))
+#else
 #define TC_COUNT(field) store_relaxed(&(field), (field) + 1)
+#endif
 
 /* The first object of g's free list, taken off it, or NULL. */
 static inline struct tblock *free_list_pop(struct page *g) {
@@ -83,7 +93,7 @@ static inline struct tblock *free_list_pop(struct page *g) {
 /* Pop an object of class k, or NULL: the current page has none, or the
  * class's countdown ran out (the slow path's turn: tc_rearm). Budget:
  * about a dozen instructions. */
-static inline void *tc_pop(struct tcache *t, unsigned k) {
+static inline void *tc_pop(struct tcache *t, size_t k) {
     uint64_t left = t->left[k] - 1; /* a new cache's are 1 (tc_new) */
     if (unlikely(left == 0)) return NULL;
     struct tblock *b = free_list_pop(t->cur[k]);
@@ -122,7 +132,7 @@ static inline void tc_push_own(struct tcache *t, struct page *g, struct tblock *
     b->next = g->free;
     b->key = key;
     g->free = b;
-    unsigned k = g->k;
+    size_t k = g->k;
     TC_COUNT(t->frees[k]);
     if (unlikely(--g->used == 0) && (g != t->cur[k] || g->nwin > 1)) tc_page_idle(t, g);
 }
