@@ -217,6 +217,16 @@ static void check_windows(struct region *r, struct walk *w) {
 /* The calling thread's cache: its pages, current and queued. */
 static void check_cache(const struct tcache *t, struct walk *w) {
     for (unsigned k = 0; k < NCLASSES; k++) {
+        /* its foreign objects: freed (their keys), of class k, counted */
+        unsigned nf = 0;
+        for (const struct tblock *b = t->foreign[k]; b && nf <= t->nforeign[k]; b = b->next, nf++) {
+            const struct region *r = region_lookup(b);
+            const struct page *g = r ? page_of(r, b) : NULL;
+            EXPECT(w, g && g->k == k && page_holds(g, b), "foreign object not of its class", b);
+            EXPECT(w, b->key == obj_key(b), "foreign object without its key", b);
+            if (!g || g->k != k) break;
+        }
+        EXPECT(w, nf == t->nforeign[k], "foreign objects miscounted", t);
         const struct page *g = t->cur[k];
         if (g != &tc_nopage) {
             expect_page(w, g, k, t);

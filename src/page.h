@@ -68,22 +68,24 @@ struct tblock {
 struct tcache;
 
 struct page {
-    /* line 0: what the owner's malloc and free use; read by other threads' frees */
+    /* line 0: what every free reads, the owner's and other threads'
+     * alike; written only on slow paths, so that it stays shared in every
+     * core's cache while the owner allocates and frees (line 1) */
     struct tcache *owner; /* relaxed atomic; NULL while orphaned */
     char *start;          /* object 0 */
     uint64_t grid;        /* ceil(2^40 / size) << 24: page_holds' grid test */
-    struct tblock *free;  /* the owner's free list */
     uintptr_t cookie;     /* os_cookie_value, at hand for the keys */
     uint32_t handed;      /* bytes from start handed out at some time: the bump */
     uint32_t size;        /* object size */
-    uint32_t used;        /* handed out, less what came back (thread_free not yet) */
     uint16_t k;           /* class */
     uint8_t nwin;         /* windows the page spans */
-    /* line 1: slow paths only */
-    _Alignas(64) struct page *next; /* a ring: a cache's queue of class k, or an arena's */
-    struct page *prev;              /* orphans of class k; both NULL while on no ring */
-    uintptr_t tag;                  /* os_cookie_value ^ address: a sane header */
-    char *end;                      /* past the last object */
+    /* line 1: what the owner's malloc and free write; the slow paths' */
+    _Alignas(64) struct tblock *free; /* the owner's free list */
+    uint32_t used;                    /* handed out, less what came back (thread_free not yet) */
+    struct page *next;                /* a ring: a cache's queue of class k, or an arena's */
+    struct page *prev;                /* orphans of class k; both NULL while on no ring */
+    uintptr_t tag;                    /* os_cookie_value ^ address: a sane header */
+    char *end;                        /* past the last object */
     uint32_t kept; /* an idle orphan: the bytes it counts against its arena's budget */
     uint32_t idle; /* an idle orphan: os_now_ms() when it became idle (low 32 bits) */
     /* line 2: other threads' frees: a stack of objects and how many it

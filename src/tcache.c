@@ -103,8 +103,21 @@ static struct page *page_new(struct tcache *t, unsigned k) {
     return g;
 }
 
+/* A foreign object of class k for t, or NULL; counted as a call served. */
+static void *foreign_pop(struct tcache *t, unsigned k) {
+    struct tblock *b = t->foreign[k];
+    if (!b) return NULL;
+    if (unlikely(b->key != obj_key(b))) page_freed_written(b);
+    t->foreign[k] = b->next;
+    t->nforeign[k]--;
+    b->key = 0;
+    store_relaxed(&t->armed[k], t->armed[k] + 1);
+    return b;
+}
+
 /*
  * The current page of class k has no free object left:
+ *  0. take a foreign object (tc_push_remote);
  *  1. take its remote frees;
  *  2. else the queue, oldest page first (up to QUEUE_SCAN pages): a page
  *     with freed objects becomes current (they are resident already);
@@ -152,6 +165,8 @@ void *tc_alloc_slow(struct tcache *t, unsigned k) {
         void *p = tc_pop_any(t, k);
         if (p) return p;
     }
+    void *f = foreign_pop(t, k);
+    if (f) return f;
     struct page *old = t->cur[k], *g, *roomy = NULL;
     if (old != &tc_nopage && page_collect(old)) return tc_pop_any(t, k);
     struct page *first = t->queue[k];
@@ -224,20 +239,75 @@ static void count_free(struct tcache *t, unsigned k) {
     }
 }
 
+/* Push the n objects first .. last of page g (linked by next, keys
+ * set) onto its list of remote frees at once (g has an owner). g may be
+ * gone once they are pushed. */
+static void push_chain(struct page *g, struct tblock *first, struct tblock *last, uint32_t n) {
+    uintptr_t top = load_relaxed(&g->thread_free);
+    do {
+        last->next = tf_top(top);
+    } while (!cas_release(&g->thread_free, &top,
+                          (uintptr_t)first | (uintptr_t)(tf_count(top) + n) << TF_SHIFT));
+}
+
 /* Push b onto g's list of remote frees (g has an owner, not t). */
 static void push_remote(struct tcache *t, struct page *g, struct tblock *b) {
     unsigned k = g->k; /* g may be gone once b is pushed */
     b->key = obj_key(b);
-    uintptr_t top = load_relaxed(&g->thread_free);
-    do {
-        b->next = tf_top(top);
-    } while (!cas_release(&g->thread_free, &top, tf_push(top, b)));
+    push_chain(g, b, b, 1);
     count_free(t, k);
 }
 
+/* An object of another thread's page (or an orphan's) goes back to it,
+ * counted already: the orphan's way, or push_chain. */
+static void give_back_foreign(struct page *g, struct tblock *first, struct tblock *last,
+                              uint32_t n) {
+    while (!load_relaxed(&g->owner)) { /* (tc_free_remote's way, uncounted) */
+        struct arena *a = arena_of(region_of(g));
+        struct tblock *next = first == last ? NULL : first->next;
+        tc_arena_lock(a);
+        int done = orphan_free(&a->orphans, g, first);
+        arena_unlock(a);
+        if (!done) break;
+        if (!next) return;
+        first = next;
+        n--;
+    }
+    push_chain(g, first, last, n);
+}
+
+/* Every foreign object of t's class k goes back to its page: a
+ * compare-and-swap per run of objects of one page (a producer's blocks
+ * come in such runs). */
+static void foreign_flush(struct tcache *t, unsigned k) {
+    struct tblock *b = t->foreign[k];
+    t->foreign[k] = NULL;
+    t->nforeign[k] = 0;
+    while (b) {
+        struct page *g = page_of(region_of(b), b);
+        struct tblock *first = b, *last = b;
+        uint32_t n = 1;
+        for (b = b->next; b && page_of(region_of(b), b) == g; b = b->next) {
+            last = b;
+            n++;
+        }
+        give_back_foreign(g, first, last, n);
+    }
+}
+
+/* The foreign objects t keeps per class, at most: a thread that frees
+ * what others allocate and allocates little (a pipeline's consumer)
+ * gives them back in batches. */
+#define FOREIGN_MAX 64
+
 int tc_push_remote(struct tcache *t, struct tcache *owner, struct page *g, struct tblock *b) {
     if (!owner || t == &tc_empty) return 0;
-    push_remote(t, g, b);
+    unsigned k = g->k;
+    b->key = obj_key(b);
+    b->next = t->foreign[k];
+    t->foreign[k] = b;
+    TC_COUNT(t->frees[k]);
+    if (++t->nforeign[k] > FOREIGN_MAX) foreign_flush(t, k);
     return 1;
 }
 
@@ -273,6 +343,7 @@ static void page_abandon(struct page *g) {
  * MEMALLOC_TCACHE=0, fork). */
 static void tc_abandon(struct tcache *t) {
     t->idle_big = NULL;
+    for (unsigned k = 0; k < NCLASSES; k++) foreign_flush(t, k);
     for (unsigned k = 0; k < NCLASSES; k++) {
         struct page *g = t->cur[k];
         t->cur[k] = &tc_nopage;
@@ -288,6 +359,7 @@ static void tc_abandon(struct tcache *t) {
 static void trim_cache(struct tcache *t) {
     t->idle_big = NULL;
     for (unsigned k = 0; k < NCLASSES; k++) {
+        foreign_flush(t, k);
         struct page *g = t->cur[k];
         if (g != &tc_nopage) {
             page_collect(g);

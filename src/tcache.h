@@ -42,6 +42,10 @@ struct tcache {
     struct page *cur[NCLASSES];   /* never NULL: tc_nopage when none */
     struct page *queue[NCLASSES]; /* the other pages of class k: a ring */
     uint64_t armed[NCLASSES], frees[NCLASSES];
+    /* per class: objects of other threads' pages this thread freed, kept
+     * for its own next allocations (tc_push_remote), and how many */
+    struct tblock *foreign[NCLASSES];
+    unsigned nforeign[NCLASSES];
     uint64_t rng;               /* the sampling intervals' random state */
     struct page *idle_big;      /* a current page of class idle_big_k, */
     unsigned idle_big_k;        /* several windows long, idle when noted */
@@ -137,10 +141,15 @@ static inline void tc_push_own(struct tcache *t, struct page *g, struct tblock *
     if (unlikely(--g->used == 0) && (g != t->cur[k] || g->nwin > 1)) tc_page_idle(t, g);
 }
 
-/* Free b, an object in use of page g owned by another thread (owner):
- * onto g's list of remote frees, from t (the caller's tc_current). 0 if
- * the slow path must do it: g is an orphan (owner NULL), or the calling
- * thread has no cache. */
+/* Free b, an object in use of page g owned by another thread (owner),
+ * from t (the caller's tc_current): onto t's foreign objects of g's class,
+ * which t's next allocations of the class take before its pages' (a
+ * server's threads free each other's blocks: no atomic operation on the
+ * owner's page, whose header line would bounce between the threads);
+ * past FOREIGN_MAX of them, all go back to their pages, a
+ * compare-and-swap per run of one page's objects. 0 if the slow path
+ * must do it: g is an orphan (owner NULL), or the calling thread has no
+ * cache. */
 int tc_push_remote(struct tcache *t, struct tcache *owner, struct page *g, struct tblock *b);
 
 /* ---- tcache.c: the slow side ---- */

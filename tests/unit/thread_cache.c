@@ -23,7 +23,9 @@
  *      adopts it.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -343,6 +345,82 @@ TEST(test_remote_frees_serve_the_owner) {
     CHECK(memalloc_check() == 0);
 }
 
+/* ---- 5b. foreign objects: a thread reuses what it freed for others ---- */
+enum { FN = 200 };
+static char *theirs[FN];
+
+static pthread_barrier_t handover;
+
+static void *allocate_theirs(void *arg) {
+    (void)arg;
+    for (int i = 0; i < FN; i++) theirs[i] = memalloc(64);
+    pthread_barrier_wait(&handover); /* handed over */
+    pthread_barrier_wait(&handover); /* the other thread is done: alive till then */
+    return NULL;
+}
+
+static int is_theirs(const char *p) {
+    for (int i = 0; i < FN; i++)
+        if (p == theirs[i]) return 1;
+    return 0;
+}
+
+static void *reuse_theirs(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&handover);
+    int ok = 1;
+    struct tcache *t = tc_get();
+    unsigned k = page_of(region_of(theirs[0]), theirs[0])->k;
+    struct page *home = page_of(region_of(theirs[0]), theirs[0]);
+    /* freed here, kept here: no push onto the owner's page */
+    for (int i = 0; i < 32; i++) memfree(theirs[i]);
+    ok &= t->nforeign[k] == 32 && tf_count(load_relaxed(&home->thread_free)) == 0;
+    ok &= memalloc_check() == 0; /* (walks this thread's foreign objects) */
+    /* the next allocations of the class take them, newest first */
+    for (int i = 31; i >= 0; i--) {
+        char *p = memalloc(64);
+        ok &= p == theirs[i];
+    }
+    ok &= t->nforeign[k] == 0;
+    /* a double free of one kept is reported */
+    memfree(theirs[0]);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) dup2(fd, 2);
+        memfree(theirs[0]);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ok &= WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+    /* past the bound, all go home: their pages' remote frees */
+    for (int i = 1; i < FN; i++) memfree(theirs[i]);
+    ok &= t->nforeign[k] < 64;
+    ok &= tf_count(load_relaxed(&home->thread_free)) > 0;
+    ok &= memalloc_check() == 0;
+    char *p = memalloc(64);
+    ok &= p != NULL && (is_theirs(p) || t->nforeign[k] == 0);
+    memfree(p);
+    if (!ok) fprintf(stderr, "reuse_theirs: failed (nforeign %u)\n", t->nforeign[k]);
+    pthread_barrier_wait(&handover);
+    return (void *)(uintptr_t)ok;
+}
+
+TEST(test_foreign_frees_serve_the_freeing_thread) {
+    pthread_t a, b;
+    void *ok = NULL;
+    pthread_barrier_init(&handover, NULL, 2);
+    /* (the owner stays alive: its pages keep an owner, not orphans) */
+    REQUIRE(pthread_create(&a, NULL, allocate_theirs, NULL) == 0);
+    REQUIRE(pthread_create(&b, NULL, reuse_theirs, NULL) == 0);
+    pthread_join(b, &ok);
+    pthread_join(a, NULL);
+    pthread_barrier_destroy(&handover);
+    CHECK(ok != NULL);
+    CHECK(memalloc_check() == 0);
+}
+
 /* ---- 6. idle orphans ---- */
 static void *touch_classes(void *arg) {
     (void)arg;
@@ -508,6 +586,7 @@ int main(void) {
     RUN(test_cross_thread_frees_go_home);
     RUN(test_fork_returns_other_caches);
     RUN(test_remote_frees_serve_the_owner);
+    RUN(test_foreign_frees_serve_the_freeing_thread);
     RUN(test_idle_pages_wait_for_the_next_thread);
     RUN(test_orphans_go_back_with_their_last_object);
     RUN(test_idle_orphans_give_their_memory_back);
