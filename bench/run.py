@@ -79,6 +79,11 @@ WORKLOADS = [
      "through a mutex-protected queue, freed by the consumer (3M blocks per pair)"),
     ("larson", "c", "{threads} threads swap 24-1024 B blocks into random slots of a shared "
      "table and free what they take out (4M ops per thread)"),
+    ("mtloop", "c", "{threads} threads, each replacing random blocks of its own working set of "
+     "1024 blocks of 2 B-32 KiB (mostly small), glibc's bench-malloc-thread shape "
+     "(40M steps per thread)"),
+    ("simple", "c", "1 thread; batches of 100 blocks of one size (16 B-4 KiB, six sizes) "
+     "allocated then freed in order, glibc's bench-malloc-simple shape (12M blocks)"),
     ("threads", "c", "2000 short-lived threads in waves of 2-4; each allocates 400 blocks of "
      "16 B-2 KiB and frees them in random order, 4 times"),
     ("calloc_align", "c", "1 thread; 1000 live slots; calloc of 16 B-16 KiB and posix_memalign "
@@ -91,6 +96,7 @@ WORKLOADS = [
 ]
 WORKLOAD_NAMES = [w[0] for w in WORKLOADS]
 C_WORKLOADS = [w[0] for w in WORKLOADS if w[1] == "c"]
+THREADED = ("larson", "mtloop")  # their first argument: --threads
 
 SORT_LINES = 1200000
 GCC_FUNCS = 60
@@ -322,7 +328,7 @@ class Suite:
         extra, product = {}, None
         if name in C_WORKLOADS:
             argv = [str(self.bindir / name)]
-            if name == "larson":
+            if name in THREADED:
                 argv.append(str(self.threads))
         elif name == "sort":
             product = self.tmp / "sorted.txt"
@@ -889,7 +895,7 @@ def write_report(path, ctx):
     L.append("This report came from:\n")
     L.append(f"```sh\n{ctx['command']}\n```\n")
     L.append("`--rounds N`, `--only churn,sort`, `--memalloc PATH`, `--out FILE`, `--threads N` "
-             "(larson), `--callgrind`/`--no-callgrind`; `python3 bench/run.py --help` lists them "
+             "(larson, mtloop), `--callgrind`/`--no-callgrind`; `python3 bench/run.py --help` lists them "
              "all.\n")
     L.append("## Workloads\n")
     L.append("| workload | what it does |\n|---|---|")
@@ -1005,7 +1011,8 @@ def parse_args():
                          "(default docs/benchmarks.md)")
     ap.add_argument("--build-dir", default=str(ROOT / "build-bench" / "workloads"),
                     help="where to compile the workloads (default build-bench/workloads)")
-    ap.add_argument("--threads", type=int, default=2, help="threads of larson (default 2)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="threads of larson and mtloop (default 2)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds before a run is killed")
     cg = ap.add_mutually_exclusive_group()
     cg.add_argument("--callgrind", action="store_true", default=None,
