@@ -175,6 +175,7 @@ void *tc_alloc_slow(struct tcache *t, unsigned k) {
         /* (a page with free objects keeps its remote frees until its
          * list runs dry: collecting them now would walk them) */
         if (g->free || page_collect(g)) {
+            if (g->used == 0 && t->idle_kept) t->idle_kept--; /* an idle one, kept */
             ring_del(&t->queue[k], g);
             goto found;
         }
@@ -219,11 +220,11 @@ void tc_page_idle(struct tcache *t, struct page *g) {
         return;
     }
     ring_del(&t->queue[k], g);
-    struct page *h = t->queue[k];
-    if ((h && h->used == 0) || g->nwin > 1) {
+    if (g->nwin > 1 || t->idle_kept >= IDLE_PAGES) {
         page_give_back(g);
         return;
     }
+    t->idle_kept++;
     ring_push_head(&t->queue[k], g);
 }
 
@@ -343,6 +344,7 @@ static void page_abandon(struct page *g) {
  * MEMALLOC_TCACHE=0, fork). */
 static void tc_abandon(struct tcache *t) {
     t->idle_big = NULL;
+    t->idle_kept = 0;
     for (unsigned k = 0; k < NCLASSES; k++) foreign_flush(t, k);
     for (unsigned k = 0; k < NCLASSES; k++) {
         struct page *g = t->cur[k];
@@ -358,6 +360,7 @@ static void tc_abandon(struct tcache *t) {
 /* The idle pages of t go back to the heap, current ones included. */
 static void trim_cache(struct tcache *t) {
     t->idle_big = NULL;
+    t->idle_kept = 0; /* (every idle page goes below) */
     for (unsigned k = 0; k < NCLASSES; k++) {
         foreign_flush(t, k);
         struct page *g = t->cur[k];

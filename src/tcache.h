@@ -8,11 +8,12 @@
  *
  *  - malloc pops the free list of the thread's current page of the class;
  *  - free by the owner pushes onto the page's free list; free by any other
- *    thread pushes onto the page's thread_free with one compare-and-swap,
- *    and the owner takes that list whole when its free list runs dry;
+ *    thread keeps the object for that thread's next allocations of the
+ *    class (tc_push_remote), or sends it home in a batch onto the page's
+ *    thread_free, which the owner takes whole when its free list runs dry;
  *  - a page none of whose objects is in use goes back to the heap unless
- *    it is its class's current page, or the one idle page a class keeps
- *    (of current pages several windows long, a thread keeps one idle);
+ *    it is its class's current page, or one of the IDLE_PAGES idle pages
+ *    a thread keeps (of current pages several windows long, one idle);
  *  - a thread that exits gives its pages to their arenas as orphans
  *    (orphan.h), where the next thread needing a page of that class
  *    adopts them.
@@ -49,6 +50,7 @@ struct tcache {
     uint64_t rng;               /* the sampling intervals' random state */
     struct page *idle_big;      /* a current page of class idle_big_k, */
     unsigned idle_big_k;        /* several windows long, idle when noted */
+    unsigned idle_kept;         /* idle single-window pages on the queues (IDLE_PAGES) */
     struct arena *arena;        /* where pages and chunks come from */
     unsigned locks, contended;  /* takes of arena's lock, and those that waited */
     struct tcache *next, *prev; /* the registry of live caches */
@@ -126,8 +128,16 @@ static inline void *tc_pop_any(struct tcache *t, unsigned k) {
 /* The calling thread's countdowns run out now (MEMALLOC_SAMPLE was set). */
 void tc_rearm_all(void);
 
+/* The idle single-window pages a thread keeps on its queues, whatever
+ * their classes: a program that allocates and frees batches of a class
+ * (a parser's nodes, a batch of 4 KiB buffers) finds its pages again
+ * instead of giving them back to the heap and carving them anew on every
+ * batch; at most 1 MiB per thread. */
+#define IDLE_PAGES 16
+
 /* Page g of t has no object in use, and is not its class's current page
- * or spans several windows (tc_push_own): keep it, or give it back. */
+ * or spans several windows (tc_push_own): keep it at the head of its
+ * class's queue (up to IDLE_PAGES), or give it back. */
 void tc_page_idle(struct tcache *t, struct page *g);
 
 /* Free b, an object in use of page g, which t owns: onto g's free list. */

@@ -211,12 +211,25 @@ TEST(test_pages_come_and_go) {
     }
     CHECK(stats().heap_in_use >= heap0 + 8 * 64 * 1024);
     CHECK(memalloc_check() == 0);
-    /* freed: each page that empties goes back, but the current one and
-     * one idle page kept for the next allocations */
+    /* freed: the pages that empty stay, idle, up to IDLE_PAGES of them
+     * (here all eight: the current one and seven idle) */
     for (int i = 0; i < N; i++) memfree(v[i]);
     pages = pages_of(t, k);
-    CHECKF(pages == 2, "%zu pages", pages);
-    CHECK(stats().heap_in_use <= heap0 + 2 * 64 * 1024 + 64);
+    CHECKF(pages == 8 && t->idle_kept == 7, "%zu pages, %u idle", pages, t->idle_kept);
+    /* allocated again: the idle ones serve first, no new page */
+    for (int i = 0; i < N; i++) REQUIRE((v[i] = memalloc(40)) != NULL);
+    CHECKF(pages_of(t, k) == 8 && t->idle_kept == 0, "%zu pages, %u idle", pages_of(t, k),
+           t->idle_kept);
+    for (int i = 0; i < N; i++) memfree(v[i]);
+    /* past the budget, those that empty go back */
+    static char *w[3 * N];
+    unsigned k2 = class_of(1000);
+    for (int i = 0; i < 3 * N; i++) REQUIRE((w[i] = memalloc(1000)) != NULL);
+    for (int i = 0; i < 3 * N; i++) memfree(w[i]);
+    CHECKF(t->idle_kept == IDLE_PAGES, "%u idle", t->idle_kept);
+    CHECKF(pages_of(t, k) + pages_of(t, k2) <= 2 + IDLE_PAGES, "%zu + %zu pages", pages_of(t, k),
+           pages_of(t, k2));
+    CHECK(stats().heap_in_use <= heap0 + (2 + IDLE_PAGES) * 64 * 1024 + 64);
     CHECK(memalloc_check() == 0);
     /* and trim gives those back too */
     CHECK(memalloc_trim(0) == 1);
