@@ -104,10 +104,6 @@ static inline struct tblock *tf_top(uintptr_t v) {
 static inline uint32_t tf_count(uintptr_t v) {
     return (uint32_t)(v >> TF_SHIFT);
 }
-/* The word for b pushed onto the stack whose word is top (b->next set). */
-static inline uintptr_t tf_push(uintptr_t top, const struct tblock *b) {
-    return (uintptr_t)b | ((uintptr_t)(tf_count(top) + 1) << TF_SHIFT);
-}
 
 static inline uintptr_t obj_key(const void *b) {
     return os_cookie_value ^ (uintptr_t)b;
