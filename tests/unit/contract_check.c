@@ -189,14 +189,26 @@ TEST(test_blocks_across_mode_changes) {
 static void *victim;
 static size_t victim_n;
 
+/* One byte at a changed: a fixed byte would equal a canary's (random per
+ * process) one time in 255, and the write would go unseen. */
+static void change_byte(char *a) {
+    *(volatile char *)a ^= 0x5a;
+}
 static void overflow1(void *arg) {
     (void)arg;
-    ((char *)victim)[victim_n] = 'x';
+    change_byte((char *)victim + victim_n);
+    free(victim);
+}
+/* The byte past a block that ends at a guard page: a write (a read
+ * first would be the fault reported) */
+static void overflow1_guard(void *arg) {
+    (void)arg;
+    ((volatile char *)victim)[victim_n] = 'x';
     free(victim);
 }
 static void underflow1(void *arg) {
     (void)arg;
-    ((char *)victim)[-1] = 'x';
+    change_byte((char *)victim - 1);
     free(victim);
 }
 static void double_free(void *arg) {
@@ -315,7 +327,7 @@ TEST(test_level2) {
     CHECK(q != p && all_bytes((unsigned char *)q, 24, 2));
     victim = q;
     victim_n = 104;
-    expect_report(overflow1, NULL, SIGSEGV, "heap-buffer-overflow", q + 104, NULL);
+    expect_report(overflow1_guard, NULL, SIGSEGV, "heap-buffer-overflow", q + 104, NULL);
     /* an odd size: the byte after it is a canary, found by free() */
     victim = odd;
     victim_n = 13;
@@ -352,7 +364,7 @@ TEST(test_sample) {
     CHECK(((uintptr_t)odd & 15) == 0 && malloc_usable_size(odd) == 24);
     victim = p;
     victim_n = 32;
-    expect_report(overflow1, NULL, SIGSEGV, "heap-buffer-overflow", p + 32, NULL);
+    expect_report(overflow1_guard, NULL, SIGSEGV, "heap-buffer-overflow", p + 32, NULL);
     free(odd);
     expect_report(write_after_free, NULL, SIGSEGV, "heap-use-after-free", p + 3, NULL);
     enum { N = 300 };
