@@ -51,7 +51,18 @@ void tc_limit_update(void) {
     store_relaxed(&tc_limit, t < CLASS_MAX + 1 ? t : CLASS_MAX + 1);
 }
 
+/* The foreign objects t keeps per class, at most: FOREIGN_BYTES of
+ * them, between 4 and 64 objects. A thread that frees what others
+ * allocate and allocates little (a pipeline's consumer) gives them back
+ * in batches, and holds about half the bound of each class meanwhile. */
+#define FOREIGN_BYTES ((size_t)16 << 10)
+static uint8_t foreign_max[NCLASSES]; /* (tc_init) */
+
 void tc_init(void) {
+    for (unsigned k = 0; k < NCLASSES; k++) {
+        size_t n = class_size[k] ? FOREIGN_BYTES / class_size[k] : 64;
+        foreign_max[k] = (uint8_t)(n < 4 ? 4 : n > 64 ? 64 : n);
+    }
     tc_limit_update();
     pthread_key_create(&exit_key, tc_exit);
 }
@@ -296,11 +307,6 @@ static void foreign_flush(struct tcache *t, unsigned k) {
     }
 }
 
-/* The foreign objects t keeps per class, at most: a thread that frees
- * what others allocate and allocates little (a pipeline's consumer)
- * gives them back in batches. */
-#define FOREIGN_MAX 64
-
 int tc_push_remote(struct tcache *t, struct tcache *owner, struct page *g, struct tblock *b) {
     if (!owner || t == &tc_empty) return 0;
     unsigned k = g->k;
@@ -308,7 +314,7 @@ int tc_push_remote(struct tcache *t, struct tcache *owner, struct page *g, struc
     b->next = t->foreign[k];
     t->foreign[k] = b;
     TC_COUNT(t->frees[k]);
-    if (++t->nforeign[k] > FOREIGN_MAX) foreign_flush(t, k);
+    if (++t->nforeign[k] > foreign_max[k]) foreign_flush(t, k);
     return 1;
 }
 

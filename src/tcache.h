@@ -156,7 +156,7 @@ static inline void tc_push_own(struct tcache *t, struct page *g, struct tblock *
  * which t's next allocations of the class take before its pages' (a
  * server's threads free each other's blocks: no atomic operation on the
  * owner's page, whose header line would bounce between the threads);
- * past FOREIGN_MAX of them, all go back to their pages, a
+ * past FOREIGN_BYTES of them (4 to 64), all go back to their pages, a
  * compare-and-swap per run of one page's objects. 0 if the slow path
  * must do it: g is an orphan (owner NULL), or the calling thread has no
  * cache. */
