@@ -57,7 +57,8 @@ int heap_resize(struct heap *h, struct chunk *c, size_t nb, size_t want);
 
 /*
  * Is c, handed back by the program, an in-use chunk of region r?
- *  1. it lies between the region's first chunk and its fencepost;
+ *  1. it lies between the region's first chunk and its fencepost, where
+ *     the region is open (region_readable);
  *  2. its tag matches its address and size, and it fits in the region;
  *  3. it is in use (else it was freed);
  *  4. its successor agrees that it is in use.
