@@ -86,6 +86,9 @@ WORKLOADS = [
      "allocated then freed in order, glibc's bench-malloc-simple shape (12M blocks)"),
     ("threads", "c", "2000 short-lived threads in waves of 2-4; each allocates 400 blocks of "
      "16 B-2 KiB and frees them in random order, 4 times"),
+    ("phase", "c", "1 thread; builds 100k blocks of 16 B-4 KiB and 16 buffers of 64 KiB-4 MiB "
+     "(about 150 MiB), frees them all, works small (1000 slots of 8-512 B) for 3 s, sleeps 1 s; "
+     "its time is the build and the free"),
     ("calloc_align", "c", "1 thread; 1000 live slots; calloc of 16 B-16 KiB and posix_memalign "
      "with alignment 16-4096 and 8 B-64 KiB (2M ops)"),
     ("sort", "real", "`LC_ALL=C sort` of a generated file of {sort_lines} lines ({sort_mib} MiB)"),
@@ -102,6 +105,8 @@ SORT_LINES = 1200000
 GCC_FUNCS = 60
 
 REPORT_RE = re.compile(r"seconds=([0-9.]+) ops=(\d+) ops_per_s=\S+ checksum=([0-9a-f]+)")
+AFTER_RE = re.compile(r"\b(rss_work|rss_idle)_kib=(\d+)")
+AFTER_KEYS = ("rss_work", "rss_idle")
 
 # ld.so's warning when it cannot load a library named in LD_PRELOAD (missing
 # file, wrong architecture, not a shared object...): it prints this on the
@@ -367,6 +372,8 @@ class Suite:
                 return res
             res["seconds"] = float(m.group(1))
             res["check"] = m.group(3)
+            for key, kib in AFTER_RE.findall(text):  # phase: its resident set afterwards
+                res[key] = int(kib)
         elif product:
             if not product.exists():
                 res["error"] = f"no output file {product.name}"
@@ -516,10 +523,14 @@ def summarise(runs):
         why = errors[0] + (f" (and {plural(len(errors) - 1, 'other message')})"
                            if len(errors) > 1 else "")
         return {"ok": False, "error": f"{len(failed)}/{len(runs)} runs failed: {why}"}
-    return {"ok": True, "time": statistics.median(r["seconds"] for r in runs),
-            "rss": statistics.median(r["rss_kib"] for r in runs) / 1024.0,
-            "faults": statistics.median(r["minflt"] for r in runs),
-            "tmin": min(r["seconds"] for r in runs), "tmax": max(r["seconds"] for r in runs)}
+    s = {"ok": True, "time": statistics.median(r["seconds"] for r in runs),
+         "rss": statistics.median(r["rss_kib"] for r in runs) / 1024.0,
+         "faults": statistics.median(r["minflt"] for r in runs),
+         "tmin": min(r["seconds"] for r in runs), "tmax": max(r["seconds"] for r in runs)}
+    for key in AFTER_KEYS:
+        if all(key in r for r in runs):
+            s[key] = statistics.median(r[key] for r in runs) / 1024.0
+    return s
 
 
 def mark_mismatches(runs_by_alloc):
@@ -946,6 +957,19 @@ def write_report(path, ctx):
              "divides memalloc's peak by the smallest peer peak.\n")
     L.append(table(stats, names, "rss", fmt_mib, rg, rp))
     L.append("")
+    after = {wl: per for wl, per in stats.items()
+             if all(not s["ok"] or all(k in s for k in AFTER_KEYS) for s in per.values())
+             and any(s["ok"] and AFTER_KEYS[0] in s for s in per.values())}
+    if after:
+        L.append("## Resident set after the phase\n")
+        L.append("For the workloads that report it (`phase`): the program's resident set "
+                 "(`/proc/self/statm`, median, MiB) once its big phase has ended, at the end of "
+                 "its small work and again after it slept. Memory the program no longer needs "
+                 "shows here; in parentheses the ratio to glibc.\n")
+        for key, what in zip(AFTER_KEYS, ("At the end of the small work", "After the sleep")):
+            L.append(f"{what}:\n")
+            L.append(table(after, names, key, fmt_mib, *ratios(after, names, key)))
+            L.append("")
     L.append("## Minor page faults\n")
     L.append("Median minor page faults of the program (`ru_minflt` from `wait4()`), in thousands; "
              "in parentheses the ratio to glibc. Each is an OS page the kernel mapped in: memory "
