@@ -99,6 +99,19 @@ struct page *page_carve(struct heap *h, struct tcache *owner, unsigned k) {
     return g;
 }
 
+int page_reclass(struct page *g, unsigned k) {
+    ma_assert(g->used == 0 && g->next == NULL && !load_relaxed(&g->thread_free));
+    if (page_len[k] != page_len[g->k]) return 0;
+    g->free = NULL;
+    store_relaxed(&g->handed, 0);
+    g->start = grid_start(g, k);
+    g->size = class_size[k];
+    g->end = grid_end(g, k, g->start);
+    g->grid = grid_factor(g->size);
+    g->k = (uint16_t)k;
+    return 1;
+}
+
 void page_release(struct page *g) {
     struct chunk *c = page_chunk(g);
     if (g->tag != obj_key(g) || !tag_ok(c) || !cinuse(c) || !pinuse(chunk_next(c)))

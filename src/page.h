@@ -214,6 +214,13 @@ void pages_init(void);
 /* A new page of class k for owner, carved from heap h (its lock held);
  * NULL if out of memory. Its free list is empty and its bump at start. */
 struct page *page_carve(struct heap *h, struct tcache *owner, unsigned k);
+/* Turn idle page g (no object in use, on no ring) into a page of class k
+ * with the same bytes, its free list empty and its bump at start; 0 (g
+ * unchanged) if k's pages are of another length. Its memory stays
+ * resident, its windows and chunk as they are: a program that frees a
+ * batch of one size and allocates a batch of another reuses the OS pages
+ * the first touched. */
+int page_reclass(struct page *g, unsigned k);
 /* Give idle page g (no object in use, on no ring) back to the heap of
  * its region (that heap's lock held). */
 void page_release(struct page *g);

@@ -102,13 +102,36 @@ static void page_give_back(struct page *g) {
     arena_unlock(a);
 }
 
+/* One of t's idle pages of another class whose pages are as long as k's
+ * (at the head of its queue, where tc_page_idle put it), made a page of
+ * class k; NULL if none. Not while a check mode is or was on: debug.c
+ * trusts the header a checked block left in an object (ST_GONE) only
+ * where objects keep their places. */
+static struct page *idle_take(struct tcache *t, unsigned k) {
+    if (!t->idle_kept || opt_get(OPT_CHECK) || load_relaxed(&ma_check_gap)) return NULL;
+    for (unsigned j = 1; j < NCLASSES; j++) {
+        struct page *g = t->queue[j];
+        if (j == k || !g || g->used || load_relaxed(&g->thread_free)) continue;
+        ring_del(&t->queue[j], g);
+        if (!page_reclass(g, k)) {
+            ring_push_head(&t->queue[j], g);
+            continue;
+        }
+        t->idle_kept--;
+        return g;
+    }
+    return NULL;
+}
+
 /* A page of class k with a free object for t: an orphan of t's arena
- * (adopted), else a new one. NULL if out of memory. */
+ * (adopted), else one of t's idle pages of another class, else a new
+ * one. NULL if out of memory. */
 static struct page *page_new(struct tcache *t, unsigned k) {
     if (t->locks >= ARENA_WINDOW) tc_window(t);
     struct arena *a = t->arena;
     tc_arena_lock(a);
     struct page *g = orphan_adopt(&a->orphans, k, t, &t->queue[k]);
+    if (!g) g = idle_take(t, k);
     if (!g) g = page_carve(&a->heap, t, k);
     arena_unlock(a);
     return g;
@@ -133,7 +156,8 @@ static void *foreign_pop(struct tcache *t, unsigned k) {
  *  2. else the queue, oldest page first (up to QUEUE_SCAN pages): a page
  *     with freed objects becomes current (they are resident already);
  *  3. else the never-used room of the current page, or of a queued page;
- *  4. else a new page (an orphan, or carved).
+ *  4. else another page (page_new: an orphan, an idle page of another
+ *     class, or carved).
  * The old current page joins the queue's tail.
  */
 #define SAMPLE_OFF_PERIOD 65536

@@ -2,13 +2,13 @@
  * test_tcache.c: the size classes and their pages, and the cache of freed
  * mappings, seen from one thread: the class table and the objects' grid
  * and alignment, reuse from a page, pages taken and given back (and kept:
- * the current one and one idle), double frees, interior pointers and
- * writes to freed objects caught, the checker walking the pages and the
- * window map, statistics that tell free bytes in pages from bytes in use,
- * turning the cache off, the dynamic mmap threshold, freed large mappings
- * reused, then given back (by age and by trim), and huge pages asked for
- * large malloc'd mappings. Links the engine directly; includes its private
- * headers.
+ * the current one and idle ones, which serve other classes too), double
+ * frees, interior pointers and writes to freed objects caught, the checker
+ * walking the pages and the window map, statistics that tell free bytes
+ * in pages from bytes in use, turning the cache off, the dynamic mmap
+ * threshold, freed large mappings reused, then given back (by age and by
+ * trim), and huge pages asked for large malloc'd mappings. Links the
+ * engine directly; includes its private headers.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -242,6 +242,53 @@ TEST(test_pages_come_and_go) {
     CHECK(page_of(region_of(big), big + CLASS_MAX - 1) == g);
     memfree(big);
     CHECK(memalloc_check() == 0);
+}
+
+/* A program that frees a batch of one size and then allocates a batch of
+ * another gets the second from the pages the first left idle: no page is
+ * carved, and the memory they touched serves again. */
+TEST(test_idle_pages_serve_other_classes) {
+    enum { N = 10000, M = 1500 };
+    static char *v[N], *w[M];
+    static struct page *idle[IDLE_PAGES];
+    unsigned k = class_of(40), k2 = class_of(200);
+    struct tcache *t = tc_self();
+    REQUIRE(t != NULL);
+    trim_all();
+    for (int i = 0; i < N; i++) REQUIRE((v[i] = memalloc(40)) != NULL);
+    for (int i = 0; i < N; i++) memfree(v[i]);
+    /* seven idle pages of class k, besides its current one */
+    unsigned nidle = 0;
+    for (struct page *g = t->queue[k]; g && nidle < IDLE_PAGES; g = g->next) {
+        idle[nidle++] = g;
+        if (g->next == t->queue[k]) break;
+    }
+    REQUIRE(nidle == 7 && t->idle_kept == 7);
+    size_t heap0 = stats().heap_in_use;
+    /* 1500 objects of 224 bytes: six pages, all of them idle ones */
+    for (int i = 0; i < M; i++) REQUIRE((w[i] = memalloc(200)) != NULL);
+    CHECKF(stats().heap_in_use == heap0, "heap in use %zu, was %zu", stats().heap_in_use, heap0);
+    CHECKF(pages_of(t, k2) == 6 && pages_of(t, k) == 2 && t->idle_kept == 1,
+           "%zu pages of class %u, %zu of class %u, %u idle", pages_of(t, k2), k2, pages_of(t, k),
+           k, t->idle_kept);
+    for (int i = 0; i < M; i++) {
+        struct page *g = page_of(region_of(w[i]), w[i]);
+        int was_idle = 0;
+        for (unsigned j = 0; j < nidle; j++) was_idle |= g == idle[j];
+        if (!(g && g->k == k2 && g->size == class_size[k2] && was_idle && page_holds(g, w[i]))) {
+            CHECKF(0, "object %d (%p): not of an idle page made one of class %u", i, (void *)w[i],
+                   k2);
+            break;
+        }
+    }
+    for (int i = 0; i < M; i++) memoryset(w[i], i, 200);
+    CHECK(memalloc_check() == 0);
+    for (int i = 0; i < M; i++) {
+        REQUIRE(w[i][0] == (char)i && w[i][199] == (char)i);
+        memfree(w[i]);
+    }
+    CHECK(memalloc_check() == 0);
+    trim_all();
 }
 
 /* Resident system pages of [p, p + len) (whole pages), or -1. */
@@ -647,6 +694,7 @@ int main(void) {
     RUN(test_grid_test_is_exact);
     RUN(test_reuse_from_the_page);
     RUN(test_pages_come_and_go);
+    RUN(test_idle_pages_serve_other_classes);
     RUN(test_light_page_touches_one_system_page);
     RUN(test_realloc_growth_leaves_the_pages);
     RUN(test_misuse_of_cached_blocks);
