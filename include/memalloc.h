@@ -97,6 +97,8 @@ enum memalloc_option {
     MEMALLOC_OPT_CHECK_LEAKS = 10,       /* 1: list the blocks not freed at exit */
     MEMALLOC_OPT_SAMPLE = 11,            /* about one malloc or new in this many gets a
                                             guard page, with no check mode (0: none) */
+    MEMALLOC_OPT_BACKGROUND = 12,        /* 1 (default): a thread gives back the memory of a
+                                            large heap that went idle; 0: none */
 };
 /* Set a tunable; returns 0, or EINVAL for an unknown option or bad value. */
 MEMALLOC_API int memalloc_set_option(enum memalloc_option opt, size_t value);

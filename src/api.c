@@ -16,6 +16,7 @@
 #include "large.h"
 #include "msg.h"
 #include "options.h"
+#include "purger.h"
 #include "zero.h"
 
 void ma_init(void) {
@@ -105,7 +106,10 @@ static void *object_malloc(unsigned k, int *failed) {
     struct tcache *t = tc_get();
     if (!t) return NULL;
     void *p = tc_pop_any(t, k);
-    if (!p) p = tc_alloc_slow(t, k);
+    if (!p) {
+        p = tc_alloc_slow(t, k);
+        purger_poke();
+    }
     *failed = p == NULL;
     return p;
 }
@@ -311,6 +315,7 @@ static void chunk_free(struct region *r, struct chunk *c) {
     counters_free(usable_size(c));
     heap_free(&a->heap, c);
     arena_unlock(a);
+    purger_poke();
 }
 
 void ma_free_slow(void *p, const char *who) {
@@ -332,6 +337,7 @@ void ma_free_slow(void *p, const char *who) {
     case PTR_MAPPED:
         large_free(p, who);
         arenas_purge_due();
+        purger_poke();
         return;
     }
 }

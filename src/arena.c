@@ -88,6 +88,15 @@ void arenas_purge_due(void) {
     }
 }
 
+uint64_t arenas_next_due(void) {
+    uint64_t next = 0;
+    for (unsigned i = 0, n = arenas_count(); i < n; i++) {
+        uint64_t due = load_relaxed(&ma_arenas[i].heap.purge_due);
+        if (due && (!next || due < next)) next = due;
+    }
+    return next;
+}
+
 /* The arena with the fewest live caches, the first of those; or, if that
  * one has share or more, the next one, set up now where the CPUs allow
  * (arenas_mutex held). Not a turn: threads that come and go one after

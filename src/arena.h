@@ -79,5 +79,8 @@ void arenas_fork_child(void);
 /* For calls that take no arena lock (mapped blocks): run the purge pass
  * that is due in every arena whose lock is free. */
 void arenas_purge_due(void);
+/* The earliest time a purge pass is due at in any arena (os_now_ms()
+ * time); 0 if none is. */
+uint64_t arenas_next_due(void);
 
 #endif

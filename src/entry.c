@@ -125,6 +125,9 @@ static int opt_of(enum memalloc_option o, enum ma_opt *out) {
     case MEMALLOC_OPT_SAMPLE:
         *out = OPT_SAMPLE;
         return 0;
+    case MEMALLOC_OPT_BACKGROUND:
+        *out = OPT_BACKGROUND;
+        return 0;
     }
     return EINVAL;
 }

@@ -15,6 +15,7 @@
 #include "options.h"
 #include "os.h"
 #include "page.h"
+#include "purger.h"
 #include "quarantine.h"
 #include "sizeclass.h"
 #include "stack.h"
@@ -102,6 +103,7 @@ static void fork_parent(void) {
 /* In the child: the locks anew (glibc has reset stdio's), and the pages
  * of the threads it does not have become orphans. */
 static void fork_child(void) {
+    purger_fork_child();
     if (!fork_locked) return;
     large_fork_child();
     arenas_fork_child();

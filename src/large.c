@@ -103,6 +103,17 @@ static struct mcache_entry mcache_take(size_t need) {
     return e;
 }
 
+uint64_t large_cache_expire(void) {
+    struct mcache_entry old[MCACHE_SLOTS + 1];
+    uint64_t now = os_now_ms(), next = 0;
+    pthread_mutex_lock(&large_mutex);
+    unsigned n = mcache_evict(now, old);
+    if (mcache_count) next = mcache[0].when + MCACHE_AGE_MS + 1;
+    pthread_mutex_unlock(&large_mutex);
+    unmap_all(old, n);
+    return next;
+}
+
 int large_cache_release(void) {
     struct mcache_entry out[MCACHE_SLOTS];
     pthread_mutex_lock(&large_mutex);

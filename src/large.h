@@ -27,6 +27,9 @@ struct large_stats {
 void *large_alloc(size_t n, size_t align, int zero);
 /* Unmap every cached freed mapping; 1 if there was any. */
 int large_cache_release(void);
+/* Unmap the cached freed mappings that have waited their time; the time
+ * the next one will have (os_now_ms() time), 0 if none is cached. */
+uint64_t large_cache_expire(void);
 /* Usable size of live mapped block p; aborts, naming who, if p is not one. */
 size_t large_usable(const void *p, const char *who);
 /* The usable size of p if p is a mapped block in use, else 0. */

@@ -29,6 +29,7 @@ static const struct option_def defs[OPT_COUNT] = {
     [OPT_QUARANTINE] = {"MEMALLOC_CHECK_QUARANTINE", 0, 0, (size_t)1 << 40},
     [OPT_CHECK_LEAKS] = {"MEMALLOC_CHECK_LEAKS", 0, 0, 1},
     [OPT_SAMPLE] = {"MEMALLOC_SAMPLE", 0, 0, (size_t)1 << 30},
+    [OPT_BACKGROUND] = {"MEMALLOC_BACKGROUND", 1, 0, 1},
 };
 
 unsigned ma_options_fixed;
@@ -49,6 +50,7 @@ size_t ma_options[OPT_COUNT] = {
     [OPT_PURGE_DELAY] = 10,
     [OPT_HUGEPAGE] = (size_t)4 << 20,
     [OPT_CHECK_STACK] = 1,
+    [OPT_BACKGROUND] = 1,
 };
 
 /* Parse "123", "64k", "2M", "1g"; 0 on success, -1 if not a valid size. */

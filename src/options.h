@@ -23,6 +23,7 @@ enum ma_opt {
     OPT_QUARANTINE,     /* bytes of freed blocks held back in check modes; 0: auto */
     OPT_CHECK_LEAKS,    /* check modes: list the blocks not freed at exit */
     OPT_SAMPLE,         /* about one allocation in this many behind a guard page; 0: none */
+    OPT_BACKGROUND,     /* 1: a thread runs the purge passes of a large heap that went idle */
     OPT_COUNT
 };
 

@@ -296,6 +296,17 @@ void os_clock_set(uint64_t ms) {
     store_relaxed(&clock_fixed, ms);
 }
 
+int os_clock_fixed(void) {
+    return load_relaxed(&clock_fixed) != 0;
+}
+
+void os_sleep_ms(unsigned ms) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    int saved = errno;
+    nanosleep(&ts, NULL);
+    errno = saved;
+}
+
 /* A loop of its own rather than strlen and strncmp, as fcntl, sched_yield
  * and write go through syscall: the library imports as few functions as
  * it can, so that its dynamic symbols and relocations stay small

@@ -67,6 +67,10 @@ uint64_t os_now_ms(void);
  * itself, so that what depends on delays is deterministic); 0: the real
  * clock again. */
 void os_clock_set(uint64_t ms);
+/* Is the clock a test's (os_clock_set)? */
+int os_clock_fixed(void);
+/* Sleep ms milliseconds (less if a signal comes). */
+void os_sleep_ms(unsigned ms);
 
 #ifdef MEMALLOC_FAULT_INJECT
 /* Fault injection, in a test build only (cmake -DMEMALLOC_FAULT_INJECT=ON;

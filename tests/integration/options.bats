@@ -40,7 +40,8 @@ probe_with() {
     done
     run --separate-stderr env -u LD_PRELOAD -u MEMALLOC_MMAP_THRESHOLD \
         -u MEMALLOC_TRIM_THRESHOLD -u MEMALLOC_PURGE_DELAY -u MEMALLOC_TCACHE \
-        -u MEMALLOC_HUGEPAGE_THRESHOLD -u MEMALLOC_STATS "${envs[@]}" "$PROBE" "$@"
+        -u MEMALLOC_HUGEPAGE_THRESHOLD -u MEMALLOC_STATS -u MEMALLOC_BACKGROUND "${envs[@]}" \
+        "$PROBE" "$@"
     [[ $status -eq 0 ]] || fail "probe ${envs[*]} $*: exit status $status" "$output" "$stderr"
 }
 
@@ -246,4 +247,29 @@ resident_of() {
     ((BASH_REMATCH[1] >= 100)) || fail "the freed block was given back before malloc_trim" "$output"
     [[ ${lines[2]} == "malloc_trim: 1" ]] || fail "malloc_trim after a free: not 1" "$output"
     [[ ${lines[3]} == "malloc_trim: 0" ]] || fail "malloc_trim with nothing to give: not 0" "$output"
+}
+
+# rss_at N: the KiB of the probe's Nth "rss:" line.
+rss_at() {
+    grep '^rss: ' <<<"$output" | sed -n "$1s/^rss: //p"
+}
+
+@test "MEMALLOC_BACKGROUND: a large heap that went idle gives its memory back" {
+    # 400,000 blocks of 256 bytes (about 100 MiB) written, freed, and then
+    # no call at all: the background thread purges what the working set
+    # no longer needs
+    probe threads build-free 400000 256 rss threads sleep 4000 rss threads
+    [[ $(sed -n 1p <<<"$output") == "threads: 1" ]] || fail "a thread before any need" "$output"
+    [[ $(grep -c '^threads: 2$' <<<"$output") -eq 2 ]] || fail "no background thread" "$output"
+    [[ $(rss_at 1) -gt 80000 && $(rss_at 2) -lt 30000 ]] ||
+        fail "the idle heap kept its memory" "$output"
+    expect_silent "background"
+    # off: no thread, and the memory stays until the next call
+    probe MEMALLOC_BACKGROUND=0 option background build-free 400000 256 sleep 4000 rss threads
+    [[ $(sed -n 1p <<<"$output") == "option background: 0" ]] || fail "option" "$output"
+    [[ $(rss_at 1) -gt 80000 ]] || fail "memory given back without the thread" "$output"
+    [[ $(sed -n '$p' <<<"$output") == "threads: 1" ]] || fail "a thread though off" "$output"
+    # a small program never gets the thread
+    probe option background build-free 1000 256 threads
+    expect "small program" "option background: 1" "threads: 1"
 }

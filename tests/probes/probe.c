@@ -16,7 +16,7 @@
  *   mallopt NAME VALUE    mallopt(M_<NAME>, VALUE), NAME one of mmap, trim:
  *                         "mallopt NAME VALUE: RC"
  *   option NAME           memalloc_get_option: "option NAME: VALUE", NAME one of
- *                         mmap, trim, stats, tcache, purge, hugepage
+ *                         mmap, trim, stats, tcache, purge, hugepage, background
  *   touch-free SIZE       malloc(SIZE), write every byte, free; then
  *                         "resident SIZE: KIB" (KiB of [p, p + SIZE) resident)
  *   hugepage SIZE         malloc(SIZE): "hugepage SIZE: yes" if its mapping has
@@ -29,6 +29,9 @@
  *   stats-vs-malloc_stats memalloc_get_stats, then at once malloc_stats() (its
  *                         line goes to stderr); then the figures read first, as
  *                         "stats: allocs=N frees=N ..." in malloc_stats' order
+ *   build-free N SIZE     malloc N blocks of SIZE, write each, then free them all
+ *   rss                   "rss: KIB" (VmRSS, /proc/self/status)
+ *   threads               "threads: N" (the process's threads, /proc/self/status)
  *   exit | _exit          print "bye" (write(2)) and leave by exit(0) or _exit(0)
  *   sleep MS              sleep MS milliseconds
  *
@@ -142,9 +145,10 @@ static int option_of(const char *name, enum memalloc_option *o) {
         const char *name;
         enum memalloc_option opt;
     } names[] = {
-        {"mmap", MEMALLOC_OPT_MMAP_THRESHOLD}, {"trim", MEMALLOC_OPT_TRIM_THRESHOLD},
-        {"stats", MEMALLOC_OPT_STATS},         {"tcache", MEMALLOC_OPT_TCACHE},
-        {"purge", MEMALLOC_OPT_PURGE_DELAY},   {"hugepage", MEMALLOC_OPT_HUGEPAGE_THRESHOLD},
+        {"mmap", MEMALLOC_OPT_MMAP_THRESHOLD},   {"trim", MEMALLOC_OPT_TRIM_THRESHOLD},
+        {"stats", MEMALLOC_OPT_STATS},           {"tcache", MEMALLOC_OPT_TCACHE},
+        {"purge", MEMALLOC_OPT_PURGE_DELAY},     {"hugepage", MEMALLOC_OPT_HUGEPAGE_THRESHOLD},
+        {"background", MEMALLOC_OPT_BACKGROUND},
     };
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         if (strcmp(name, names[i].name) == 0) {
@@ -153,6 +157,20 @@ static int option_of(const char *name, enum memalloc_option *o) {
         }
     }
     return -1;
+}
+
+/* The value of the line of /proc/self/FILE that starts with key, or -1. */
+static long proc_value(const char *file, const char *key) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/%s", file);
+    FILE *f = fopen(path, "r");
+    if (!f) die("cannot read", path);
+    long v = -1;
+    size_t klen = strlen(key);
+    while (v < 0 && fgets(line, sizeof line, f))
+        if (strncmp(line, key, klen) == 0) v = strtol(line + klen, NULL, 10);
+    fclose(f);
+    return v;
 }
 
 static void say_bye(void) {
@@ -240,6 +258,29 @@ int main(int argc, char **argv) {
                    s.peak_in_use, s.regions, s.heap_in_use, s.heap_free, s.mmapped_blocks,
                    s.peak_mmapped_blocks, (unsigned long long)s.total_mmapped_blocks,
                    s.thread_cached, s.arena_cached, s.arenas);
+        } else if (strcmp(cmd, "build-free") == 0) {
+            NEED_ARG;
+            size_t n = parse_size(arg);
+            const char *size_arg = i + 1 < argc ? argv[i + 1] : NULL;
+            if (!size_arg) die("missing argument to", cmd);
+            i++;
+            size_t size = parse_size(size_arg);
+            void **v = malloc(n * sizeof *v);
+            if (!v) die("out of memory:", arg);
+            for (size_t k = 0; k < n; k++) {
+                if (!(v[k] = malloc(size))) die("out of memory:", size_arg);
+                memset(v[k], (int)k, size);
+            }
+            for (size_t k = 0; k < n; k++) free(hide(v[k]));
+            free(v);
+        } else if (strcmp(cmd, "rss") == 0) {
+            long kib = proc_value("status", "VmRSS:");
+            if (kib < 0) die("no VmRSS in", "/proc/self/status");
+            printf("rss: %ld\n", kib);
+        } else if (strcmp(cmd, "threads") == 0) {
+            long n = proc_value("status", "Threads:");
+            if (n < 0) die("no Threads in", "/proc/self/status");
+            printf("threads: %ld\n", n);
         } else if (strcmp(cmd, "exit") == 0) {
             say_bye();
             exit(0);
