@@ -51,7 +51,9 @@ static void *purger_main(void *arg) {
 }
 
 void purger_start(void) {
-    if (load_relaxed(&ma_counters.peak) < PURGER_START) return;
+    /* not in a check mode: glibc's pthread_create takes the thread's
+     * TLS vector from malloc, which the leak report would list */
+    if (load_relaxed(&ma_counters.peak) < PURGER_START || opt_get(OPT_CHECK)) return;
     int expected = IDLE;
     if (!__atomic_compare_exchange_n(&purger_state, &expected, STARTING, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED))

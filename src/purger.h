@@ -4,8 +4,8 @@
  * for input) would keep that memory resident: the purge passes run at the
  * arenas' locks and at the calls for mapped blocks. Once a program's peak
  * in use has reached PURGER_START, a thread of the library's own, started
- * from a slow path with no lock held, runs the passes that fall due and
- * ages the cache of freed mappings. MEMALLOC_BACKGROUND=0 (or the option
+ * from a slow path with no lock held (not in a check mode), runs the
+ * passes that fall due and ages the cache of freed mappings. MEMALLOC_BACKGROUND=0 (or the option
  * set to 0 before it starts) keeps it from starting; set to 0 later, it
  * stops working.
  */

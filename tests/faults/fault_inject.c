@@ -386,6 +386,13 @@ static int regions(void) {
 static int workload(int level, uint64_t n) {
     int64_t vm0 = (int64_t)vm_size();
     check_level = level;
+    /* no background purge: its platform calls would come at times of
+     * their own (the count of calls must be the same in every run), and
+     * its thread's TLS vector, from malloc, would stay in use */
+    if (memalloc_set_option(MEMALLOC_OPT_BACKGROUND, 0) != 0) {
+        child_fail("memalloc_set_option(MEMALLOC_OPT_BACKGROUND, 0) failed");
+        return 0;
+    }
     if (level && memalloc_set_option(MEMALLOC_OPT_CHECK, (size_t)level) != 0) {
         child_fail("memalloc_set_option(MEMALLOC_OPT_CHECK, %d) failed", level);
         return 0;
