@@ -76,16 +76,20 @@ void arena_unlock(struct arena *a) {
     region_unmap_list(gone);
 }
 
-void arenas_purge_due(void) {
+void arenas_purge_late(uint64_t late) {
     uint64_t now = 0;
     for (unsigned i = 0, n = arenas_count(); i < n; i++) {
         struct arena *a = &ma_arenas[i];
         uint64_t due = load_relaxed(&a->heap.purge_due);
         if (!due) continue;
         if (!now) now = os_now_ms();
-        if (now < due || pthread_mutex_trylock(&a->lock) != 0) continue;
+        if (now < due + late || pthread_mutex_trylock(&a->lock) != 0) continue;
         arena_unlock(a); /* runs the pass */
     }
+}
+
+void arenas_purge_due(void) {
+    arenas_purge_late(0);
 }
 
 uint64_t arenas_next_due(void) {

@@ -79,6 +79,9 @@ void arenas_fork_child(void);
 /* For calls that take no arena lock (mapped blocks): run the purge pass
  * that is due in every arena whose lock is free. */
 void arenas_purge_due(void);
+/* The same for the passes due late ms ago or earlier: those the arenas'
+ * own locks did not run (the background purge). */
+void arenas_purge_late(uint64_t late);
 /* The earliest time a purge pass is due at in any arena (os_now_ms()
  * time); 0 if none is. */
 uint64_t arenas_next_due(void);

@@ -1,15 +1,17 @@
 /*
  * purger.c: the background purge (see purger.h).
  *
- * The thread sleeps until the earliest pass that is due in any arena or
- * the next freed mapping's age runs out, at least TICK_MIN_MS and at most
- * TICK_MAX_MS, and then runs what is due: a pass in each arena whose lock
- * is free (arenas_purge_due; a busy arena runs its own at its unlock) and
- * the cache of freed mappings' ageing. It takes no memory from the heap
- * and calls nothing that does. It is created with every signal blocked
- * (a signal sent to the process goes to one of the program's threads), a
- * small stack, and detached; it lives until the process exits. While a
- * test holds the clock (os_clock_set) it does nothing: the test runs the
+ * The thread sleeps until the earliest pass that is due in any arena has
+ * been due for LATE_MS, or the next freed mapping's age runs out, at
+ * least TICK_MIN_MS and at most TICK_MAX_MS, and then runs what is late:
+ * a pass in each arena whose lock is free (arenas_purge_late) and the
+ * cache of freed mappings' ageing. A program that is working runs its
+ * passes itself, at its arenas' locks, within LATE_MS: the thread then
+ * takes no lock from it (running them itself made a program that frees
+ * a large structure wait on its arena's lock while the thread purged). It takes no memory from the
+ * heap and calls nothing that does. It is created with every signal blocked (a signal sent to the
+ * process goes to one of the program's threads), a small stack, and detached; it lives until the
+ * process exits. While a test holds the clock (os_clock_set) it does nothing: the test runs the
  * passes itself, at the times it sets.
  */
 #include "purger.h"
@@ -24,6 +26,7 @@
 #include "options.h"
 #include "os.h"
 
+#define LATE_MS     100
 #define TICK_MIN_MS 10
 #define TICK_MAX_MS 1000
 #define STACK_BYTES ((size_t)128 << 10)
@@ -36,9 +39,10 @@ static void *purger_main(void *arg) {
     for (;;) {
         uint64_t next = 0;
         if (opt_get(OPT_BACKGROUND) && !os_clock_fixed()) {
-            arenas_purge_due();
+            arenas_purge_late(LATE_MS);
             uint64_t cache = large_cache_expire();
             next = arenas_next_due();
+            if (next) next += LATE_MS;
             if (cache && (!next || cache < next)) next = cache;
         }
         uint64_t now = os_now_ms(), wait = TICK_MAX_MS;
