@@ -2,17 +2,20 @@
  * purger.c: the background purge (see purger.h).
  *
  * The thread sleeps until the earliest pass that is due in any arena has
- * been due for LATE_MS, or the next freed mapping's age runs out, at
- * least TICK_MIN_MS and at most TICK_MAX_MS, and then runs what is late:
- * a pass in each arena whose lock is free (arenas_purge_late) and the
- * cache of freed mappings' ageing. A program that is working runs its
- * passes itself, at its arenas' locks, within LATE_MS: the thread then
- * takes no lock from it (running them itself made a program that frees
- * a large structure wait on its arena's lock while the thread purged). It takes no memory from the
- * heap and calls nothing that does. It is created with every signal blocked (a signal sent to the
- * process goes to one of the program's threads), a small stack, and detached; it lives until the
- * process exits. While a test holds the clock (os_clock_set) it does nothing: the test runs the
- * passes itself, at the times it sets.
+ * been due for LATE_MS, or the next freed mapping's age runs out (at
+ * least TICK_MIN_MS, at most TICK_MAX_MS), and then runs what is late: a
+ * pass in each arena whose lock is free (arenas_purge_late) and the
+ * ageing of the cache of freed mappings. A program at work runs its
+ * passes itself, at its arenas' locks, within LATE_MS, so the thread
+ * takes no lock from it (running every due pass itself, it made a
+ * program that freed a large structure wait on its arena's lock).
+ *
+ * It takes no memory from the heap and calls nothing that does. It is
+ * created with every signal blocked (a signal sent to the process goes
+ * to one of the program's threads), a small stack, and detached; it
+ * lives until the process exits. While a test holds the clock
+ * (os_clock_set) it does nothing: the test runs the passes itself, at the
+ * times it sets.
  */
 #include "purger.h"
 
