@@ -103,6 +103,45 @@ static inline unsigned long arg_count(int argc, char **argv, int i, unsigned lon
     return v;
 }
 
+/* Buffers replaced at random (bigbuf, midbuf): nslots (at most 64)
+ * buffers of lo..hi bytes (uniform), each filled when allocated; each of
+ * ops operations checks and frees a random one and allocates its
+ * replacement. fill writes a buffer with a tag, check verifies it (exiting
+ * if it lost its contents) and returns a value for the checksum. Returns
+ * the checksum; *seconds is the time the loop took. */
+typedef void (*fill_fn)(unsigned char *p, size_t n, unsigned char tag);
+typedef uint64_t (*check_fn)(const unsigned char *p, size_t n, unsigned char tag);
+static inline uint64_t replace_at_random(unsigned nslots, size_t lo, size_t hi, unsigned long ops,
+                                         uint64_t seed, fill_fn fill, check_fn check,
+                                         double *seconds) {
+    unsigned char *slot[64] = {0};
+    size_t size[64] = {0};
+    rng_t r = rng_seed(seed);
+    uint64_t sum = 0;
+    if (nslots > 64) nslots = 64;
+
+    double t0 = now_seconds();
+    for (unsigned k = 0; k < nslots; k++) {
+        size[k] = rng_range(&r, lo, hi);
+        slot[k] = need(malloc(size[k]), "malloc", size[k]);
+        fill(slot[k], size[k], (unsigned char)(k | 1));
+    }
+    for (unsigned long i = 0; i < ops; i++) {
+        unsigned k = (unsigned)rng_below(&r, nslots);
+        sum += check(slot[k], size[k], slot[k][0]);
+        free(slot[k]);
+        size[k] = rng_range(&r, lo, hi);
+        slot[k] = need(malloc(size[k]), "malloc", size[k]);
+        fill(slot[k], size[k], (unsigned char)(i | 1));
+    }
+    for (unsigned k = 0; k < nslots; k++) {
+        sum += check(slot[k], size[k], slot[k][0]);
+        free(slot[k]);
+    }
+    *seconds = now_seconds() - t0;
+    return sum;
+}
+
 static inline void report(const char *name, double seconds, uint64_t ops, uint64_t checksum) {
     printf("%s: seconds=%.6f ops=%llu ops_per_s=%.0f checksum=%016llx\n", name, seconds,
            (unsigned long long)ops, seconds > 0 ? (double)ops / seconds : 0.0,

@@ -31,31 +31,8 @@ static uint64_t check(const unsigned char *p, size_t n, unsigned char tag) {
 
 int main(int argc, char **argv) {
     unsigned long ops = arg_count(argc, argv, 1, 100000);
-    unsigned char *slot[SLOTS] = {0};
-    size_t size[SLOTS] = {0};
-    rng_t r = rng_seed(6);
-    uint64_t sum = 0;
-
-    double t0 = now_seconds();
-    for (unsigned k = 0; k < SLOTS; k++) {
-        size[k] = rng_range(&r, MIN, MAX);
-        slot[k] = need(malloc(size[k]), "malloc", size[k]);
-        fill(slot[k], size[k], (unsigned char)(k | 1));
-    }
-    for (unsigned long i = 0; i < ops; i++) {
-        unsigned k = (unsigned)rng_below(&r, SLOTS);
-        sum += check(slot[k], size[k], slot[k][0]);
-        free(slot[k]);
-        size[k] = rng_range(&r, MIN, MAX);
-        slot[k] = need(malloc(size[k]), "malloc", size[k]);
-        fill(slot[k], size[k], (unsigned char)(i | 1));
-    }
-    for (unsigned k = 0; k < SLOTS; k++) {
-        sum += check(slot[k], size[k], slot[k][0]);
-        free(slot[k]);
-    }
-    double t1 = now_seconds();
-
-    report("midbuf", t1 - t0, ops, sum);
+    double seconds;
+    uint64_t sum = replace_at_random(SLOTS, MIN, MAX, ops, 6, fill, check, &seconds);
+    report("midbuf", seconds, ops, sum);
     return 0;
 }
