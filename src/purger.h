@@ -5,9 +5,9 @@
  * arenas' locks and at the calls for mapped blocks. Once a program's peak
  * in use has reached PURGER_START, a thread of the library's own, started
  * from a slow path with no lock held (not in a check mode), runs the
- * passes that fall due and ages the cache of freed mappings. MEMALLOC_BACKGROUND=0 (or the option
- * set to 0 before it starts) keeps it from starting; set to 0 later, it
- * stops working.
+ * passes the program left waiting and ages the cache of freed mappings.
+ * MEMALLOC_BACKGROUND=0 (or the option set to 0 before it starts) keeps
+ * it from starting; set to 0 later, it stops working.
  */
 #ifndef MEMALLOC_PURGER_H
 #define MEMALLOC_PURGER_H
