@@ -188,5 +188,6 @@ EXPORT struct mallinfo mallinfo(void) {
 __attribute__((destructor)) static void memalloc_at_exit(void) {
     check_at_exit();
     dbg_exit();
+    trace_exit();
     stats_exit_report();
 }

@@ -29,6 +29,7 @@ static int sample_due(size_t n) {
 void *entry_malloc_slow(size_t n) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, 0, DBG_MALLOC, 0, ENTRY_RA());
+    if (unlikely(load_relaxed(&ma_tracing))) return trace_alloc(n, 0, 0, ENTRY_RA());
     if (unlikely(sample_due(n))) {
         void *p = dbg_sample(n, ALIGNMENT, DBG_MALLOC, ENTRY_RA());
         if (p) return p;
@@ -37,15 +38,18 @@ void *entry_malloc_slow(size_t n) {
 }
 
 void entry_free_slow(void *p, const char *who) {
-    if (unlikely(dbg_on() || guard_owns(p)))
+    if (unlikely(dbg_on() || guard_owns(p))) {
         dbg_free(p, DBG_MALLOC, 0, who, ENTRY_RA());
-    else
-        ma_free_slow(p, who);
+        return;
+    }
+    if (unlikely(load_relaxed(&ma_tracing))) trace_free(p);
+    ma_free_slow(p, who);
 }
 
 void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, kind, 0, ra);
+    if (unlikely(load_relaxed(&ma_tracing))) return trace_alloc(n, align, 0, ra);
     if (unlikely(align == 0 && sample_due(n))) {
         void *p = dbg_sample(n, ALIGNMENT, kind, ra);
         if (p) return p;
@@ -55,10 +59,12 @@ void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra) {
 
 void entry_delete_slow(void *p, enum dbg_kind kind, size_t size) {
     const char *who = kind == DBG_NEW ? "operator delete" : "operator delete[]";
-    if (unlikely(dbg_on() || guard_owns(p)))
+    if (unlikely(dbg_on() || guard_owns(p))) {
         dbg_free(p, kind, size, who, ENTRY_RA());
-    else
-        ma_free_slow(p, who);
+        return;
+    }
+    if (unlikely(load_relaxed(&ma_tracing))) trace_free(p);
+    ma_free_slow(p, who);
 }
 
 /* ---- the public API (memalloc.h) ---- */

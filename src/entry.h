@@ -5,7 +5,8 @@
  * to the slow paths in entry.c; those hand the call to the check layer
  * (debug.h) when a check mode is on, or, with MEMALLOC_SAMPLE, for the
  * allocation a countdown picked (tcache.h) and for any address of a guard
- * slot. A check mode costs the fast paths nothing: it sets tc_limit to 0,
+ * slot; else to the trace (trace.h) while MEMALLOC_TRACE is on, which
+ * also sets tc_limit to 0. A check mode costs the fast paths nothing: it sets tc_limit to 0,
  * so that malloc misses, and the free fast path declines a checked block
  * (its address is off its page's grid, and its object looks free).
  *
@@ -26,21 +27,25 @@
 #include "api.h"
 #include "debug.h"
 #include "guard.h"
+#include "trace.h"
 
 void *entry_malloc_slow(size_t n);
 void entry_free_slow(void *p, const char *who);
 
 static inline void *entry_calloc(size_t n, size_t size, void *ra) {
     if (unlikely(opt_get(OPT_CHECK))) return dbg_calloc(n, size, ra);
+    if (unlikely(load_relaxed(&ma_tracing))) return trace_calloc(n, size, ra);
     return ma_calloc(n, size);
 }
 static inline void *entry_realloc(void *p, size_t n, const char *who, void *ra) {
     if (unlikely(dbg_on() || guard_owns(p))) return dbg_realloc(p, n, who, ra);
+    if (unlikely(load_relaxed(&ma_tracing))) return trace_realloc(p, n, who, ra);
     return ma_realloc(p, n, who);
 }
 /* align: a power of two (callers check). */
 static inline void *entry_aligned(size_t align, size_t n, void *ra) {
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, DBG_MALLOC, 0, ra);
+    if (unlikely(load_relaxed(&ma_tracing))) return trace_alloc(n, align, 0, ra);
     return ma_aligned(align, n);
 }
 static inline size_t entry_usable_size(const void *p, const char *who, void *ra) {

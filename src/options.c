@@ -30,12 +30,14 @@ static const struct option_def defs[OPT_COUNT] = {
     [OPT_CHECK_LEAKS] = {"MEMALLOC_CHECK_LEAKS", 0, 0, 1},
     [OPT_SAMPLE] = {"MEMALLOC_SAMPLE", 0, 0, (size_t)1 << 30},
     [OPT_BACKGROUND] = {"MEMALLOC_BACKGROUND", 1, 0, 1},
+    [OPT_TRACE_SAMPLE] = {"MEMALLOC_TRACE_SAMPLE", (size_t)512 << 10, 1, (size_t)1 << 40},
 };
 
 unsigned ma_options_fixed;
 size_t ma_dyn_mmap;
 int ma_check_ever;
 int ma_check_gap;
+int ma_tracing;
 
 void options_raise_mmap_threshold(size_t size) {
     if (size > MMAP_THRESHOLD_MAX || opt_fixed(OPT_MMAP_THRESHOLD)) return;
@@ -51,6 +53,7 @@ size_t ma_options[OPT_COUNT] = {
     [OPT_HUGEPAGE] = (size_t)4 << 20,
     [OPT_CHECK_STACK] = 1,
     [OPT_BACKGROUND] = 1,
+    [OPT_TRACE_SAMPLE] = (size_t)512 << 10,
 };
 
 /* Parse "123", "64k", "2M", "1g"; 0 on success, -1 if not a valid size. */
@@ -118,6 +121,16 @@ void options_init(void) {
             warn_bad(d, s, "out of range");
         else
             options_set((enum ma_opt)i, v);
+    }
+    const char *trace = os_getenv("MEMALLOC_TRACE");
+    if (trace && *trace) {
+        if (opt_get(OPT_CHECK)) {
+            struct msg m = {.len = 0};
+            msg_str(&m, "memalloc: MEMALLOC_TRACE is ignored while MEMALLOC_CHECK is on");
+            msg_emit(&m);
+        } else {
+            store_relaxed(&ma_tracing, 1);
+        }
     }
 }
 

@@ -24,6 +24,7 @@ enum ma_opt {
     OPT_CHECK_LEAKS,    /* check modes: list the blocks not freed at exit */
     OPT_SAMPLE,         /* about one allocation in this many behind a guard page; 0: none */
     OPT_BACKGROUND,     /* 1: a thread runs the purge passes of a large heap that went idle */
+    OPT_TRACE_SAMPLE,   /* MEMALLOC_TRACE: one allocation sampled per this many bytes */
     OPT_COUNT
 };
 
@@ -34,6 +35,10 @@ extern MA_HIDDEN size_t ma_dyn_mmap;
  * may be out from then on, even after the mode is set back to 0. */
 extern MA_HIDDEN int ma_check_gap;  /* a check mode was turned off after one was on */
 extern MA_HIDDEN int ma_check_ever; /* a check mode was on at some time */
+/* 1 while MEMALLOC_TRACE names a file and no check mode is on: every
+ * allocation then takes the slow path, where the trace counts it
+ * (trace.h); 0 again if the trace cannot be written. */
+extern MA_HIDDEN int ma_tracing;
 
 static inline size_t opt_get(enum ma_opt o) {
     return load_relaxed(&ma_options[o]);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
@@ -255,12 +256,19 @@ void os_catch_faults(os_fault_fn fn) {
     errno = saved;
 }
 
+static uint64_t purged_bytes; /* given back by os_purge so far */
+
 int os_purge(void *p, size_t size) {
     FAULT("os_purge", ENOMEM);
     int saved = errno;
     int rc = madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
     errno = saved;
+    if (rc == 0) add_relaxed(&purged_bytes, size);
     return rc;
+}
+
+uint64_t os_purged_bytes(void) {
+    return load_relaxed(&purged_bytes);
 }
 
 void os_advise_huge(void *p, size_t size) {
@@ -334,6 +342,88 @@ void os_write(int fd, const char *buf, size_t len) {
         len -= (size_t)w;
     }
     errno = saved;
+}
+
+int os_open_log(const char *path, int how) {
+    int saved = errno;
+    int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
+    flags |= how == OS_LOG_NEW ? O_EXCL : how == OS_LOG_TRUNCATE ? O_TRUNC : 0;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0644);
+    if (fd >= 0) {
+        int high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 100);
+        if (high >= 0) {
+            syscall(SYS_close, fd);
+            fd = high;
+        }
+    }
+    errno = saved;
+    return fd;
+}
+
+long os_read_file(const char *path, char *buf, size_t cap) {
+    int saved = errno;
+    long got = -1;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        got = 0;
+        while ((size_t)got < cap) {
+            long r = syscall(SYS_read, fd, buf + got, cap - (size_t)got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += r;
+        }
+        syscall(SYS_close, fd);
+    }
+    errno = saved;
+    return got;
+}
+
+void os_close(int fd) {
+    int saved = errno;
+    syscall(SYS_close, fd);
+    errno = saved;
+}
+
+size_t os_rss_bytes(void) {
+    char buf[128];
+    long n = os_read_file("/proc/self/statm", buf, sizeof buf - 1);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    const char *c = buf;
+    while (*c && *c != ' ') c++; /* the first field is the size; the second the resident set */
+    size_t pages = 0;
+    for (c++; *c >= '0' && *c <= '9'; c++) pages = pages * 10 + (size_t)(*c - '0');
+    return pages * page_size;
+}
+
+size_t os_peak_rss_bytes(void) {
+    int saved = errno;
+    struct rusage ru;
+    size_t peak = syscall(SYS_getrusage, RUSAGE_SELF, &ru) == 0 ? (size_t)ru.ru_maxrss << 10 : 0;
+    errno = saved;
+    return peak;
+}
+
+int os_gettid(void) {
+    return (int)syscall(SYS_gettid);
+}
+int os_getpid(void) {
+    return (int)syscall(SYS_getpid);
+}
+int os_getppid(void) {
+    return (int)syscall(SYS_getppid);
+}
+
+uint64_t os_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t os_real_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 int os_dup_fd(int fd) {

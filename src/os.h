@@ -32,6 +32,8 @@ int os_unmap(void *p, size_t size);
 void *os_remap(void *p, size_t old_size, size_t new_size);
 /* Give the pages of [p, p+size) back; they read as zero afterwards. 0 or errno. */
 int os_purge(void *p, size_t size);
+/* Bytes given back by os_purge so far (the process's). */
+uint64_t os_purged_bytes(void);
 /* Ask for transparent huge pages for [p, p+size) (a hint: where the system
  * does not honour it, nothing changes). */
 void os_advise_huge(void *p, size_t size);
@@ -91,6 +93,28 @@ const char *os_fault_refused(void);
 const char *os_getenv(const char *name);
 /* Write all of buf to fd, retrying on EINTR; errors are ignored. */
 void os_write(int fd, const char *buf, size_t len);
+/* Open path for writing at its end, close-on-exec and numbered 100 or
+ * above where it can be (out of the way of programs that reuse low
+ * numbers): created only if it does not exist (OS_LOG_NEW), created or
+ * truncated (OS_LOG_TRUNCATE), or created or kept (OS_LOG_APPEND). The fd,
+ * or -1. */
+enum { OS_LOG_NEW, OS_LOG_TRUNCATE, OS_LOG_APPEND };
+int os_open_log(const char *path, int how);
+/* Read up to cap bytes of the file at path into buf; the bytes read, or
+ * -1 if it cannot be opened. */
+long os_read_file(const char *path, char *buf, size_t cap);
+void os_close(int fd);
+/* The process's resident set now (/proc/self/statm) and at its highest
+ * (getrusage), in bytes; 0 where unknown. */
+size_t os_rss_bytes(void);
+size_t os_peak_rss_bytes(void);
+int os_gettid(void);
+int os_getpid(void);
+int os_getppid(void);
+/* Nanoseconds: a monotonic clock (exact, unlike os_now_ms), and the time
+ * since the epoch. */
+uint64_t os_now_ns(void);
+uint64_t os_real_ns(void);
 /* A close-on-exec copy of fd numbered 100 or above, or -1. */
 int os_dup_fd(int fd);
 /* Raise SIGABRT; never returns. */

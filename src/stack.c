@@ -49,17 +49,26 @@ static __thread int busy __attribute__((tls_model("initial-exec")));
 typedef int (*unw_backtrace_fn)(void **, int);
 static unw_backtrace_fn unwind;
 
-__attribute__((constructor)) static void stack_open_unwinder(void) {
+/* Is libunwind wanted: a check mode with MEMALLOC_CHECK_STACK above 1, or
+ * a trace (MEMALLOC_TRACE, whose sampled allocations have whole stacks)? */
+static int unwinder_wanted(void) {
     const char *check = os_getenv("MEMALLOC_CHECK"), *depth = os_getenv("MEMALLOC_CHECK_STACK");
-    if (!check || !*check || *check == '0' || !depth) return;
-    if (depth[0] < '0' || depth[0] > '9' || (depth[0] <= '1' && depth[1] == '\0')) return;
+    const char *trace = os_getenv("MEMALLOC_TRACE");
+    if (check && *check && *check != '0')
+        return depth && depth[0] >= '0' && depth[0] <= '9' &&
+               !(depth[0] <= '1' && depth[1] == '\0');
+    return trace && *trace;
+}
+
+__attribute__((constructor)) static void stack_open_unwinder(void) {
+    if (!unwinder_wanted()) return;
     busy = 1; /* the loader's blocks: served plainly, not the program's leaks */
     void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (h) unwind = (unw_backtrace_fn)dlsym(h, "unw_backtrace");
     busy = 0;
     if (!unwind) {
         struct msg m = {.len = 0};
-        msg_str(&m, "memalloc: MEMALLOC_CHECK_STACK: libunwind.so.8 not found; "
+        msg_str(&m, "memalloc: libunwind.so.8 not found (Debian: libunwind8); "
                     "recording one frame per call");
         msg_emit(&m);
     }
@@ -169,6 +178,13 @@ uint32_t stack_capture(void *ra, unsigned depth) {
     unw_backtrace_fn fn = unwind;
     if (depth <= 1 || !fn || busy) return one_frame(ra);
     return unwound(ra, depth, fn);
+}
+
+unsigned stack_frames(uint32_t id, void *const **frames) {
+    if (!id || !load_acquire(&depot)) return 0;
+    const struct record *r = record_of(id);
+    *frames = r->frames;
+    return r->depth;
 }
 
 int stack_busy(void) {

@@ -27,6 +27,11 @@
  * full or out of memory.
  */
 uint32_t stack_capture(void *ra, unsigned depth);
+/* The frames of stack id (never changed once interned): their number,
+ * and *frames pointing at them; 0 for id 0. */
+unsigned stack_frames(uint32_t id, void *const **frames);
+/* Ids are below this (the depot's bytes / 8). */
+#define STACK_ID_LIMIT ((uint32_t)1 << 27)
 /* 1 while this thread is inside stack_capture. */
 int stack_busy(void);
 

@@ -47,7 +47,7 @@ static void tc_exit(void *arg);
 size_t tc_limit = CLASS_MAX + 1;
 
 void tc_limit_update(void) {
-    size_t t = opt_get(OPT_CHECK) ? 0 : mmap_threshold();
+    size_t t = opt_get(OPT_CHECK) || load_relaxed(&ma_tracing) ? 0 : mmap_threshold();
     store_relaxed(&tc_limit, t < CLASS_MAX + 1 ? t : CLASS_MAX + 1);
 }
 

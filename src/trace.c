@@ -1,0 +1,864 @@
+/*
+ * trace.c: MEMALLOC_TRACE (see trace.h; the file: docs/trace-format.md).
+ *
+ * Each thread has a state of its own, mapped: its record buffer, its call
+ * sites (calls and bytes per return address, an open-addressed table), its
+ * histogram of request sizes, its allocation count (seq) and its sampling
+ * countdown. The owner updates its counters with plain relaxed stores; the
+ * thread that writes a SITES or SIZES record adds every thread's up under
+ * trace_mutex, which also guards the registry of states, the tables of
+ * exited threads (and of the sites a thread's table had no room for), and
+ * the scratch buffer in which the large records (INFO, MAPS, SITES) are
+ * built and written with one write(2).
+ *
+ * A buffer has a lock of its own, taken by its owner around each record
+ * and by the exit, which writes out every thread's buffer: the owner's
+ * counting, the common case, takes no lock.
+ *
+ * The sampled blocks live are an open-addressed set of addresses (with the
+ * thread and seq of their allocation, for the temporary flag), under
+ * set_mutex; a free that misses the fast path looks there, unless the set
+ * is empty.
+ */
+#define _GNU_SOURCE
+#include "trace.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "api.h"
+#include "counters.h"
+#include "init.h"
+#include "msg.h"
+#include "options.h"
+#include "os.h"
+#include "stack.h"
+#include "stats.h"
+#include "tcache.h"
+
+enum { R_INFO = 1, R_MAPS, R_STACK, R_ALLOC, R_FREE, R_HEAP, R_SITES = 9, R_SIZES, R_END };
+
+#define BUF_BYTES      ((size_t)64 << 10)
+#define THREAD_SITES   2048u /* per thread; a power of two */
+#define GLOBAL_SITES   ((size_t)1 << 16)
+#define NSIZES         49
+#define TRACE_DEPTH    32
+#define SCRATCH_BYTES  ((size_t)16 << 20)
+#define TICK           256u /* a thread looks at the clock every TICK allocations */
+#define HEAP_EVERY_MS  10   /* HEAP records, at most */
+#define SUM_EVERY_MS   1000 /* SITES, SIZES and MAPS records */
+#define FLUSH_EVERY_MS 1000 /* a thread's buffer is written out at least this often */
+
+struct site {
+    uint64_t ra, calls, bytes;
+};
+
+struct sizes {
+    uint64_t calls[NSIZES], bytes[NSIZES];
+};
+
+struct tstate {
+    struct tstate *next; /* the registry (live or spare) */
+    int lock;            /* the buffer's */
+    int tid;
+    size_t len;    /* bytes in buf */
+    uint64_t seq;  /* allocations so far */
+    uint64_t left; /* bytes to allocate before the next sample */
+    uint64_t rng;  /* the countdown's jitter */
+    uint64_t flush_ms;
+    unsigned nsites;
+    struct site *last; /* the site of the thread's last allocation */
+    struct sizes sizes;
+    struct site sites[THREAD_SITES];
+    char buf[BUF_BYTES];
+};
+
+struct sample {
+    uint64_t addr, seq; /* seq: its thread's allocations before it */
+    int tid;
+    uint32_t stack;
+};
+
+enum { T_OFF, T_ON, T_DONE }; /* T_DONE: failed, or ended at exit */
+static int trace_state;
+static pthread_mutex_t trace_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t set_mutex = PTHREAD_MUTEX_INITIALIZER;
+static int trace_fd = -1;
+static char trace_path[4096]; /* MEMALLOC_TRACE: the first process's file */
+static uint64_t start_ns, interval;
+static struct tstate *live, *spare;
+static struct site *retired, *merged; /* GLOBAL_SITES each */
+static size_t retired_count;
+static struct sizes retired_sizes;
+static char *scratch;
+static uint64_t *stacks_written; /* a bit per stack id */
+static uint64_t next_heap_ms, next_sum_ms;
+static size_t peak_mark; /* a new peak of bytes out of the engine, once above */
+static struct sample *set;
+static size_t set_cap, set_count; /* set_cap: a power of two, or 0 */
+static pthread_key_t exit_key;
+static int atfork_done;
+
+/* The thread's state (mine), and the same while the thread is not inside
+ * the trace's own code (me; NULL inside, so that an allocation the trace
+ * causes takes enter_slow, which serves it untraced). in_trace: inside
+ * code that runs without a state (starting, a thread's exit, the exit). */
+static __thread struct tstate *me __attribute__((tls_model("initial-exec")));
+static __thread struct tstate *mine __attribute__((tls_model("initial-exec")));
+static __thread int in_trace __attribute__((tls_model("initial-exec")));
+
+static uint64_t hash64(uint64_t v) {
+    v ^= v >> 33;
+    v *= 0xff51afd7ed558ccdull;
+    v ^= v >> 33;
+    return v;
+}
+
+/* ---- records ---- */
+
+struct rec_hdr {
+    uint16_t type, reserved;
+    uint32_t len;
+};
+
+static void buf_lock(struct tstate *s) {
+    int expected = 0;
+    while (!cas_acquire_strong(&s->lock, &expected, 1)) {
+        expected = 0;
+        os_yield();
+    }
+}
+static void buf_unlock(struct tstate *s) {
+    store_release(&s->lock, 0);
+}
+
+static void flush_locked(struct tstate *s) {
+    if (s->len) os_write(load_relaxed(&trace_fd), s->buf, s->len);
+    s->len = 0;
+}
+
+/* A record into s's buffer (written out when it is full), or straight to
+ * the file when there is no s. */
+static void put(struct tstate *s, unsigned type, const void *a, size_t alen, const void *b,
+                size_t blen) {
+    struct rec_hdr h = {(uint16_t)type, 0, (uint32_t)(alen + blen)};
+    size_t total = sizeof h + alen + blen;
+    if (!s) {
+        char tmp[sizeof h + 1024];
+        if (total > sizeof tmp) return;
+        memcpy(tmp, &h, sizeof h);
+        memcpy(tmp + sizeof h, a, alen);
+        if (blen) memcpy(tmp + sizeof h + alen, b, blen);
+        os_write(load_relaxed(&trace_fd), tmp, total);
+        return;
+    }
+    buf_lock(s);
+    if (s->len + total > BUF_BYTES) flush_locked(s);
+    memcpy(s->buf + s->len, &h, sizeof h);
+    memcpy(s->buf + s->len + sizeof h, a, alen);
+    if (blen) memcpy(s->buf + s->len + sizeof h + alen, b, blen);
+    s->len += total;
+    buf_unlock(s);
+}
+
+/* The record of type built in scratch after its header (len bytes),
+ * written whole. trace_mutex held. */
+static void put_scratch(unsigned type, size_t len) {
+    struct rec_hdr h = {(uint16_t)type, 0, (uint32_t)len};
+    memcpy(scratch, &h, sizeof h);
+    os_write(load_relaxed(&trace_fd), scratch, sizeof h + len);
+}
+
+static uint64_t now_rel(void) {
+    return os_now_ns() - start_ns;
+}
+
+/* INFO: who the process is. trace_mutex held. */
+static void put_info(void) {
+    char *p = scratch + sizeof(struct rec_hdr);
+    uint32_t head[4] = {1, (uint32_t)os_getpid(), (uint32_t)os_getppid(), (uint32_t)os_page_size()};
+    uint64_t times[3] = {interval, os_real_ns(), start_ns};
+    memcpy(p, head, sizeof head);
+    memcpy(p + sizeof head, times, sizeof times);
+    char *strings = p + sizeof head + sizeof times + 4;
+    size_t room = SCRATCH_BYTES / 2;
+    long n = os_readlink("/proc/self/exe", strings, room - 1);
+    n = n > 0 ? n : 0;
+    strings[n++] = '\0';
+    uint32_t count = 1;
+    long args = os_read_file("/proc/self/cmdline", strings + n, room - (size_t)n - 1);
+    if (args > 0) {
+        if (strings[n + args - 1] != '\0') strings[n + args++] = '\0';
+        for (long i = 0; i < args; i++) count += strings[n + i] == '\0';
+        n += args;
+    }
+    memcpy(p + sizeof head + sizeof times, &count, 4);
+    put_scratch(R_INFO, sizeof head + sizeof times + 4 + (size_t)n);
+}
+
+/* MAPS: the lines of /proc/self/maps that name a file. trace_mutex held. */
+static void put_maps(void) {
+    char *p = scratch + sizeof(struct rec_hdr);
+    uint64_t t = now_rel();
+    memcpy(p, &t, 8);
+    char *text = p + 8;
+    long n = os_read_file("/proc/self/maps", text, SCRATCH_BYTES / 2);
+    if (n <= 0) return;
+    size_t kept = 0;
+    for (long i = 0; i < n;) {
+        long end = i;
+        while (end < n && text[end] != '\n') end++;
+        int named = 0;
+        for (long j = i; j < end; j++)
+            if (text[j] == '/') {
+                named = 1;
+                break;
+            }
+        if (named) {
+            memmove(text + kept, text + i, (size_t)(end - i));
+            kept += (size_t)(end - i);
+            text[kept++] = '\n';
+        }
+        i = end + 1;
+    }
+    put_scratch(R_MAPS, 8 + kept);
+}
+
+/* HEAP: the heap's own figures now. */
+static void put_heap(struct tstate *s) {
+    struct memalloc_stats st;
+    stats_get(&st, NULL);
+    uint64_t r[11] = {
+        now_rel(),
+        st.in_use,
+        os_rss_bytes(),
+        st.heap_mapped + st.mmapped_bytes + st.mmap_cached_bytes,
+        st.heap_free + st.thread_cached + st.arena_cached + st.mmap_cached_bytes,
+        st.mmapped_bytes,
+        st.thread_cached + st.arena_cached,
+        os_purged_bytes(),
+        st.allocs,
+        st.frees,
+        st.peak_in_use,
+    };
+    put(s, R_HEAP, r, sizeof r, NULL, 0);
+}
+
+/* ---- call sites and sizes ---- */
+
+static int table_add(struct site *t, size_t *count, uint64_t ra, uint64_t calls, uint64_t bytes) {
+    size_t mask = GLOBAL_SITES - 1;
+    for (size_t i = hash64(ra) & mask;; i = (i + 1) & mask) {
+        if (t[i].ra == ra) {
+            t[i].calls += calls;
+            t[i].bytes += bytes;
+            return 1;
+        }
+        if (t[i].ra == 0) {
+            if (*count >= GLOBAL_SITES * 3 / 4) return 0;
+            ++*count;
+            t[i] = (struct site){ra, calls, bytes};
+            return 1;
+        }
+    }
+}
+
+static inline void count(struct tstate *s, void *where, size_t n) {
+    uint64_t ra = (uintptr_t)where | !where; /* 0 marks a free slot */
+    s->seq++;
+    unsigned b = n ? 64 - (unsigned)__builtin_clzll(n) : 0;
+    if (b >= NSIZES) b = NSIZES - 1;
+    store_relaxed(&s->sizes.calls[b], s->sizes.calls[b] + 1);
+    store_relaxed(&s->sizes.bytes[b], s->sizes.bytes[b] + n);
+    struct site *e = s->last;
+    if (likely(e->ra == ra)) {
+        store_relaxed(&e->calls, e->calls + 1);
+        store_relaxed(&e->bytes, e->bytes + n);
+        return;
+    }
+    unsigned mask = THREAD_SITES - 1;
+    for (unsigned i = (unsigned)((ra * 0x9e3779b97f4a7c15ull) >> 40) & mask;; i = (i + 1) & mask) {
+        e = &s->sites[i];
+        if (e->ra == ra) {
+            s->last = e;
+            store_relaxed(&e->calls, e->calls + 1);
+            store_relaxed(&e->bytes, e->bytes + n);
+            return;
+        }
+        if (e->ra == 0) {
+            if (s->nsites >= THREAD_SITES * 3 / 4) break;
+            s->nsites++;
+            s->last = e;
+            store_relaxed(&e->calls, 1);
+            store_relaxed(&e->bytes, (uint64_t)n);
+            store_release(&e->ra, ra);
+            return;
+        }
+    }
+    pthread_mutex_lock(&trace_mutex); /* no room: the global table */
+    table_add(retired, &retired_count, ra, 1, n);
+    pthread_mutex_unlock(&trace_mutex);
+}
+
+/* SITES, SIZES (every thread's, added up) and MAPS. trace_mutex held. */
+static void put_summary_locked(void) {
+    size_t nmerged = 0;
+    memcpy(merged, retired, GLOBAL_SITES * sizeof *merged);
+    nmerged = retired_count;
+    struct sizes sz = retired_sizes;
+    for (struct tstate *s = live; s; s = s->next) {
+        for (unsigned i = 0; i < THREAD_SITES; i++) {
+            uint64_t ra = load_acquire(&s->sites[i].ra);
+            if (ra)
+                table_add(merged, &nmerged, ra, load_relaxed(&s->sites[i].calls),
+                          load_relaxed(&s->sites[i].bytes));
+        }
+        for (unsigned b = 0; b < NSIZES; b++) {
+            sz.calls[b] += load_relaxed(&s->sizes.calls[b]);
+            sz.bytes[b] += load_relaxed(&s->sizes.bytes[b]);
+        }
+    }
+    char *p = scratch + sizeof(struct rec_hdr);
+    uint64_t t = now_rel();
+    uint32_t n = 0;
+    size_t off = 16;
+    for (size_t i = 0; i < GLOBAL_SITES; i++) {
+        if (!merged[i].ra) continue;
+        memcpy(p + off, &merged[i], sizeof merged[i]);
+        off += sizeof merged[i];
+        n++;
+    }
+    uint32_t hdr[2] = {n, 0};
+    memcpy(p, &t, 8);
+    memcpy(p + 8, hdr, 8);
+    put_scratch(R_SITES, off);
+    hdr[0] = NSIZES;
+    memcpy(p + 8, hdr, 8);
+    for (unsigned b = 0; b < NSIZES; b++) {
+        memcpy(p + 16 + b * 16, &sz.calls[b], 8);
+        memcpy(p + 24 + b * 16, &sz.bytes[b], 8);
+    }
+    put_scratch(R_SIZES, 16 + NSIZES * 16);
+    put_maps();
+}
+
+static void put_summary(void) {
+    pthread_mutex_lock(&trace_mutex);
+    put_summary_locked();
+    pthread_mutex_unlock(&trace_mutex);
+}
+
+/* ---- the set of sampled blocks live ---- */
+
+static size_t slot_of(uint64_t addr) {
+    return hash64(addr) & (set_cap - 1);
+}
+
+static int set_grow(void) {
+    size_t cap = set_cap ? set_cap * 2 : (size_t)1 << 14;
+    struct sample *t = os_map(cap * sizeof *t);
+    if (!t) return 0;
+    struct sample *old = set;
+    size_t old_cap = set_cap;
+    set = t;
+    set_cap = cap;
+    for (size_t i = 0; i < old_cap; i++) {
+        if (!old[i].addr) continue;
+        size_t j = slot_of(old[i].addr);
+        while (set[j].addr) j = (j + 1) & (cap - 1);
+        set[j] = old[i];
+    }
+    if (old) os_unmap(old, old_cap * sizeof *old);
+    return 1;
+}
+
+static int set_insert(void *p, uint64_t seq, int tid, uint32_t stack) {
+    uint64_t addr = (uintptr_t)p;
+    int ok = 1;
+    pthread_mutex_lock(&set_mutex);
+    if ((set_count + 1) * 2 > set_cap) ok = set_grow();
+    if (ok) {
+        size_t i = slot_of(addr);
+        while (set[i].addr && set[i].addr != addr) i = (i + 1) & (set_cap - 1);
+        if (!set[i].addr) store_relaxed(&set_count, set_count + 1);
+        set[i] = (struct sample){addr, seq, tid, stack};
+    }
+    pthread_mutex_unlock(&set_mutex);
+    return ok;
+}
+
+/* Take p out of the set; 1 (and its entry in *out) if it was there. */
+static int set_remove(void *p, struct sample *out) {
+    uint64_t addr = (uintptr_t)p;
+    int found = 0;
+    pthread_mutex_lock(&set_mutex);
+    if (set_cap) {
+        size_t mask = set_cap - 1, i = slot_of(addr);
+        while (set[i].addr && set[i].addr != addr) i = (i + 1) & mask;
+        if (set[i].addr) {
+            found = 1;
+            *out = set[i];
+            store_relaxed(&set_count, set_count - 1);
+            /* backward shift: the entries after i that could sit at i move up */
+            for (size_t j = (i + 1) & mask; set[j].addr; j = (j + 1) & mask) {
+                size_t home = slot_of(set[j].addr);
+                if (((j - home) & mask) >= ((j - i) & mask)) {
+                    set[i] = set[j];
+                    i = j;
+                }
+            }
+            set[i].addr = 0;
+        }
+    }
+    pthread_mutex_unlock(&set_mutex);
+    return found;
+}
+
+/* ---- thread states ---- */
+
+static uint64_t next_countdown(struct tstate *s) {
+    uint64_t x = s->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    s->rng = x;
+    return interval <= 1 ? 1 : interval / 2 + x % interval;
+}
+
+static void state_reset(struct tstate *s) {
+    memset(s, 0, offsetof(struct tstate, buf));
+    s->tid = os_gettid();
+    s->rng = hash64(os_cookie_value ^ (uint64_t)s->tid) | 1;
+    s->left = next_countdown(s);
+    s->flush_ms = os_now_ms() + FLUSH_EVERY_MS;
+    s->last = &s->sites[0];
+}
+
+static void thread_exit(void *arg) {
+    struct tstate *s = arg;
+    in_trace = 1;
+    pthread_mutex_lock(&trace_mutex);
+    buf_lock(s);
+    flush_locked(s);
+    buf_unlock(s);
+    for (unsigned i = 0; i < THREAD_SITES; i++)
+        if (s->sites[i].ra)
+            table_add(retired, &retired_count, s->sites[i].ra, s->sites[i].calls,
+                      s->sites[i].bytes);
+    for (unsigned b = 0; b < NSIZES; b++) {
+        retired_sizes.calls[b] += s->sizes.calls[b];
+        retired_sizes.bytes[b] += s->sizes.bytes[b];
+    }
+    struct tstate **link = &live;
+    while (*link && *link != s) link = &(*link)->next;
+    if (*link) *link = s->next;
+    s->next = spare;
+    spare = s;
+    me = mine = NULL;
+    pthread_mutex_unlock(&trace_mutex);
+    in_trace = 0;
+}
+
+static struct tstate *state_new(void) {
+    pthread_mutex_lock(&trace_mutex);
+    struct tstate *s = spare;
+    if (s)
+        spare = s->next;
+    else
+        s = os_map(align_up(sizeof *s, os_page_size()));
+    if (s) {
+        state_reset(s);
+        s->next = live;
+        live = s;
+    }
+    pthread_mutex_unlock(&trace_mutex);
+    if (s) {
+        mine = s;
+        pthread_setspecific(exit_key, s);
+    }
+    return s;
+}
+
+/* ---- starting ---- */
+
+static void warn(const char *what, const char *path) {
+    struct msg m = {.len = 0};
+    msg_str(&m, "memalloc: MEMALLOC_TRACE: ");
+    msg_str(&m, what);
+    msg_str(&m, path);
+    msg_str(&m, "; the program runs untraced");
+    msg_emit(&m);
+}
+
+/* path.PID into out (cap bytes); 0 if it does not fit. */
+static int pid_path(char *out, size_t cap) {
+    struct msg m = {.len = 0};
+    msg_str(&m, trace_path);
+    msg_str(&m, ".");
+    msg_dec(&m, (uint64_t)os_getpid());
+    if (m.len + 1 > cap) return 0;
+    memcpy(out, m.buf, m.len);
+    out[m.len] = '\0';
+    return 1;
+}
+
+static void fork_child(void);
+static void plain_limit_update(void);
+
+/* The trace file at path, opened for this process: created if it does
+ * not exist (*fresh set); kept, to be written on, if it is this process's
+ * own from before an exec (its INFO names this PID); else -1, or, with
+ * truncate, emptied for this process. */
+static int open_own(const char *path, int truncate, int *fresh) {
+    *fresh = 1;
+    int fd = os_open_log(path, OS_LOG_NEW);
+    if (fd >= 0) return fd;
+    char head[16 + 8];
+    uint32_t pid;
+    if (os_read_file(path, head, sizeof head) == (long)sizeof head &&
+        memcmp(head, "MEMTRC01", 8) == 0) {
+        memcpy(&pid, head + 16 + 4, 4);
+        if (pid == (uint32_t)os_getpid()) {
+            *fresh = 0;
+            return os_open_log(path, OS_LOG_APPEND);
+        }
+    }
+    return truncate ? os_open_log(path, OS_LOG_TRUNCATE) : -1;
+}
+
+/* Open the file and write its start: magic, INFO, MAPS, HEAP. first: the
+ * process that MEMALLOC_TRACE started in (FILE, else FILE.PID), not a
+ * child after fork (FILE.PID). trace_mutex held. */
+static int open_file(int first) {
+    char alt[sizeof trace_path + 24];
+    int fresh = 1;
+    int fd = first ? open_own(trace_path, 0, &fresh) : -1;
+    if (fd < 0 && pid_path(alt, sizeof alt)) fd = open_own(alt, 1, &fresh);
+    if (fd < 0) {
+        warn("cannot create ", trace_path);
+        return 0;
+    }
+    store_relaxed(&trace_fd, fd);
+    start_ns = os_now_ns();
+    if (fresh) os_write(fd, "MEMTRC01", 8);
+    put_info();
+    put_maps();
+    put_heap(NULL);
+    return 1;
+}
+
+static int start_locked(void) {
+    const char *name = os_getenv("MEMALLOC_TRACE");
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len >= sizeof trace_path - 24) {
+        warn("file name too long: ", name ? name : "");
+        return 0;
+    }
+    memcpy(trace_path, name, len + 1);
+    interval = opt_get(OPT_TRACE_SAMPLE);
+    scratch = os_map(SCRATCH_BYTES);
+    retired = os_map(GLOBAL_SITES * sizeof *retired);
+    merged = os_map(GLOBAL_SITES * sizeof *merged);
+    stacks_written = os_map(STACK_ID_LIMIT / 8);
+    if (!scratch || !retired || !merged || !stacks_written) {
+        warn("out of memory for ", trace_path);
+        return 0;
+    }
+    if (!open_file(1)) return 0;
+    plain_limit_update();
+    pthread_key_create(&exit_key, thread_exit);
+    if (!atfork_done) pthread_atfork(NULL, NULL, fork_child); /* may allocate: in_trace */
+    atfork_done = 1;
+    return 1;
+}
+
+static void stop_tracing(void) {
+    store_relaxed(&ma_tracing, 0);
+    tc_limit_update(); /* the fast paths again */
+}
+
+static __attribute__((noinline, cold)) int start(void) {
+    pthread_mutex_lock(&trace_mutex);
+    int st = load_relaxed(&trace_state);
+    if (st == T_OFF) {
+        in_trace = 1;
+        st = start_locked() ? T_ON : T_DONE;
+        if (st == T_DONE) stop_tracing();
+        store_release(&trace_state, st);
+        in_trace = 0;
+    }
+    pthread_mutex_unlock(&trace_mutex);
+    return st == T_ON;
+}
+
+static __attribute__((noinline)) struct tstate *enter_slow(void) {
+    if (in_trace || mine) return NULL; /* inside the trace, or after its end */
+    if (load_acquire(&trace_state) != T_ON && !start()) return NULL;
+    return state_new();
+}
+
+/* The calling thread's state, as the thread enters the trace's code
+ * (leave(s) when it is done); NULL when this call is not to be traced:
+ * the trace's own (libunwind's allocations while this thread walks its
+ * stack, say), or no trace. */
+static inline struct tstate *enter(void) {
+    struct tstate *s = me;
+    if (likely(s != NULL)) {
+        me = NULL;
+        return s;
+    }
+    return enter_slow();
+}
+static inline void leave(struct tstate *s) {
+    me = s;
+}
+
+/* In a child after fork: a trace of its own, FILE.PID, from nothing (the
+ * parent's records, tables and samples stay the parent's). */
+static void fork_child(void) {
+    if (load_relaxed(&trace_state) != T_ON) return;
+    pthread_mutex_init(&trace_mutex, NULL);
+    pthread_mutex_init(&set_mutex, NULL);
+    os_close(trace_fd);
+    live = spare = NULL;
+    if (mine) {
+        state_reset(mine);
+        mine->len = 0;
+        live = mine;
+    }
+    memset(retired, 0, GLOBAL_SITES * sizeof *retired);
+    retired_count = 0;
+    memset(&retired_sizes, 0, sizeof retired_sizes);
+    os_unmap(stacks_written, STACK_ID_LIMIT / 8);
+    stacks_written = os_map(STACK_ID_LIMIT / 8);
+    if (set) os_unmap(set, set_cap * sizeof *set);
+    set = NULL;
+    set_cap = set_count = 0;
+    next_heap_ms = next_sum_ms = 0;
+    peak_mark = 0;
+    if (!stacks_written || !open_file(0)) {
+        store_relaxed(&trace_state, T_DONE);
+        stop_tracing();
+    }
+}
+
+/* ---- the hooks ---- */
+
+/* An allocation as the engine makes it untraced: a pop from the thread's
+ * page below plain_limit (what tc_limit would be untraced), else the
+ * slow path. */
+static size_t plain_limit;
+
+static void plain_limit_update(void) {
+    size_t t = mmap_threshold();
+    store_relaxed(&plain_limit, t < CLASS_MAX + 1 ? t : CLASS_MAX + 1);
+}
+
+static inline void *plain(size_t n, size_t align, int zero) {
+    if (zero) return ma_calloc(n, 1);
+    if (align > ALIGNMENT) return ma_aligned(align, n);
+    if (likely(n < load_relaxed(&plain_limit))) {
+        void *p = tc_pop(tc_current, class_of(n));
+        if (likely(p != NULL)) return p;
+    }
+    return ma_malloc_slow(n);
+}
+
+/* Every TICK allocations of a thread: its buffer out if it waited a
+ * second; HEAP every HEAP_EVERY_MS of the whole process, and at each new
+ * peak (1/16 above the last), with the summary records at a peak and
+ * every second. */
+static void tick(struct tstate *s) {
+    if (load_relaxed(&trace_state) != T_ON) return;
+    uint64_t ms = os_now_ms();
+    plain_limit_update(); /* the dynamic mmap threshold may have risen */
+    if (ms >= s->flush_ms) {
+        s->flush_ms = ms + FLUSH_EVERY_MS;
+        buf_lock(s);
+        flush_locked(s);
+        buf_unlock(s);
+    }
+    size_t in = load_relaxed(&ma_counters.in_use), mark = load_relaxed(&peak_mark);
+    uint64_t due = load_relaxed(&next_heap_ms), sum = load_relaxed(&next_sum_ms);
+    if (in > mark && cas_relaxed(&peak_mark, &mark, in + in / 16)) {
+        store_relaxed(&next_heap_ms, ms + HEAP_EVERY_MS);
+        put_heap(s);
+        put_summary();
+    } else if (ms >= due && cas_relaxed(&next_heap_ms, &due, ms + HEAP_EVERY_MS)) {
+        put_heap(s);
+    }
+    if (ms >= sum && cas_relaxed(&next_sum_ms, &sum, ms + SUM_EVERY_MS)) put_summary();
+}
+
+/* A block that is not an object of a page: its free reaches trace_free. */
+static void *unpaged(size_t n, size_t align, int zero) {
+    if (zero && n >= mmap_threshold()) return ma_calloc(n, 1); /* mapped, zero already */
+    size_t usable;
+    void *p = ma_alloc_unpaged(n, align > ALIGNMENT ? align : ALIGNMENT, &usable);
+    if (p && zero) memset(p, 0, n);
+    return p;
+}
+
+static int sample_due(struct tstate *s, size_t n) {
+    return n >= s->left || interval == 1;
+}
+
+struct alloc_rec {
+    uint64_t t, addr, size, weight;
+    uint32_t stack, tid;
+    uint64_t seq;
+};
+struct free_rec {
+    uint64_t t, addr;
+    uint32_t tid, flags;
+    uint64_t seq;
+};
+
+/* p, of n bytes, was sampled: its stack (taken now, unless stack says
+ * it) and ALLOC. seq: the thread's allocations before this one. */
+static void record_alloc(struct tstate *s, void *p, size_t n, void *ra, uint32_t stack,
+                         uint64_t seq) {
+    if (load_relaxed(&trace_state) != T_ON) return;
+    uint32_t id = stack ? stack : stack_capture(ra, TRACE_DEPTH);
+    if (!set_insert(p, seq, s->tid, id)) return;
+    if (!stack && id && id < STACK_ID_LIMIT) {
+        uint64_t bit = (uint64_t)1 << (id & 63);
+        if (!(or_relaxed(&stacks_written[id >> 6], bit) & bit)) {
+            void *const *f;
+            uint32_t head[2] = {id, stack_frames(id, &f)};
+            put(s, R_STACK, head, sizeof head, f, head[1] * sizeof(void *));
+        }
+    }
+    struct alloc_rec r = {
+        now_rel(), (uintptr_t)p,     n,  n >= interval || interval == 1 ? n : interval,
+        id,        (uint32_t)s->tid, seq};
+    put(s, R_ALLOC, &r, sizeof r, NULL, 0);
+}
+
+/* The FREE of sampled block p (e: its entry, taken out of the set); seq:
+ * the thread's allocations when it is freed. */
+static void put_free(struct tstate *s, void *p, const struct sample *e, uint64_t seq) {
+    struct free_rec r = {now_rel(), (uintptr_t)p, (uint32_t)s->tid,
+                         e->tid == s->tid && e->seq + 1 == seq, seq};
+    put(s, R_FREE, &r, sizeof r, NULL, 0);
+}
+
+/* p is about to be freed: its FREE if sampled. */
+static void record_free(struct tstate *s, void *p) {
+    struct sample e;
+    if (p && load_relaxed(&set_count) && set_remove(p, &e)) put_free(s, p, &e, s->seq);
+}
+
+static void *alloc_counted(struct tstate *s, size_t n, size_t align, int zero, void *ra) {
+    count(s, ra, n);
+    void *p;
+    if (unlikely(sample_due(s, n))) {
+        p = unpaged(n, align, zero);
+        s->left = next_countdown(s);
+        if (p) record_alloc(s, p, n, ra, 0, s->seq - 1);
+    } else {
+        s->left -= n;
+        p = plain(n, align, zero);
+    }
+    if ((s->seq & (TICK - 1)) == 0) tick(s);
+    return p;
+}
+
+void *trace_alloc(size_t n, size_t align, int zero, void *ra) {
+    struct tstate *s = enter();
+    if (!s) return plain(n, align, zero);
+    void *p = alloc_counted(s, n, align, zero, ra);
+    leave(s);
+    return p;
+}
+
+void *trace_calloc(size_t n, size_t size, void *ra) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) return ma_calloc(n, size); /* ENOMEM */
+    return trace_alloc(total, 0, 1, ra);
+}
+
+/* q, just allocated by realloc, to be recorded: moved off its page if it
+ * is an object of one (a sampled block's free must take the slow path);
+ * NULL if it cannot be. */
+static void *unpaged_copy(void *q, size_t n, const char *who) {
+    if (!ma_object_at(q)) return q;
+    void *r = unpaged(n, 0, 0);
+    if (r) {
+        memcpy(r, q, n);
+        ma_free(q, who);
+    }
+    return r;
+}
+
+/* realloc: the calls and bytes asked count at its site; the countdown
+ * runs by the bytes the block grows (a builder grown a byte at a time is
+ * not sampled at every step). A sampled block stays sampled (a FREE, then
+ * an ALLOC with its stack: no walk); a block not sampled is sampled when
+ * the countdown says. */
+void *trace_realloc(void *p, size_t n, const char *who, void *ra) {
+    if (!p) return trace_alloc(n, 0, 0, ra);
+    struct tstate *s = enter();
+    if (!s) return ma_realloc(p, n, who);
+    if (n == 0) {
+        record_free(s, p);
+        void *q = ma_realloc(p, 0, who);
+        leave(s);
+        return q;
+    }
+    struct sample e;
+    int sampled = load_relaxed(&set_count) && set_remove(p, &e);
+    size_t old = sampled ? 0 : ma_block_usable(p);
+    uint64_t seq = s->seq;
+    count(s, ra, n);
+    void *q = ma_realloc(p, n, who);
+    if (!q) {
+        if (sampled) set_insert(p, e.seq, e.tid, e.stack); /* p is as it was */
+    } else if (sampled) {
+        put_free(s, p, &e, seq);
+        void *r = unpaged_copy(q, n, who);
+        if (r) record_alloc(s, r, n, ra, e.stack, seq);
+        q = r ? r : q;
+    } else if (n > old && n - old >= s->left) {
+        s->left = next_countdown(s);
+        void *r = unpaged_copy(q, n, who);
+        if (r) record_alloc(s, r, n, ra, 0, seq);
+        q = r ? r : q;
+    } else if (n > old) {
+        s->left -= n - old;
+    }
+    if ((s->seq & (TICK - 1)) == 0) tick(s);
+    leave(s);
+    return q;
+}
+
+void trace_free(void *p) {
+    if (!load_relaxed(&set_count) || load_acquire(&trace_state) != T_ON) return;
+    struct tstate *s = enter();
+    if (!s) return;
+    record_free(s, p);
+    leave(s);
+}
+
+void trace_exit(void) {
+    if (load_acquire(&trace_state) != T_ON || in_trace) return;
+    in_trace = 1;
+    me = NULL; /* from now on this thread's allocations are untraced */
+    put_heap(mine);
+    pthread_mutex_lock(&trace_mutex);
+    put_summary_locked();
+    for (struct tstate *s = live; s; s = s->next) {
+        buf_lock(s);
+        flush_locked(s);
+        buf_unlock(s);
+    }
+    struct memalloc_stats st;
+    stats_get(&st, NULL);
+    uint64_t end[6] = {now_rel(),      st.allocs,           st.frees,
+                       st.peak_in_use, os_peak_rss_bytes(), st.in_use};
+    put(NULL, R_END, end, sizeof end, NULL, 0);
+    store_release(&trace_state, T_DONE);
+    pthread_mutex_unlock(&trace_mutex);
+    in_trace = 0;
+}

@@ -1,0 +1,38 @@
+/*
+ * trace.h: MEMALLOC_TRACE=FILE, the trace that `memalloc report` reads
+ * (its format: docs/trace-format.md).
+ *
+ * While a trace is on (ma_tracing, options.h) the thread caches' limit is
+ * 0, so every allocation misses malloc's fast path and comes here from
+ * the entry points: the trace counts it (per call site, per size) and
+ * allocates it as the engine would. About one allocation per
+ * MEMALLOC_TRACE_SAMPLE bytes is sampled: recorded with its whole stack,
+ * and allocated as a chunk or a mapped block, never as an object of a
+ * page, so that its free takes the slow path too and reaches trace_free.
+ * The free fast path is unchanged: unsampled frees cost nothing.
+ *
+ * Nothing here allocates from the heap: each thread's records go to a
+ * buffer of its own (mapped), written out whole with one write(2), and
+ * the tables are mapped. An allocation that the trace's own work causes
+ * (libunwind's, while it walks a stack) is served untraced.
+ */
+#ifndef MEMALLOC_TRACE_H
+#define MEMALLOC_TRACE_H
+
+#include <stddef.h>
+
+/* malloc, operator new, memalign and its kin (align: 0 or a power of
+ * two), calloc's total (zero: the block is zeroed); ra: the return address
+ * of the program's call. NULL (ENOMEM) on failure. */
+void *trace_alloc(size_t n, size_t align, int zero, void *ra);
+/* calloc: trace_alloc of n * size bytes, zeroed (ENOMEM on overflow). */
+void *trace_calloc(size_t n, size_t size, void *ra);
+/* realloc (ma_realloc's contract). */
+void *trace_realloc(void *p, size_t n, const char *who, void *ra);
+/* p is about to be freed by the program (a free that missed the fast
+ * path): its FREE record if it was sampled. */
+void trace_free(void *p);
+/* At exit: the last figures, every thread's records, and END. */
+void trace_exit(void);
+
+#endif
