@@ -8,6 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
     build-essential cmake clang        # compilers (gcc, clang), make, cmake
     bats stress-ng gdb                 # test runners; gdb: a backtrace through the library
+    pkg-config                         # memalloc.pc, checked by tests/integration/package.bats
     libunwind8                         # the check modes' deep stacks (MEMALLOC_CHECK_STACK)
     python3 perl git sqlite3 tar grep findutils coreutils diffutils # real programs under test
 )
