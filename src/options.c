@@ -13,13 +13,15 @@
 struct option_def {
     const char *env;
     size_t def, min, max;
+    const char *word; /* a value it takes by name besides numbers, or NULL */
+    size_t word_value;
 };
 
 /* What each does: options.h and README.md. */
 static const struct option_def defs[OPT_COUNT] = {
     [OPT_MMAP_THRESHOLD] = {"MEMALLOC_MMAP_THRESHOLD", 128 * 1024, 0, MMAP_THRESHOLD_MAX},
     [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, TRIM_THRESHOLD_MAX},
-    [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1},
+    [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, STATS_TABLE, "table", STATS_TABLE},
     [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1},
     [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 10, 0, 1000000},
     [OPT_HUGEPAGE] = {"MEMALLOC_HUGEPAGE_THRESHOLD", (size_t)4 << 20, 0, TRIM_THRESHOLD_MAX},
@@ -89,6 +91,13 @@ static int parse_size(const char *s, size_t *out) {
     return 0;
 }
 
+/* Is s the word w (any case)? */
+static int opt_word_is(const char *s, const char *w) {
+    for (; *w; s++, w++)
+        if ((*s | 0x20) != *w) return 0;
+    return *s == '\0';
+}
+
 static void warn_bad(const struct option_def *d, const char *value, const char *why) {
     struct msg m = {.len = 0};
     msg_str(&m, "memalloc: ignoring ");
@@ -97,6 +106,10 @@ static void warn_bad(const struct option_def *d, const char *value, const char *
     msg_str(&m, value);
     msg_str(&m, ": ");
     msg_str(&m, why);
+    if (d->word) {
+        msg_str(&m, " ");
+        msg_str(&m, d->word);
+    }
     msg_str(&m, " (range ");
     msg_dec(&m, d->min);
     msg_str(&m, "..");
@@ -112,8 +125,10 @@ void options_init(void) {
         const char *s = os_getenv(d->env);
         if (!s || !*s) continue;
         size_t v;
-        if (parse_size(s, &v) != 0)
-            warn_bad(d, s, "not a size");
+        if (d->word && opt_word_is(s, d->word))
+            v = d->word_value;
+        else if (parse_size(s, &v) != 0)
+            warn_bad(d, s, d->word ? "neither a number nor the word" : "not a size");
         else if (v < d->min || v > d->max)
             warn_bad(d, s, "out of range");
         else
