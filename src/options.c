@@ -98,7 +98,9 @@ static int opt_word_is(const char *s, const char *w) {
     return *s == '\0';
 }
 
-static void warn_bad(const struct option_def *d, const char *value, const char *why) {
+/* "memalloc: ignoring VAR=value: why[ word] (range min..max), using def" */
+static void warn_bad(const struct option_def *d, const char *value, const char *why,
+                     const char *word) {
     struct msg m = {.len = 0};
     msg_str(&m, "memalloc: ignoring ");
     msg_str(&m, d->env);
@@ -106,9 +108,9 @@ static void warn_bad(const struct option_def *d, const char *value, const char *
     msg_str(&m, value);
     msg_str(&m, ": ");
     msg_str(&m, why);
-    if (d->word) {
+    if (word) {
         msg_str(&m, " ");
-        msg_str(&m, d->word);
+        msg_str(&m, word);
     }
     msg_str(&m, " (range ");
     msg_dec(&m, d->min);
@@ -126,11 +128,11 @@ void options_init(void) {
         if (!s || !*s) continue;
         size_t v;
         if (d->word && opt_word_is(s, d->word))
-            v = d->word_value;
+            options_set((enum ma_opt)i, d->word_value);
         else if (parse_size(s, &v) != 0)
-            warn_bad(d, s, d->word ? "neither a number nor the word" : "not a size");
+            warn_bad(d, s, d->word ? "neither a number nor the word" : "not a size", d->word);
         else if (v < d->min || v > d->max)
-            warn_bad(d, s, "out of range");
+            warn_bad(d, s, "out of range", NULL);
         else
             options_set((enum ma_opt)i, v);
     }
