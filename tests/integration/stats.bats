@@ -219,6 +219,22 @@ class_free() {
     (($(figure mmap_size "$after") == 0)) || fail "mapped bytes left after the free:" "$after"
 }
 
+@test "malloc_info: one <heap> per arena, each adding up, the totals their sums" {
+    # 8 threads at once hold 500 blocks of 200 bytes each: with two CPUs or
+    # more they spread over two arenas or more (three caches share one).
+    info threads 8 500 200 info "$T/threads.xml" free-held info "$T/freed.xml"
+    local fig f heaps
+    for f in threads freed; do
+        fig=$(check_info "$T/$f.xml") || fail "$f.xml:" "$fig" "$(head -n 60 "$T/$f.xml")"
+        heaps=$(figure heaps "$fig")
+        if (($(nproc) >= 2)); then
+            ((heaps >= 2)) || fail "$f.xml: $heaps heap(s) for 8 threads on $(nproc) CPUs"
+        fi
+    done
+    fig=$(check_info "$T/threads.xml")
+    (($(figure current "$fig") >= heaps * 64 * 1048576)) || fail "regions smaller than 64 MiB:" "$fig"
+}
+
 @test "malloc_info: options other than 0 answer EINVAL as glibc does, writing nothing" {
     local o ours
     for o in 1 -1; do

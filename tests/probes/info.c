@@ -7,6 +7,9 @@
  *   info COMMAND [ARGS] [COMMAND [ARGS]]...
  *
  *   hold N SIZE      malloc N blocks of SIZE bytes, write each, keep them
+ *   threads T N SIZE T threads at once each malloc N blocks of SIZE bytes
+ *                    and write them, then exit when all have; the blocks are held (their
+ *                    pages stay in the arenas the threads took them from)
  *   free-held        free every block held so far
  *   info PATH        malloc_info(0, f) on f = fopen(PATH, "w"):
  *                    "info PATH: RC"
@@ -23,6 +26,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +78,52 @@ static void hold(size_t n, size_t size) {
     }
 }
 
+struct job {
+    void **slots;
+    size_t n, size;
+    pthread_barrier_t *all; /* every thread holds its blocks before any exits */
+};
+
+static void *thread_hold(void *arg) {
+    struct job *j = arg;
+    for (size_t i = 0; i < j->n; i++) {
+        char *p = malloc(j->size);
+        if (!p) return NULL;
+        memset(p, (int)i, j->size);
+        j->slots[i] = hide(p);
+    }
+    pthread_barrier_wait(j->all);
+    return j;
+}
+
+/* T threads at once (so that they spread over the arenas), each filling a
+ * slice of held. */
+static void threads_hold(size_t t, size_t n, size_t size) {
+    if (nheld + t * n > capheld) {
+        size_t cap = nheld + t * n;
+        void **v = realloc(held, cap * sizeof *v);
+        if (!v) die("out of memory holding", "blocks");
+        held = v;
+        capheld = cap;
+    }
+    pthread_t tid[64];
+    struct job jobs[64];
+    pthread_barrier_t all;
+    if (t < 1 || t > 64) die("1 to 64 threads", NULL);
+    pthread_barrier_init(&all, NULL, (unsigned)t);
+    for (size_t k = 0; k < t; k++) {
+        jobs[k] = (struct job){held + nheld + k * n, n, size, &all};
+        if (pthread_create(&tid[k], NULL, thread_hold, &jobs[k]) != 0)
+            die("pthread_create failed", NULL);
+    }
+    for (size_t k = 0; k < t; k++) {
+        void *r;
+        if (pthread_join(tid[k], &r) != 0 || !r) die("a thread failed", NULL);
+    }
+    pthread_barrier_destroy(&all);
+    nheld += t * n;
+}
+
 static void free_held(void) {
     for (size_t i = 0; i < nheld; i++) free(held[i]);
     nheld = 0;
@@ -89,6 +139,10 @@ int main(int argc, char **argv) {
             if (!arg || !size) die("hold needs N and SIZE", NULL);
             hold(parse_size(arg), parse_size(size));
             i += 2;
+        } else if (strcmp(cmd, "threads") == 0) {
+            if (i + 3 >= argc) die("threads needs T, N and SIZE", NULL);
+            threads_hold(parse_size(argv[i + 1]), parse_size(argv[i + 2]), parse_size(argv[i + 3]));
+            i += 3;
         } else if (strcmp(cmd, "free-held") == 0) {
             free_held();
         } else if (strcmp(cmd, "info") == 0) {
