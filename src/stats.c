@@ -134,21 +134,20 @@ static void count_pages(const struct region *r, struct stats_heap *h) {
 
 int stats_heap(unsigned i, struct stats_heap *out) {
     if (i >= arenas_count()) return 0;
-    struct stats_heap h;
-    memset(&h, 0, sizeof h);
+    memset(out, 0, sizeof *out);
     struct arena *a = &ma_arenas[i];
     arena_lock(a);
     for (const struct region *r = a->heap.regions; r; r = r->next) {
         size_t open = (size_t)(load_relaxed(&r->open) - (const char *)r);
         /* and the fencepost's OS page, open too */
-        h.open += open < REGION_SIZE ? open + os_page_size() : REGION_SIZE;
-        count_pages(r, &h);
+        out->open += open < REGION_SIZE ? open + os_page_size() : REGION_SIZE;
+        count_pages(r, out);
     }
-    h.regions = a->heap.nregions;
-    h.mapped = h.regions * REGION_SIZE;
+    out->regions = a->heap.nregions;
+    out->mapped = out->regions * REGION_SIZE;
     for (unsigned b = 0; b < NBINS; b++) {
         const struct freelink *bin = &a->heap.bins.list[b];
-        struct stats_bin *sb = &h.bins[b];
+        struct stats_bin *sb = &out->bins[b];
         for (const struct freelink *l = bin->next; l != bin; l = l->next) {
             size_t size = chunk_size(link_chunk(l));
             if (!sb->count || size < sb->min) sb->min = size;
@@ -156,14 +155,13 @@ int stats_heap(unsigned i, struct stats_heap *out) {
             sb->count++;
             sb->bytes += size;
         }
-        h.free_chunks += sb->count;
-        h.free_bytes += sb->bytes;
+        out->free_chunks += sb->count;
+        out->free_bytes += sb->bytes;
     }
     arena_unlock(a);
-    h.caches = load_relaxed(&a->caches);
-    raise_relaxed(&seen_mapped[i], h.mapped);
-    h.peak_mapped = load_relaxed(&seen_mapped[i]);
-    memcpy(out, &h, sizeof h);
+    out->caches = load_relaxed(&a->caches);
+    raise_relaxed(&seen_mapped[i], out->mapped);
+    out->peak_mapped = load_relaxed(&seen_mapped[i]);
     return 1;
 }
 
