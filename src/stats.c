@@ -21,10 +21,10 @@
 #include "page.h"
 #include "tcache.h"
 
-/* Per arena: the highest mapped bytes the statistics have seen (relaxed).
- * The heap keeps no high mark of its regions; a region lives for seconds
- * at least once mapped (the purge passes keep one spare), so figures read
- * at exit or by a program's own calls see most peaks. */
+/* Per arena: the highest mapped bytes that a gathering of the figures
+ * (stats_get, stats_heap) has read (relaxed). The heap keeps no high mark
+ * of its regions, so this is a lower bound of its peak: malloc_info's
+ * "system max" and the table's "peak seen". */
 static size_t seen_mapped[MAX_ARENAS];
 
 void stats_get(struct memalloc_stats *out, size_t *mapped_in_use) {
@@ -279,7 +279,7 @@ void stats_print_table(int fd) {
     row_count(fd, "allocations", s.allocs);
     row_count(fd, "frees", s.frees);
     row_bytes(fd, "in use", s.in_use);
-    row_bytes(fd, "in use, peak", s.peak_in_use);
+    row_bytes(fd, "in use + cached, peak", s.peak_in_use);
     row(&m, "heap mapped");
     bytes_str(&m, s.heap_mapped);
     msg_str(&m, ", ");
