@@ -299,6 +299,16 @@ sys.exit(0 if n >= 5 else f"only {n} figures with units")
 PY
 }
 
+@test "MEMALLOC_STATS=table: printed even when the program closes stderr at exit" {
+    # ls closes stdout and stderr in an atexit handler, before the
+    # library's destructor runs: the table goes to the stderr it started with
+    run --separate-stderr env -u MEMALLOC_STATS LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_STATS=table \
+        ls -d /
+    [[ $status -eq 0 && $output == / ]] || fail "ls: status $status, output $output" "$stderr"
+    [[ ${stderr%%$'\n'*} == "memalloc: heap statistics" ]] || fail "no table from ls:" "$stderr"
+    grep -q '^memalloc: size classes$' <<<"$stderr" || fail "no size classes from ls:" "$stderr"
+}
+
 @test "MEMALLOC_STATS=table: the word in any case, and the option reads 2" {
     local v
     for v in table TABLE 2; do
