@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "entry.h"
@@ -98,8 +99,97 @@ EXPORT size_t malloc_usable_size(void *ptr) {
 EXPORT int malloc_trim(size_t pad) {
     return ma_trim(pad);
 }
+
+/* glibc prints on stderr; here the summary line, or the table if
+ * MEMALLOC_STATS=table. */
 EXPORT void malloc_stats(void) {
-    memalloc_print_stats(2);
+    ma_init();
+    if (opt_get(OPT_STATS) == STATS_TABLE)
+        stats_print_table(2);
+    else
+        memalloc_print_stats(2);
+}
+
+/*
+ * malloc_info(3) in glibc 2.36's XML shape, with memalloc's figures. Per
+ * arena a <heap>: its <sizes> are the size classes that have free
+ * objects in its pages (from the next smaller class's size + 1 to the
+ * class's size: the requests the class serves; total = free objects *
+ * size), then one line per non-empty bin of free chunks (their smallest
+ * and largest sizes); "fast" totals the free objects, "rest" the free
+ * chunks; system current is the bytes of its regions, max the highest
+ * the statistics have seen (stats.c: the heap keeps no high mark); aspace total the regions' bytes,
+ * mprotect those accessible. Then the totals over the arenas, and "mmap" the blocks with a mapping
+ * of their own. Each arena's figures are gathered under its lock and written after it is released
+ * (the stream may allocate).
+ */
+struct info_sums {
+    size_t fast_count, fast_bytes, rest_count, rest_bytes, current, max, aspace, open;
+};
+
+static void info_heap(FILE *fp, unsigned nr, const struct stats_heap *h, struct info_sums *t) {
+    struct info_sums s = {.current = h->mapped,
+                          .max = h->peak_mapped > h->mapped ? h->peak_mapped : h->mapped,
+                          .aspace = h->mapped,
+                          .open = h->open};
+    fprintf(fp, "<heap nr=\"%u\">\n<sizes>\n", nr);
+    for (unsigned k = 1; k < NCLASSES; k++) {
+        const struct stats_class *c = &h->cls[k];
+        size_t free_objs = c->objects - c->used, size = class_size[k];
+        if (!free_objs) continue;
+        fprintf(fp, "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" count=\"%zu\"/>\n",
+                (size_t)(k > 1 ? class_size[k - 1] : 0) + 1, size, free_objs * size, free_objs);
+        s.fast_count += free_objs;
+        s.fast_bytes += free_objs * size;
+    }
+    for (unsigned b = 0; b < NBINS; b++) {
+        const struct stats_bin *sb = &h->bins[b];
+        if (!sb->count) continue;
+        fprintf(fp, "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" count=\"%zu\"/>\n", sb->min,
+                sb->max, sb->bytes, sb->count);
+    }
+    s.rest_count = h->free_chunks;
+    s.rest_bytes = h->free_bytes;
+    fprintf(fp,
+            "</sizes>\n<total type=\"fast\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n"
+            "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n"
+            "</heap>\n",
+            s.fast_count, s.fast_bytes, s.rest_count, s.rest_bytes, s.current, s.max, s.aspace,
+            s.open);
+    t->fast_count += s.fast_count;
+    t->fast_bytes += s.fast_bytes;
+    t->rest_count += s.rest_count;
+    t->rest_bytes += s.rest_bytes;
+    t->current += s.current;
+    t->max += s.max;
+    t->aspace += s.aspace;
+    t->open += s.open;
+}
+
+/* Options other than 0: EINVAL, returned as glibc 2.36 returns it (its
+ * manual page says -1 and errno; its code returns the code, errno
+ * untouched). */
+EXPORT int malloc_info(int options, FILE *fp) {
+    if (options != 0) return EINVAL;
+    ma_init();
+    struct stats_heap h;
+    struct info_sums t = {0};
+    fputs("<malloc version=\"1\">\n", fp);
+    for (unsigned i = 0; stats_heap(i, &h); i++) info_heap(fp, i, &h, &t);
+    struct memalloc_stats s;
+    stats_get(&s, NULL);
+    fprintf(fp,
+            "<total type=\"fast\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n"
+            "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n"
+            "</malloc>\n",
+            t.fast_count, t.fast_bytes, t.rest_count, t.rest_bytes, s.mmapped_blocks,
+            s.mmapped_bytes, t.current, t.max, t.aspace, t.open);
+    return 0;
 }
 
 /* A mallopt value as a size: negative values, like glibc's casts, are huge;

@@ -19,7 +19,7 @@ struct option_def {
 static const struct option_def defs[OPT_COUNT] = {
     [OPT_MMAP_THRESHOLD] = {"MEMALLOC_MMAP_THRESHOLD", 128 * 1024, 0, MMAP_THRESHOLD_MAX},
     [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, TRIM_THRESHOLD_MAX},
-    [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, 1},
+    [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, STATS_TABLE},
     [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1},
     [OPT_PURGE_DELAY] = {"MEMALLOC_PURGE_DELAY", 10, 0, 1000000},
     [OPT_HUGEPAGE] = {"MEMALLOC_HUGEPAGE_THRESHOLD", (size_t)4 << 20, 0, TRIM_THRESHOLD_MAX},
@@ -92,7 +92,33 @@ static int parse_size(const char *s, size_t *out) {
     return 0;
 }
 
-static void warn_bad(const struct option_def *d, const char *value, const char *why) {
+/* Values options take by name besides numbers. */
+static const struct {
+    enum ma_opt opt;
+    const char *word;
+    size_t value;
+} words[] = {{OPT_STATS, "table", STATS_TABLE}};
+
+/* The word option o takes, or NULL. */
+static const char *word_of(enum ma_opt o, size_t *value) {
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+        if (words[i].opt != o) continue;
+        *value = words[i].value;
+        return words[i].word;
+    }
+    return NULL;
+}
+
+/* Is s the word w (any case)? */
+static int opt_word_is(const char *s, const char *w) {
+    for (; *w; s++, w++)
+        if ((*s | 0x20) != *w) return 0;
+    return *s == '\0';
+}
+
+/* "memalloc: ignoring VAR=value: why[ word] (range min..max), using def" */
+static void warn_bad(const struct option_def *d, const char *value, const char *why,
+                     const char *word) {
     struct msg m = {.len = 0};
     msg_str(&m, "memalloc: ignoring ");
     msg_str(&m, d->env);
@@ -100,6 +126,10 @@ static void warn_bad(const struct option_def *d, const char *value, const char *
     msg_str(&m, value);
     msg_str(&m, ": ");
     msg_str(&m, why);
+    if (word) {
+        msg_str(&m, " ");
+        msg_str(&m, word);
+    }
     msg_str(&m, " (range ");
     msg_dec(&m, d->min);
     msg_str(&m, "..");
@@ -114,11 +144,14 @@ void options_init(void) {
         const struct option_def *d = &defs[i];
         const char *s = os_getenv(d->env);
         if (!s || !*s) continue;
-        size_t v;
-        if (parse_size(s, &v) != 0)
-            warn_bad(d, s, "not a size");
+        size_t v, named = 0;
+        const char *word = word_of((enum ma_opt)i, &named);
+        if (word && opt_word_is(s, word))
+            options_set((enum ma_opt)i, named);
+        else if (parse_size(s, &v) != 0)
+            warn_bad(d, s, word ? "neither a number nor the word" : "not a size", word);
         else if (v < d->min || v > d->max)
-            warn_bad(d, s, "out of range");
+            warn_bad(d, s, "out of range", NULL);
         else
             options_set((enum ma_opt)i, v);
     }

@@ -13,7 +13,7 @@
 enum ma_opt {
     OPT_MMAP_THRESHOLD, /* requests >= this many bytes get their own mapping */
     OPT_TRIM_THRESHOLD, /* dirty bytes at a region's top before it is purged */
-    OPT_STATS,          /* print the summary at exit */
+    OPT_STATS,          /* at exit: 1 (STATS_SUMMARY) the summary line, 2 (STATS_TABLE) the table */
     OPT_TCACHE,         /* 1: threads keep caches of small blocks */
     OPT_PURGE_DELAY,    /* ms from a free that makes a purge due to the purge */
     OPT_HUGEPAGE,       /* malloc'd blocks of at least this many bytes ask for huge pages */
@@ -69,6 +69,10 @@ static inline size_t trim_threshold(void) {
 }
 /* A mapped block of size bytes was freed: raise the dynamic thresholds. */
 void options_raise_mmap_threshold(size_t size);
+
+/* OPT_STATS' values; MEMALLOC_STATS=table is STATS_TABLE. */
+#define STATS_SUMMARY 1
+#define STATS_TABLE   2
 
 /* Read every MEMALLOC_* variable; a bad value is reported and ignored. */
 void options_init(void);

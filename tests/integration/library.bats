@@ -19,7 +19,8 @@ setup() {
 # delete[] with their sized, aligned and nothrow forms), and the engine's
 # own API (include/memalloc.h).
 MA_LIBC_NAMES=(malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign
-    valloc pvalloc malloc_usable_size mallopt mallinfo mallinfo2 malloc_trim malloc_stats)
+    valloc pvalloc malloc_usable_size mallopt mallinfo mallinfo2 malloc_trim malloc_stats
+    malloc_info)
 MA_CXX_NAMES=(_Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t
     _ZnamSt11align_val_t _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t
     _ZdlPv _ZdaPv _ZdlPvm _ZdaPvm _ZdlPvRKSt9nothrow_t _ZdaPvRKSt9nothrow_t _ZdlPvSt11align_val_t
