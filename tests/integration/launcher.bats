@@ -126,7 +126,7 @@ sys.exit(3)'
 }
 
 @test "run --trace: SIGTERM to the launcher reaches the program" {
-    "$MA_CMD" run --trace "$T/t" sh -c 'trap "echo got TERM; exit 5" TERM; echo ready; while :; do sleep 0.1; done' \
+    "$MA_CMD" run --trace "$T/t" sh -c 'trap "echo got TERM; exit 5" TERM; echo ready; for i in $(seq 100); do sleep 0.1; done' \
         >"$T/term.out" 2>"$T/term.err" &
     local pid=$! i rc=0
     for ((i = 0; i < 100; i++)); do
@@ -136,6 +136,7 @@ sys.exit(3)'
     grep -q ready "$T/term.out" || fail "the program did not start:" "$(cat "$T/term.err")"
     kill -TERM "$pid"
     wait "$pid" || rc=$?
+    # Without the signal, the program would end by itself after 10 s with 0.
     [[ $rc -eq 5 ]] || fail "status $rc, expected 5 (the program's trap)" "$(cat "$T/term.out" "$T/term.err")"
     grep -q "got TERM" "$T/term.out"
 }
