@@ -87,8 +87,9 @@ enum {
     "                   blocks, freed blocks filled and held in quarantine; a heap\n"              \
     "                   bug stops the program with a report of it (SIGABRT)\n"                     \
     "    --check=2      check mode 2: mode 1 plus a guard page after each block and\n"             \
-    "                   freed blocks made inaccessible, so that an overflow or a use\n"            \
-    "                   after free faults where it happens (SIGSEGV)\n"                            \
+    "                   freed blocks made inaccessible while in quarantine, so that\n"             \
+    "                   an overflow or a use after free faults where it happens\n"                 \
+    "                   (SIGSEGV)\n"                                                               \
     "    --trace FILE   record a trace of the heap in FILE: FILE is removed first;\n"              \
     "                   a child process of the program writes FILE.PID. When the\n"                \
     "                   program ends, memalloc run says on stderr where the trace\n"               \
