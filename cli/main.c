@@ -247,10 +247,11 @@ static char *str_printf(const char *fmt, ...) {
     return n < 0 ? NULL : s;
 }
 
-/* PATH's absolute form, its directory's symbolic links resolved (the file
- * itself need not exist, nor stay what it is: LD_PRELOAD names the file
- * as the library's install rule made it). NULL with errno set when the
- * directory cannot be resolved. */
+/* PATH's absolute form: its directory resolved (realpath), its last
+ * component kept as it is. The file need not exist (a trace FILE), and a
+ * symbolic link stays one: LD_PRELOAD names libmemalloc.so, not the
+ * versioned file the install rule points it at. NULL with errno set when
+ * the directory cannot be resolved. */
 static char *absolute_path(const char *path) {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
@@ -512,8 +513,8 @@ static const char *group_name(gid_t gid, char *buf, size_t size) {
  * kernel sets AT_SECURE when the exec leaves the effective user or group
  * id different from the real one (a set-user-ID or set-group-ID file
  * applies its owner or group, unless the file system is mounted nosuid or
- * the process has no_new_privs), or when a process that is not root's
- * gains file capabilities. false, or true after saying why, naming the
+ * the process has no_new_privs), or when a process whose real user is not
+ * root gains file capabilities. false, or true after saying why, naming the
  * program WHAT. */
 static bool secure_mode(const char *path, const struct stat *st, const char *what) {
     struct statvfs vfs;
