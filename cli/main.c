@@ -54,8 +54,9 @@ enum {
     EXIT_NOT_FOUND = 127,
 };
 
-/* The kernel follows at most 4 levels of #! interpreters (ELOOP beyond). */
-#define MAX_INTERP_DEPTH 4
+/* The kernel runs a script through at most 5 levels of #! (a script
+ * whose interpreter is a script, and so on); a sixth fails with ELOOP. */
+#define MAX_INTERP_DEPTH 5
 
 /* ------------------------------------------------------------------ */
 /* Help */
@@ -78,7 +79,7 @@ enum {
     "    loader then runs in secure mode, which ignores an LD_PRELOAD with a '/'); it\n"           \
     "    is built for another word size or machine than the library. A #! script is\n"             \
     "    checked through its interpreter (and through NAME in '#!/usr/bin/env NAME'),\n"           \
-    "    up to 4 levels of them.\n"                                                                \
+    "    through as many levels of scripts as the kernel follows (5).\n"                           \
     "\n"                                                                                           \
     "    --stats        when the program exits, print memalloc's summary line on\n"                \
     "                   stderr (\"memalloc: allocs=... frees=... in_use=...\")\n"                  \

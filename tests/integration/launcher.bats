@@ -99,6 +99,27 @@ sys.exit(3)'
     assert_stats_line <(printf '%s\n' "$stderr")
 }
 
+@test "run: each option sets its variable; variables not asked for pass through" {
+    local c want
+    local -a args
+    for c in "--stats|MEMALLOC_STATS|1" "--stats=table|MEMALLOC_STATS|table" \
+        "--check=1|MEMALLOC_CHECK|1" "--check=2|MEMALLOC_CHECK|2" "--check 1|MEMALLOC_CHECK|1" \
+        "--trace=$T/t --sample=1|MEMALLOC_TRACE_SAMPLE|1" \
+        "--trace $T/t --sample 2m|MEMALLOC_TRACE_SAMPLE|2097152" \
+        "--trace $T/t --sample 3KB|MEMALLOC_TRACE_SAMPLE|3072"; do
+        read -ra args <<<"${c%%|*}"
+        want=${c#*|}
+        run --separate-stderr env -u MEMALLOC_STATS -u MEMALLOC_CHECK "$MA_CMD" run "${args[@]}" \
+            sh -c 'echo "$0=$(printenv "$0")"' "${want%%|*}"
+        [[ $status -eq 0 && $output == "${want%%|*}=${want#*|}" ]] ||
+            fail "run ${args[*]}: status $status, '$output', expected ${want/|/=}" "$stderr" || return
+    done
+    # Not asked for: the environment's value, untouched.
+    run --separate-stderr env MEMALLOC_CHECK=1 MEMALLOC_TRACE_SAMPLE=77 "$MA_CMD" run --stats \
+        sh -c 'echo "$MEMALLOC_CHECK $MEMALLOC_TRACE_SAMPLE"'
+    [[ $status -eq 0 && $output == "1 77" ]] || fail "passed through: '$output'" "$stderr"
+}
+
 @test "run: options after PROGRAM are PROGRAM's" {
     run --separate-stderr "$MA_CMD" run sh -c 'printf "%s|" "$@"' sh --stats --check=3 --help -- x
     [[ $status -eq 0 ]] || fail "status $status" "$stderr"
@@ -180,6 +201,34 @@ sys.exit(3)'
     assert_refused "^memalloc run: $T/envscript's interpreter $T/static \\(from env\\) is statically linked" \
         "$T/envscript"
     assert_refused "^memalloc run: .*'s interpreter $T/static is statically linked" "$T/nested"
+    # Scripts of scripts: the check goes as deep as the kernel does (5
+    # levels), and then says so; it runs what the kernel runs.
+    printf '#!%s\n' "$T/nested" >"$T/n2"
+    printf '#!%s\n' "$T/n2" >"$T/n3"
+    printf '#!%s\n' "$T/n3" >"$T/n4"
+    printf '#!%s\n' "$T/n4" >"$T/n5"
+    chmod +x "$T/n2" "$T/n3" "$T/n4" "$T/n5"
+    assert_refused "^memalloc run: .*'s interpreter $T/static is statically linked" "$T/n4"
+    assert_refused "^memalloc run: .*: too many levels of #! interpreters\$" "$T/n5"
+    local i
+    printf '#!/bin/echo\n' >"$T/e1"
+    for i in 2 3 4 5 6; do printf '#!%s\n' "$T/e$((i - 1))" >"$T/e$i"; done
+    chmod +x "$T"/e[1-6]
+    run "$T/e5"
+    [[ $status -eq 0 ]] || fail "the kernel does not run 5 levels of scripts: $status $output"
+    run "$T/e6"
+    [[ $status -ne 0 ]] || fail "the kernel runs 6 levels of scripts"
+    run --separate-stderr "$MA_CMD" run "$T/e5"
+    [[ $status -eq 0 && $output == "$T/e1 $T/e2 $T/e3 $T/e4 $T/e5" ]] ||
+        fail "memalloc run of 5 levels: status $status, '$output'" "$stderr"
+    assert_refused "^memalloc run: .*: too many levels of #! interpreters\$" "$T/e6"
+    # A file with neither #! nor ELF's magic is run by /bin/sh, as
+    # execvp and shells do, on the library.
+    printf 'echo "$LD_PRELOAD"\n' >"$T/plain"
+    chmod +x "$T/plain"
+    run --separate-stderr "$MA_CMD" run "$T/plain"
+    [[ $status -eq 0 && $(readlink -f "$output") == "$MEMALLOC_LIB_REAL" ]] ||
+        fail "file without #!: status $status, '$output'" "$stderr"
     # A script of a dynamically linked interpreter runs on the library.
     printf '#!/bin/sh\necho "$LD_PRELOAD"\n' >"$T/ok"
     chmod +x "$T/ok"
