@@ -64,7 +64,7 @@ assert_refused() {
     make_sort_input "$T/in.txt"
     compare_launch sort sort -t, -k2,2 -k1n "$T/in.txt"
     make_tree "$T/tree"
-    compare_launch ls ls -laR --time-style=+%s "$T/tree"
+    compare_launch ls ls -lR --time-style=+%s "$T/tree"
     compare_launch py python3 -c 'import json, sys
 d = {str(i): [i] * (i % 50) for i in range(20000)}
 print(len(json.dumps(d)))
