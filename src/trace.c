@@ -37,18 +37,30 @@
 #include "stats.h"
 #include "tcache.h"
 
-enum { R_INFO = 1, R_MAPS, R_STACK, R_ALLOC, R_FREE, R_HEAP, R_SITES = 9, R_SIZES, R_END };
+enum {
+    R_INFO = 1,
+    R_MAPS,
+    R_STACK,
+    R_ALLOC,
+    R_FREE,
+    R_HEAP,
+    R_CLASSES,
+    R_SITES = 9,
+    R_SIZES,
+    R_END
+};
 
-#define BUF_BYTES      ((size_t)64 << 10)
-#define THREAD_SITES   2048u /* per thread; a power of two */
-#define GLOBAL_SITES   ((size_t)1 << 16)
-#define NSIZES         49
-#define TRACE_DEPTH    32
-#define SCRATCH_BYTES  ((size_t)16 << 20)
-#define TICK           256u /* a thread looks at the clock every TICK allocations */
-#define HEAP_EVERY_MS  10   /* HEAP records, at most */
-#define SUM_EVERY_MS   1000 /* SITES, SIZES and MAPS records */
-#define FLUSH_EVERY_MS 1000 /* a thread's buffer is written out at least this often */
+#define BUF_BYTES        ((size_t)64 << 10)
+#define THREAD_SITES     2048u /* per thread; a power of two */
+#define GLOBAL_SITES     ((size_t)1 << 16)
+#define NSIZES           49
+#define TRACE_DEPTH      32
+#define SCRATCH_BYTES    ((size_t)16 << 20)
+#define TICK             256u /* a thread looks at the clock every TICK allocations */
+#define HEAP_EVERY_MS    10   /* HEAP records, at most */
+#define SUM_EVERY_MS     1000 /* SITES, SIZES and MAPS records */
+#define CLASSES_EVERY_MS 100  /* CLASSES records, with a HEAP of a new peak, at most */
+#define FLUSH_EVERY_MS   1000 /* a thread's buffer is written out at least this often */
 
 struct site {
     uint64_t ra, calls, bytes;
@@ -93,7 +105,7 @@ static size_t retired_count;
 static struct sizes retired_sizes;
 static char *scratch;
 static uint64_t *stacks_written; /* a bit per stack id */
-static uint64_t next_heap_ms, next_sum_ms;
+static uint64_t next_heap_ms, next_sum_ms, next_classes_ms;
 static size_t peak_mark; /* a new peak of bytes out of the engine, once above */
 static struct sample *set;
 static size_t set_cap, set_count; /* set_cap: a power of two, or 0 */
@@ -145,7 +157,7 @@ static void put(struct tstate *s, unsigned type, const void *a, size_t alen, con
     struct rec_hdr h = {(uint16_t)type, 0, (uint32_t)(alen + blen)};
     size_t total = sizeof h + alen + blen;
     if (!s) {
-        char tmp[sizeof h + 1024];
+        char tmp[sizeof h + 2048];
         if (total > sizeof tmp) return;
         memcpy(tmp, &h, sizeof h);
         memcpy(tmp + sizeof h, a, alen);
@@ -225,16 +237,58 @@ static void put_maps(void) {
     put_scratch(R_MAPS, 8 + kept);
 }
 
-/* HEAP: the heap's own figures now. */
-static void put_heap(struct tstate *s) {
+/* CLASSES: every size class's pages, objects and objects in use, over
+ * the arenas (hs: their figures, NARENAS_MAX at most). */
+static void put_classes(struct tstate *s, uint64_t t, const struct stats_heap *hs, unsigned n) {
+    struct {
+        uint32_t size, page_bytes;
+        uint64_t pages, objects, used;
+    } c[NCLASSES];
+    unsigned count = 0;
+    for (unsigned k = 1; k < NCLASSES; k++) {
+        uint64_t pages = 0, objects = 0, used = 0;
+        for (unsigned i = 0; i < n; i++) {
+            pages += hs[i].cls[k].pages;
+            objects += hs[i].cls[k].objects;
+            used += hs[i].cls[k].used;
+        }
+        c[count].size = class_size[k];
+        c[count].page_bytes = pages ? (uint32_t)(objects * class_size[k] / pages) : 0;
+        c[count].pages = pages;
+        c[count].objects = objects;
+        c[count].used = used;
+        count++;
+    }
+    uint64_t head[2] = {t, count};
+    put(s, R_CLASSES, head, sizeof head, c, count * sizeof c[0]);
+}
+
+/* HEAP: the heap's own figures now, and CLASSES with them if classes.
+ * Heap mapped counts the accessible part of each region (the rest is
+ * address space only), with the mapped blocks and the cached mappings. */
+static void put_heap(struct tstate *s, int classes) {
     struct memalloc_stats st;
     stats_get(&st, NULL);
+    static struct stats_heap hs[4]; /* trace_mutex: the peaks' and the exit's */
+    struct stats_heap one;
+    size_t open = 0, unopened = 0;
+    unsigned n = 0;
+    if (classes) pthread_mutex_lock(&trace_mutex);
+    for (unsigned i = 0;; i++) {
+        struct stats_heap *h = classes && i < 4 ? &hs[i] : &one;
+        if (!stats_heap(i, h)) break;
+        open += h->open;
+        unopened += h->mapped - h->open;
+        n = i + 1;
+    }
+    uint64_t t = now_rel();
+    size_t heap_free = st.heap_free > unopened ? st.heap_free - unopened : 0;
     uint64_t r[11] = {
-        now_rel(),
+        t,
         st.in_use,
         os_rss_bytes(),
-        st.heap_mapped + st.mmapped_bytes + st.mmap_cached_bytes,
-        st.heap_free + st.thread_cached + st.arena_cached + st.mmap_cached_bytes,
+        open + st.mmapped_bytes + st.mmap_cached_bytes,
+        heap_free + st.thread_cached + st.arena_cached + st.mmap_cached_bytes,
         st.mmapped_bytes,
         st.thread_cached + st.arena_cached,
         os_purged_bytes(),
@@ -243,6 +297,10 @@ static void put_heap(struct tstate *s) {
         st.peak_in_use,
     };
     put(s, R_HEAP, r, sizeof r, NULL, 0);
+    if (classes) {
+        put_classes(s, t, hs, n < 4 ? n : 4);
+        pthread_mutex_unlock(&trace_mutex);
+    }
 }
 
 /* ---- call sites and sizes ---- */
@@ -544,7 +602,7 @@ static int open_file(int first) {
     if (fresh) os_write(fd, "MEMTRC01", 8);
     put_info();
     put_maps();
-    put_heap(NULL);
+    put_heap(NULL, 0);
     return 1;
 }
 
@@ -635,7 +693,7 @@ static void fork_child(void) {
     if (set) os_unmap(set, set_cap * sizeof *set);
     set = NULL;
     set_cap = set_count = 0;
-    next_heap_ms = next_sum_ms = 0;
+    next_heap_ms = next_sum_ms = next_classes_ms = 0;
     peak_mark = 0;
     if (!stacks_written || !open_file(0)) {
         store_relaxed(&trace_state, T_DONE);
@@ -683,15 +741,16 @@ static void tick(struct tstate *s) {
     uint64_t due = load_relaxed(&next_heap_ms), sum = load_relaxed(&next_sum_ms);
     if (in > mark && cas_relaxed(&peak_mark, &mark, in + in / 16)) {
         store_relaxed(&next_heap_ms, ms + HEAP_EVERY_MS);
-        put_heap(s);
+        uint64_t cl = load_relaxed(&next_classes_ms);
+        put_heap(s, ms >= cl && cas_relaxed(&next_classes_ms, &cl, ms + CLASSES_EVERY_MS));
         put_summary();
     } else if (ms >= due && cas_relaxed(&next_heap_ms, &due, ms + HEAP_EVERY_MS)) {
-        put_heap(s);
+        put_heap(s, 0);
     }
     if (ms >= sum && cas_relaxed(&next_sum_ms, &sum, ms + SUM_EVERY_MS)) put_summary();
 }
 
-/* A block that is not an object of a page: its free reaches trace_free. */
+/* A block that is not an object of a page: its free reaches trace_freed. */
 static void *unpaged(size_t n, size_t align, int zero) {
     if (zero && n >= mmap_threshold()) return ma_calloc(n, 1); /* mapped, zero already */
     size_t usable;
@@ -833,7 +892,7 @@ void *trace_realloc(void *p, size_t n, const char *who, void *ra) {
     return q;
 }
 
-void trace_free(void *p) {
+void trace_freed(void *p) {
     if (!load_relaxed(&set_count) || load_acquire(&trace_state) != T_ON) return;
     struct tstate *s = enter();
     if (!s) return;
@@ -845,7 +904,7 @@ void trace_exit(void) {
     if (load_acquire(&trace_state) != T_ON || in_trace) return;
     in_trace = 1;
     me = NULL; /* from now on this thread's allocations are untraced */
-    put_heap(mine);
+    put_heap(mine, 1);
     pthread_mutex_lock(&trace_mutex);
     put_summary_locked();
     for (struct tstate *s = live; s; s = s->next) {

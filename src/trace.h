@@ -8,7 +8,7 @@
  * allocates it as the engine would. About one allocation per
  * MEMALLOC_TRACE_SAMPLE bytes is sampled: recorded with its whole stack,
  * and allocated as a chunk or a mapped block, never as an object of a
- * page, so that its free takes the slow path too and reaches trace_free.
+ * page, so that its free takes the slow path too and reaches trace_freed.
  * The free fast path is unchanged: unsampled frees cost nothing.
  *
  * Nothing here allocates from the heap: each thread's records go to a
@@ -31,7 +31,7 @@ void *trace_calloc(size_t n, size_t size, void *ra);
 void *trace_realloc(void *p, size_t n, const char *who, void *ra);
 /* p is about to be freed by the program (a free that missed the fast
  * path): its FREE record if it was sampled. */
-void trace_free(void *p);
+void trace_freed(void *p);
 /* At exit: the last figures, every thread's records, and END. */
 void trace_exit(void);
 
