@@ -81,7 +81,7 @@ MEMALLOC_API void memalloc_print_stats(int fd);
 enum memalloc_option {
     MEMALLOC_OPT_MMAP_THRESHOLD = 1,     /* bytes: requests >= this get their own mapping */
     MEMALLOC_OPT_TRIM_THRESHOLD = 2,     /* bytes of free heap top kept before purging */
-    MEMALLOC_OPT_STATS = 3,              /* 1: print the summary at exit */
+    MEMALLOC_OPT_STATS = 3,              /* 1: print the summary at exit; 2: the table */
     MEMALLOC_OPT_TCACHE = 4,             /* 1: thread-owned size-class pages (default);
                                             0: none. Setting 0 gives the calling thread's
                                             pages up; other threads keep theirs until they
