@@ -398,7 +398,7 @@ int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err
             rc = parse_stack(t, p, rlen, &cap_stacks);
             break;
         case TR_ALLOC:
-            if (rlen < 52) {
+            if (rlen < 48) {
                 rc = -1;
                 break;
             }
