@@ -984,7 +984,10 @@ static const char STYLE[] =
 
 /* Sorts a table by the column clicked (numbers by data-v), and shows the
  * flame graph's frame under the pointer; marks the body data-ready="1"
- * once done, and counts script errors in data-errors. */
+ * once done (data-errors counts the script errors, from window.onerror).
+ * With #selftest in the address it also sorts each table by its second
+ * column both ways and checks the order (data-selftest="pass"), for
+ * tests/integration/report.bats, which loads the page in a browser. */
 static const char SCRIPT[] =
     "(function(){\n"
     "function key(td){var v=td.getAttribute('data-v');return v===null?td.textContent:"
@@ -1004,6 +1007,15 @@ static const char SCRIPT[] =
     "var fl=document.getElementById('flame-chart'),fd=document.getElementById('flame-detail');\n"
     "if(fl&&fd){fl.addEventListener('mouseover',function(e){var g=e.target.closest('g');"
     "if(g){fd.textContent=g.querySelector('title').textContent;}});}\n"
+    "if(location.hash==='#selftest'){var bad=[];\n"
+    " document.querySelectorAll('table.sortable').forEach(function(t){\n"
+    "  var th=t.tHead.rows[0].cells[1];if(!th||t.tBodies[0].rows.length<2)return;\n"
+    "  function col(){return Array.prototype.map.call(t.tBodies[0].rows,function(r){"
+    "return key(r.cells[1]);});}\n"
+    "  th.click();var v=col();for(var i=1;i<v.length;i++)if(v[i-1]<v[i])bad.push(t.id+' desc');\n"
+    "  th.click();v=col();for(i=1;i<v.length;i++)if(v[i-1]>v[i])bad.push(t.id+' asc');\n"
+    " });\n"
+    " document.body.setAttribute('data-selftest',bad.length?'fail: '+bad.join(', '):'pass');}\n"
     "document.body.setAttribute('data-ready','1');\n"
     "})();\n";
 

@@ -10,6 +10,7 @@ PACKAGES=(
     bats stress-ng gdb                 # test runners; gdb: a backtrace through the library
     libunwind8                         # the check modes' deep stacks (MEMALLOC_CHECK_STACK)
     python3 perl git sqlite3 tar grep findutils coreutils diffutils # real programs under test
+    chromium                           # memalloc report's page, loaded headless (report.bats)
 )
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
