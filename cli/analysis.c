@@ -118,12 +118,13 @@ void analyze(const struct trace *t, struct analysis *a) {
         a->in_use_at_end = t->end.in_use;
     }
 
-    /* the sites: every sampled stack's first frame, and SITES's */
-    size_t cap = t->nallocs + t->sites.count + 1;
+    /* the sites: every stack's first frame, SITES's, and 0 (no stack) */
+    size_t cap = t->nstacks + t->sites.count + 1;
     a->sites = calloc(cap, sizeof *a->sites);
     if (!a->sites) abort();
-    for (size_t i = 0; i < t->nallocs; i++)
-        a->sites[a->nsites++].ra = an_alloc_site(t, &t->allocs[i]);
+    a->sites[a->nsites++].ra = 0;
+    for (size_t i = 0; i < t->nstacks; i++)
+        a->sites[a->nsites++].ra = t->stacks[i].depth ? t->stacks[i].frames[0] : 0;
     for (uint32_t i = 0; i < t->sites.count; i++) a->sites[a->nsites++].ra = t->sites.v[i].ra;
     qsort(a->sites, a->nsites, sizeof *a->sites, site_cmp);
     size_t k = 0;
@@ -135,9 +136,17 @@ void analyze(const struct trace *t, struct analysis *a) {
         s->calls += t->sites.v[i].calls;
         s->bytes += t->sites.v[i].bytes;
     }
+    /* each stack's site, by the stack's index */
+    size_t *site_of_stack = calloc(t->nstacks + 1, sizeof *site_of_stack);
+    if (!site_of_stack) abort();
+    for (size_t i = 0; i < t->nstacks; i++)
+        site_of_stack[i] =
+            (size_t)(an_site_of(a, t->stacks[i].depth ? t->stacks[i].frames[0] : 0) - a->sites);
+    size_t no_stack = (size_t)(an_site_of(a, 0) - a->sites);
     for (size_t i = 0; i < t->nallocs; i++) {
         const struct tr_alloc *al = &t->allocs[i];
-        struct an_site *s = (struct an_site *)an_site_of(a, an_alloc_site(t, al));
+        const struct tr_stack *st = trace_stack(t, al->stack);
+        struct an_site *s = &a->sites[st ? site_of_stack[st - t->stacks] : no_stack];
         s->samples++;
         s->sampled_bytes += al->weight;
         if (an_live_at_peak(t, a, al)) {
@@ -162,6 +171,7 @@ void analyze(const struct trace *t, struct analysis *a) {
         }
         a->lifetimes[bucket64(fr->t >= al->t ? fr->t - al->t : 0)]++;
     }
+    free(site_of_stack);
     uint64_t tp = a->peak_t == UINT64_MAX ? a->run_time : a->peak_t;
     a->classes_at_peak = nearest(t->classes, t->nclasses, sizeof *t->classes, tp);
     a->regions_at_peak = nearest(t->regions, t->nregions, sizeof *t->regions, tp);

@@ -690,22 +690,30 @@ static void flamegraph(struct report *r) {
     f.capn = 1024;
     f.n = xcalloc(f.capn, sizeof *f.n);
     f.nn = 1; /* node 0: the root */
+    /* the live bytes of each stack, then each stack's frames once */
+    uint64_t *by_stack = xcalloc(t->nstacks + 1, sizeof *by_stack), none = 0;
     for (size_t i = 0; i < t->nallocs; i++) {
         const struct tr_alloc *al = &t->allocs[i];
         if (!an_live_at_peak(t, r->a, al)) continue;
         const struct tr_stack *st = trace_stack(t, al->stack);
+        if (st)
+            by_stack[st - t->stacks] += al->weight;
+        else
+            none += al->weight;
+    }
+    f.n[0].bytes = none;
+    if (none) f.n[child(&f, 0, intern(&f, "(no stack)"))].bytes += none;
+    for (size_t i = 0; i < t->nstacks; i++) {
+        if (!by_stack[i]) continue;
+        const struct tr_stack *st = &t->stacks[i];
         uint32_t node = 0;
-        f.n[0].bytes += al->weight;
-        if (!st) {
-            node = child(&f, 0, intern(&f, "(no stack)"));
-            f.n[node].bytes += al->weight;
-            continue;
-        }
+        f.n[0].bytes += by_stack[i];
         for (uint32_t k = st->depth; k-- > 0;) {
             node = child(&f, node, intern(&f, symbols_func(r->sy, st->frames[k])));
-            f.n[node].bytes += al->weight;
+            f.n[node].bytes += by_stack[i];
         }
     }
+    free(by_stack);
     fputs("<p id=\"flame-detail\" class=\"detail\">&nbsp;</p>\n", o);
     /* drawn into a group first: the height is known after */
     fprintf(o,
@@ -1105,10 +1113,11 @@ int report_main(int argc, char **argv) {
     analyze(&t, &a);
     struct report r = {o, &t, &a, symbols_new(&t), NULL};
     r.site_stack = xcalloc(a.nsites, sizeof *r.site_stack);
-    for (size_t i = 0; i < t.nallocs; i++) {
-        const struct an_site *s = an_site_of(&a, an_alloc_site(&t, &t.allocs[i]));
+    for (size_t i = 0; i < t.nstacks; i++) {
+        const struct tr_stack *st = &t.stacks[i];
+        const struct an_site *s = an_site_of(&a, st->depth ? st->frames[0] : 0);
         size_t k = (size_t)(s - a.sites);
-        if (!r.site_stack[k]) r.site_stack[k] = t.allocs[i].stack;
+        if (!r.site_stack[k]) r.site_stack[k] = st->id;
     }
     page(&r);
     int bad = ferror(o);

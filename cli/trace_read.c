@@ -1,7 +1,8 @@
 /* Reading a trace: docs/trace-format.md is the contract. The file is
  * read whole; each record's fields are copied out (the payload has no
  * alignment), then each array is sorted by time and ALLOCs are matched
- * with FREEs per address in time order (addresses are reused). */
+ * with FREEs per address in time order (addresses are reused): one pass
+ * over both arrays with a hash table of addresses. */
 #define _GNU_SOURCE
 #include "trace_read.h"
 
@@ -105,67 +106,72 @@ const struct tr_stack *trace_stack(const struct trace *t, uint32_t id) {
 
 /* ---- matching ALLOCs and FREEs ---- */
 
-struct event {
-    uint64_t t, addr;
-    uint32_t idx;
-    uint32_t is_alloc;
+/* Per address: the ALLOC live there and a FREE that found none. */
+struct slot {
+    uint64_t addr;
+    uint32_t live, pending;
+    int used;
 };
 
-static int event_cmp(const void *a, const void *b) {
-    const struct event *x = a, *y = b;
-    if (x->addr != y->addr) return x->addr < y->addr ? -1 : 1;
-    if (x->t != y->t) return x->t < y->t ? -1 : 1;
-    /* At one time, a free ends the block allocated before it. */
-    if (x->is_alloc != y->is_alloc) return x->is_alloc ? 1 : -1;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
+static uint64_t hash64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
 }
 
-/* Per address in time order: a FREE ends the ALLOC live at its address.
- * A FREE with no live ALLOC (its block was not sampled, or it carries the
- * same time as the ALLOC it ends) is matched with an ALLOC of that
- * address at the same time, if one follows; else it is an orphan. */
+static struct slot *slot_of(struct slot *tab, size_t cap, uint64_t addr) {
+    size_t i = hash64(addr) & (cap - 1);
+    while (tab[i].used && tab[i].addr != addr) i = (i + 1) & (cap - 1);
+    if (!tab[i].used) tab[i] = (struct slot){addr, TR_NOT_FREED, TR_NOT_FREED, 1};
+    return &tab[i];
+}
+
+/* Both arrays are in time order; walked together, a FREE ends the ALLOC
+ * live at its address (at one time, the FREE comes first: it ends the
+ * block allocated before). A FREE that finds no live ALLOC (its block was
+ * allocated before the trace, or its ALLOC has the same time) waits: an
+ * ALLOC of that address at the same time takes it; else it is an orphan. */
 static void match(struct trace *t) {
-    size_t n = t->nallocs + t->nfrees;
-    struct event *ev = xcalloc(n, sizeof *ev);
-    size_t k = 0;
-    for (size_t i = 0; i < t->nallocs; i++) {
-        t->allocs[i].free = TR_NOT_FREED;
-        ev[k++] = (struct event){t->allocs[i].t, t->allocs[i].addr, (uint32_t)i, 1};
-    }
-    for (size_t i = 0; i < t->nfrees; i++) {
-        t->frees[i].alloc = TR_NOT_FREED;
-        ev[k++] = (struct event){t->frees[i].t, t->frees[i].addr, (uint32_t)i, 0};
-    }
-    qsort(ev, n, sizeof *ev, event_cmp);
-    size_t live = SIZE_MAX;    /* the live ALLOC's event, this address */
-    size_t pending = SIZE_MAX; /* an unmatched FREE's event, this address */
-    for (size_t i = 0; i < n; i++) {
-        if (i == 0 || ev[i].addr != ev[i - 1].addr) {
-            if (pending != SIZE_MAX) t->orphan_frees++;
-            live = pending = SIZE_MAX;
-        }
-        if (ev[i].is_alloc) {
-            if (pending != SIZE_MAX && ev[pending].t == ev[i].t) {
-                t->allocs[ev[i].idx].free = ev[pending].idx;
-                t->frees[ev[pending].idx].alloc = ev[i].idx;
-                pending = SIZE_MAX;
-                live = SIZE_MAX;
-                continue;
+    size_t cap = 1024;
+    while (cap < 2 * (t->nallocs + t->nfrees)) cap *= 2;
+    struct slot *tab = xcalloc(cap, sizeof *tab);
+    size_t a = 0, f = 0;
+    while (a < t->nallocs || f < t->nfrees) {
+        if (f < t->nfrees && (a == t->nallocs || t->frees[f].t <= t->allocs[a].t)) {
+            struct tr_free *fr = &t->frees[f];
+            struct slot *s = slot_of(tab, cap, fr->addr);
+            fr->alloc = TR_NOT_FREED;
+            if (s->live != TR_NOT_FREED) {
+                fr->alloc = s->live;
+                t->allocs[s->live].free = (uint32_t)f;
+                s->live = TR_NOT_FREED;
+            } else {
+                if (s->pending != TR_NOT_FREED) t->orphan_frees++;
+                s->pending = (uint32_t)f;
             }
-            if (pending != SIZE_MAX) t->orphan_frees++;
-            pending = SIZE_MAX;
-            live = i;
-        } else if (live != SIZE_MAX) {
-            t->allocs[ev[live].idx].free = ev[i].idx;
-            t->frees[ev[i].idx].alloc = ev[live].idx;
-            live = SIZE_MAX;
+            f++;
         } else {
-            if (pending != SIZE_MAX) t->orphan_frees++;
-            pending = i;
+            struct tr_alloc *al = &t->allocs[a];
+            struct slot *s = slot_of(tab, cap, al->addr);
+            al->free = TR_NOT_FREED;
+            if (s->pending != TR_NOT_FREED && t->frees[s->pending].t == al->t) {
+                al->free = s->pending;
+                t->frees[s->pending].alloc = (uint32_t)a;
+                s->pending = TR_NOT_FREED;
+            } else {
+                if (s->pending != TR_NOT_FREED) t->orphan_frees++;
+                s->pending = TR_NOT_FREED;
+                s->live = (uint32_t)a; /* a live one before is never freed (unsampled free) */
+            }
+            a++;
         }
     }
-    if (pending != SIZE_MAX) t->orphan_frees++;
-    free(ev);
+    for (size_t i = 0; i < cap; i++)
+        if (tab[i].used && tab[i].pending != TR_NOT_FREED) t->orphan_frees++;
+    free(tab);
 }
 
 /* ---- sorting by time (stable: the file's order breaks ties) ---- */
