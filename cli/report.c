@@ -9,6 +9,7 @@
 #include "symbols.h"
 #include "trace_read.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -113,6 +114,9 @@ struct report {
     const struct analysis *a;
     struct symbols *sy;
     uint32_t *site_stack; /* per analysis site: a sampled stack's id there (0: none) */
+    struct relative *rel; /* the other traces of the run, by pid */
+    size_t nrel;
+    size_t exec_rel; /* the trace this process went on in after an exec, or SIZE_MAX */
 };
 
 static const char *site_name(struct report *r, uint64_t ra) {
@@ -152,6 +156,122 @@ static void not_recorded(FILE *o, const char *what) {
     fprintf(o, "<p class=\"none\">%s: not recorded in this trace.</p>\n", what);
 }
 
+static void table_head(FILE *o, const char *id, const char *const *cols, int ncols);
+
+/* ---- the other processes of the run ----
+ *
+ * A run writes FILE for its first process and FILE.PID for the others
+ * (docs/trace-format.md): a child after fork, a program started by a
+ * shell, and the same process after an exec (the same pid: the program it
+ * replaced wrote FILE up to the exec, without an END). Their INFO records
+ * name them. */
+
+struct relative {
+    char *path;
+    uint32_t pid, ppid;
+    char *program; /* its arguments, joined */
+};
+
+static int relative_cmp(const void *x, const void *y) {
+    const struct relative *a = x, *b = y;
+    return (a->pid > b->pid) - (a->pid < b->pid);
+}
+
+/* The INFO of a trace, from its first 64 KiB; 0 if it has one. */
+static int read_info(const char *path, struct trace *t) {
+    static unsigned char head[1 << 16];
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    char err[256];
+    if (trace_parse(head, n, t, err, sizeof err) != 0) return -1;
+    if (!t->info.present) {
+        trace_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+static void find_relatives(struct report *r, const char *in) {
+    r->exec_rel = SIZE_MAX;
+    const char *slash = strrchr(in, '/');
+    const char *base = slash ? slash + 1 : in;
+    size_t dlen = slash ? (size_t)(slash - in) + 1 : 0, blen = strlen(base);
+    char *dir = xcalloc(dlen + 2, 1);
+    memcpy(dir, in, dlen);
+    if (!dlen) dir[0] = '.';
+    DIR *d = opendir(dir);
+    size_t cap = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        const char *nm = e->d_name;
+        if (strncmp(nm, base, blen) != 0 || nm[blen] != '.' || !nm[blen + 1]) continue;
+        if (strspn(nm + blen + 1, "0123456789") != strlen(nm + blen + 1)) continue;
+        size_t plen = dlen + strlen(nm) + 1;
+        char *path = xcalloc(plen, 1);
+        snprintf(path, plen, "%.*s%s", (int)dlen, in, nm);
+        struct trace t;
+        if (read_info(path, &t) != 0) {
+            free(path);
+            continue;
+        }
+        if (r->nrel == cap) {
+            cap = cap ? 2 * cap : 16;
+            r->rel = realloc(r->rel, cap * sizeof *r->rel);
+            if (!r->rel) abort();
+        }
+        size_t plen2 = 1;
+        for (uint32_t i = 1; i < t.info.nstrings; i++) plen2 += strlen(t.info.strings[i]) + 1;
+        char *prog = xcalloc(plen2, 1);
+        for (uint32_t i = 1; i < t.info.nstrings; i++) {
+            if (i > 1) strcat(prog, " ");
+            strcat(prog, t.info.strings[i]);
+        }
+        r->rel[r->nrel++] = (struct relative){path, t.info.pid, t.info.ppid, prog};
+        trace_free(&t);
+    }
+    if (d) closedir(d);
+    free(dir);
+    qsort(r->rel, r->nrel, sizeof *r->rel, relative_cmp);
+    const struct trace *t = r->t;
+    for (size_t i = 0; i < r->nrel; i++)
+        if (t->info.present && !t->end.present && r->rel[i].pid == t->info.pid) r->exec_rel = i;
+}
+
+static void free_relatives(struct report *r) {
+    for (size_t i = 0; i < r->nrel; i++) {
+        free(r->rel[i].path);
+        free(r->rel[i].program);
+    }
+    free(r->rel);
+}
+
+#define REL_ROWS 100
+
+static void relatives(struct report *r) {
+    FILE *o = r->o;
+    if (!r->nrel) return;
+    fputs("<h3>The other processes of this run</h3>\n<p>Each has a trace of its own: "
+          "<code>memalloc report FILE</code> for its page.</p>\n",
+          o);
+    static const char *const cols[] = {"Trace", "PID", "Parent", "Program"};
+    table_head(o, "table-processes", cols, 4);
+    for (size_t i = 0; i < r->nrel && i < REL_ROWS; i++) {
+        const struct relative *rl = &r->rel[i];
+        const char *slash = strrchr(rl->path, '/');
+        fputs("<tr><td class=\"site\">", o);
+        esc(o, slash ? slash + 1 : rl->path);
+        fprintf(o, "</td><td data-v=\"%u\">%u</td><td data-v=\"%u\">%u</td><td class=\"site\">",
+                rl->pid, rl->pid, rl->ppid, rl->ppid);
+        esc(o, rl->program);
+        fputs("</td></tr>\n", o);
+    }
+    fputs("</tbody></table>\n", o);
+    if (r->nrel > REL_ROWS)
+        fprintf(o, "<p class=\"dim\">The first %d of %zu.</p>\n", REL_ROWS, r->nrel);
+}
+
 /* ---- summary ---- */
 
 static void summary(struct report *r) {
@@ -160,7 +280,14 @@ static void summary(struct report *r) {
     const struct analysis *a = r->a;
     char b1[64], b2[64];
     fputs("<section id=\"summary\"><h2>Summary</h2>\n", o);
-    if (t->truncated) {
+    if (t->truncated && r->exec_rel != SIZE_MAX && !t->cut_short) {
+        const char *p = r->rel[r->exec_rel].path, *slash = strrchr(p, '/');
+        fputs("<p id=\"not-ended\" class=\"warn\">The program did not end normally: the "
+              "process replaced it with another program (exec), whose trace is <code>",
+              o);
+        esc(o, slash ? slash + 1 : p);
+        fputs("</code>. The figures stop at the exec.</p>\n", o);
+    } else if (t->truncated) {
         fputs("<p id=\"not-ended\" class=\"warn\">The program did not end normally (killed or "
               "crashed): the trace has no END record",
               o);
@@ -241,6 +368,7 @@ static void summary(struct report *r) {
                 "<p class=\"dim\">Records skipped: %zu of unknown types, %zu too short for their "
                 "fields; %zu FREE records with no sampled ALLOC, %zu repeated STACK ids.</p>\n",
                 t->unknown, t->malformed, t->orphan_frees, t->dup_stacks);
+    relatives(r);
     fputs("</section>\n", o);
 }
 
@@ -1111,7 +1239,8 @@ int report_main(int argc, char **argv) {
     setvbuf(o, obuf, _IOFBF, sizeof obuf);
     struct analysis a;
     analyze(&t, &a);
-    struct report r = {o, &t, &a, symbols_new(&t), NULL};
+    struct report r = {o, &t, &a, symbols_new(&t), NULL, NULL, 0, SIZE_MAX};
+    find_relatives(&r, in);
     r.site_stack = xcalloc(a.nsites, sizeof *r.site_stack);
     for (size_t i = 0; i < t.nstacks; i++) {
         const struct tr_stack *st = &t.stacks[i];
@@ -1139,7 +1268,10 @@ int report_main(int argc, char **argv) {
                     fmt_bytes(b1, sizeof b1, (double)a.peak_in_use),
                     fmt_time(b2, sizeof b2, (double)a.peak_t),
                     fmt_bytes(b3, sizeof b3, (double)a.peak_rss));
-        if (t.end.present)
+        if (r.exec_rel != SIZE_MAX && !t.cut_short)
+            fprintf(s, "  the program did not end normally: it exec'd another program (trace %s)\n",
+                    r.rel[r.exec_rel].path);
+        else if (t.end.present)
             fprintf(s, "  leaked at exit %s (exact); %s sampled, never freed (estimate)\n",
                     fmt_bytes(b1, sizeof b1, (double)t.end.in_use),
                     fmt_bytes(b2, sizeof b2, (double)a.leak_bytes));
@@ -1148,8 +1280,12 @@ int report_main(int argc, char **argv) {
                     "  the program did not end normally (killed or crashed); %s sampled, "
                     "not freed by the end of the trace (estimate)\n",
                     fmt_bytes(b2, sizeof b2, (double)a.leak_bytes));
+        if (r.nrel)
+            fprintf(s, "  %zu other process%s of this run, each with its trace (%s.PID)\n", r.nrel,
+                    r.nrel == 1 ? "" : "es", in);
     }
     free(r.site_stack);
+    free_relatives(&r);
     symbols_free(r.sy);
     analysis_free(&a);
     trace_free(&t);

@@ -245,7 +245,7 @@ int main(void) {
     const char *dir = getenv("TMPDIR");
     snprintf(path, sizeof path, "%s/test_trace.%d", dir && *dir ? dir : "/tmp", (int)getpid());
     snprintf(cut_path, sizeof cut_path, "%s.cut", path);
-    if (gen_write(path, 0, &g) != 0) {
+    if (gen_write(path, 0, 4242, 4241, &g) != 0) {
         perror(path);
         return 1;
     }

@@ -192,7 +192,7 @@ static int bucket64(uint64_t v) {
 
 #define POOL 48
 
-int gen_write(const char *path, int no_end, struct gen_trace *g) {
+int gen_write(const char *path, int no_end, uint32_t pid, uint32_t ppid, struct gen_trace *g) {
     memset(g, 0, sizeof *g);
     struct gen_state st = {.rng = 12345};
     st.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -217,8 +217,8 @@ int gen_write(const char *path, int no_end, struct gen_trace *g) {
     put(&main, "MEMTRC01", 8);
     size_t at = rec_begin(&main, 1);
     put32(&main, 1);
-    put32(&main, 4242);
-    put32(&main, 4241);
+    put32(&main, pid);
+    put32(&main, ppid);
     put32(&main, 4096);
     put64(&main, GEN_SAMPLE);
     put64(&main, 1764950400000000000ull); /* 2025-12-05 16:00:00 UTC */

@@ -66,9 +66,9 @@ struct gen_trace {
     size_t bytes;
 };
 
-/* Writes the trace to PATH (END included unless NO_END); fills *G.
- * Returns 0, or -1 with errno set. */
-int gen_write(const char *path, int no_end, struct gen_trace *g);
+/* Writes the trace of process PID (parent PPID) to PATH, END included
+ * unless NO_END; fills *G. Returns 0, or -1 with errno set. */
+int gen_write(const char *path, int no_end, uint32_t pid, uint32_t ppid, struct gen_trace *g);
 
 void gen_free_trace(struct gen_trace *g);
 

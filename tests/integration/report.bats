@@ -142,6 +142,30 @@ assert_sections() {
     ! grep -q 'its last record is cut short' "$T/noend.trace.html" || fail "noend: said cut short"
 }
 
+@test "report: the other traces of the run are listed; an exec is said as such" {
+    "$GEN" "$T/run.trace" --no-end --pid 500 1 >/dev/null
+    "$GEN" "$T/run.trace.500" --pid 500 1 >/dev/null   # the same process after an exec
+    "$GEN" "$T/run.trace.501" --pid 501 500 >/dev/null # a child
+    "$GEN" "$T/run.trace.x1" --pid 502 500 >/dev/null  # not a trace of the run: not FILE.PID
+    report "$T/run.trace"
+    [[ $rc == 0 ]] || fail "status $rc" "$(cat "$T/rep.err")"
+    grep -q 'id="not-ended".*replaced it with another program (exec), whose trace is <code>run.trace.500</code>' \
+        "$T/run.trace.html" || fail "no exec note:" "$(grep -o '<p id="not-ended".*' "$T/run.trace.html")"
+    ! grep -q 'killed or crashed' "$T/run.trace.html" || fail "an exec taken for a crash"
+    grep -q "exec'd another program (trace $T/run.trace.500)" "$T/rep.out" || fail "stdout: $(cat "$T/rep.out")"
+    grep -q '2 other processes of this run' "$T/rep.out" || fail "stdout: $(cat "$T/rep.out")"
+    sed -n '/<table id="table-processes"/,/<\/table>/p' "$T/run.trace.html" >"$T/procs"
+    grep -q '<td class="site">run.trace.500</td><td data-v="500">500</td><td data-v="1">1</td>' "$T/procs" ||
+        fail "run.trace.500 not listed:" "$(cat "$T/procs")"
+    grep -q '<td class="site">run.trace.501</td><td data-v="501">501</td><td data-v="500">500</td>' "$T/procs" ||
+        fail "run.trace.501 not listed:" "$(cat "$T/procs")"
+    ! grep -q 'run.trace.x1' "$T/procs" || fail "run.trace.x1 listed"
+    # the child's own page: a complete trace
+    report "$T/run.trace.501"
+    [[ $rc == 0 ]] || fail "status $rc"
+    ! grep -q 'id="not-ended"' "$T/run.trace.501.html" || fail "the child's trace is complete"
+}
+
 @test "report: a trace with its header only: every section says not recorded" {
     printf 'MEMTRC01' >"$T/bare.trace"
     report "$T/bare.trace"
