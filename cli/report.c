@@ -233,7 +233,7 @@ static void find_relatives(struct report *r, const char *in) {
     }
     if (d) closedir(d);
     free(dir);
-    qsort(r->rel, r->nrel, sizeof *r->rel, relative_cmp);
+    if (r->nrel) qsort(r->rel, r->nrel, sizeof *r->rel, relative_cmp);
     const struct trace *t = r->t;
     for (size_t i = 0; i < r->nrel; i++)
         if (t->info.present && !t->end.present && r->rel[i].pid == t->info.pid) r->exec_rel = i;

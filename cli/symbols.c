@@ -226,7 +226,7 @@ static void module_load(struct module *mod) {
             add_symbols(mod, m, len, SHT_DYNSYM);
         }
     }
-    qsort(mod->syms, mod->nsyms, sizeof *mod->syms, sym_cmp);
+    if (mod->nsyms) qsort(mod->syms, mod->nsyms, sizeof *mod->syms, sym_cmp);
     /* One symbol per address: the best ranked (sorted last among equals). */
     size_t k = 0;
     for (size_t i = 0; i < mod->nsyms; i++) {
@@ -303,7 +303,7 @@ struct symbols *symbols_new(const struct trace *t) {
             p = *eol ? eol + 1 : eol;
         }
     }
-    qsort(s->maps, s->nmaps, sizeof *s->maps, mapping_cmp);
+    if (s->nmaps) qsort(s->maps, s->nmaps, sizeof *s->maps, mapping_cmp);
     /* No overlaps: a mapping that starts inside one kept before it is cut
      * to what lies past it (the later record came first among equal
      * starts). */
