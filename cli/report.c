@@ -1085,6 +1085,15 @@ static void regions(struct report *r) {
     fputs("</svg>\n", o);
     if (g->count > rows)
         fprintf(o, "<p class=\"dim\">The first %u of %u regions.</p>\n", rows, g->count);
+    if (r->a->peak_heap != AN_NONE) {
+        const struct tr_heap *h = &t->heaps[r->a->peak_heap];
+        fprintf(o,
+                "<p>Fragmentation at the peak: <b id=\"fragmentation-value\">%.1f%%</b> (free "
+                "inside the heap / heap mapped: %s of %s).</p>\n",
+                h->heap_mapped ? 100.0 * (double)h->heap_free / (double)h->heap_mapped : 0.0,
+                fmt_bytes(b, sizeof b, (double)h->heap_free),
+                fmt_bytes(b2, sizeof b2, (double)h->heap_mapped));
+    }
     fputs("</section>\n", o);
 }
 

@@ -36,7 +36,8 @@ assert_sections() {
 }
 
 @test "report: the synthetic trace gives one page with every section, beside the trace" {
-    "$GEN" "$T/gen.trace" >/dev/null
+    local peak frag
+    "$GEN" "$T/gen.trace" >"$T/gen.out"
     report "$T/gen.trace"
     [[ $rc == 0 ]] || fail "exit status $rc" "$(cat "$T/rep.err")"
     [[ -s $T/gen.trace.html ]] || fail "no $T/gen.trace.html"
@@ -50,7 +51,14 @@ assert_sections() {
     for id in table-peak table-calls table-temporary table-leaks table-classes; do
         grep -A2 "<table id=\"$id\"" "$T/gen.trace.html" | grep -q '<td' || fail "table $id is empty"
     done
-    grep -q 'id="fragmentation".*Fragmentation [0-9.]*%' "$T/gen.trace.html" || fail "no fragmentation figure"
+    # the generator's heap at the peak: 1 MiB free, in use + 1 MiB mapped
+    peak=$(sed -n 's/.*peak_in_use=\([0-9]*\).*/\1/p' "$T/gen.out")
+    frag=$(awk -v p="$peak" 'BEGIN { printf "%.1f%%", 100 * 1048576 / (1048576 + p) }')
+    grep -q "id=\"fragmentation\".*Fragmentation $frag" "$T/gen.trace.html" ||
+        fail "no fragmentation $frag in the timeline's section"
+    grep -q "<b id=\"fragmentation-value\">$frag</b>" "$T/gen.trace.html" ||
+        fail "no fragmentation $frag in the regions' section"
+    grep -q "<td id=\"peak\" data-v=\"$peak\">" "$T/gen.trace.html" || fail "no peak $peak in the summary"
     # the summary on stdout
     grep -q "^memalloc report: $T/gen.trace.html\$" "$T/rep.out" || fail "stdout: $(cat "$T/rep.out")"
     grep -q 'peak in use .* MiB' "$T/rep.out" || fail "no peak on stdout: $(cat "$T/rep.out")"
