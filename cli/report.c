@@ -116,7 +116,6 @@ struct report {
     uint32_t *site_stack; /* per analysis site: a sampled stack's id there (0: none) */
     struct relative *rel; /* the other traces of the run, by pid */
     size_t nrel;
-    size_t exec_rel; /* the trace this process went on in after an exec, or SIZE_MAX */
 };
 
 static const char *site_name(struct report *r, uint64_t ra) {
@@ -162,9 +161,7 @@ static void table_head(FILE *o, const char *id, const char *const *cols, int nco
  *
  * A run writes FILE for its first process and FILE.PID for the others
  * (docs/trace-format.md): a child after fork, a program started by a
- * shell, and the same process after an exec (the same pid: the program it
- * replaced wrote FILE up to the exec, without an END). Their INFO records
- * name them. */
+ * shell. Their INFO records name them. */
 
 struct relative {
     char *path;
@@ -194,7 +191,6 @@ static int read_info(const char *path, struct trace *t) {
 }
 
 static void find_relatives(struct report *r, const char *in) {
-    r->exec_rel = SIZE_MAX;
     const char *slash = strrchr(in, '/');
     const char *base = slash ? slash + 1 : in;
     size_t dlen = slash ? (size_t)(slash - in) + 1 : 0, blen = strlen(base);
@@ -234,9 +230,6 @@ static void find_relatives(struct report *r, const char *in) {
     if (d) closedir(d);
     free(dir);
     if (r->nrel) qsort(r->rel, r->nrel, sizeof *r->rel, relative_cmp);
-    const struct trace *t = r->t;
-    for (size_t i = 0; i < r->nrel; i++)
-        if (t->info.present && !t->end.present && r->rel[i].pid == t->info.pid) r->exec_rel = i;
 }
 
 static void free_relatives(struct report *r) {
@@ -280,14 +273,7 @@ static void summary(struct report *r) {
     const struct analysis *a = r->a;
     char b1[64], b2[64];
     fputs("<section id=\"summary\"><h2>Summary</h2>\n", o);
-    if (t->truncated && r->exec_rel != SIZE_MAX && !t->cut_short) {
-        const char *p = r->rel[r->exec_rel].path, *slash = strrchr(p, '/');
-        fputs("<p id=\"not-ended\" class=\"warn\">The program did not end normally: the "
-              "process replaced it with another program (exec), whose trace is <code>",
-              o);
-        esc(o, slash ? slash + 1 : p);
-        fputs("</code>. The figures stop at the exec.</p>\n", o);
-    } else if (t->truncated) {
+    if (t->truncated) {
         fputs("<p id=\"not-ended\" class=\"warn\">The program did not end normally (killed or "
               "crashed): the trace has no END record",
               o);
@@ -309,6 +295,15 @@ static void summary(struct report *r) {
         fputs("unknown (no INFO record)", o);
     }
     fputs("</td></tr>\n", o);
+    if (t->nprograms) {
+        fputs("<tr><th>Earlier programs</th><td id=\"earlier-programs\">The process ran ", o);
+        for (size_t i = 0; i < t->nprograms; i++) {
+            fputs(i ? ", then <code>" : "<code>", o);
+            esc(o, t->programs[i]);
+            fputs("</code>", o);
+        }
+        fputs(", each replaced by the next one (exec). This report is on the last.</td></tr>\n", o);
+    }
     if (t->info.present) {
         time_t sec = (time_t)(t->info.start_real / 1000000000u);
         struct tm tm;
@@ -1248,7 +1243,7 @@ int report_main(int argc, char **argv) {
     setvbuf(o, obuf, _IOFBF, sizeof obuf);
     struct analysis a;
     analyze(&t, &a);
-    struct report r = {o, &t, &a, symbols_new(&t), NULL, NULL, 0, SIZE_MAX};
+    struct report r = {o, &t, &a, symbols_new(&t), NULL, NULL, 0};
     find_relatives(&r, in);
     r.site_stack = xcalloc(a.nsites, sizeof *r.site_stack);
     for (size_t i = 0; i < t.nstacks; i++) {
@@ -1277,10 +1272,12 @@ int report_main(int argc, char **argv) {
                     fmt_bytes(b1, sizeof b1, (double)a.peak_in_use),
                     fmt_time(b2, sizeof b2, (double)a.peak_t),
                     fmt_bytes(b3, sizeof b3, (double)a.peak_rss));
-        if (r.exec_rel != SIZE_MAX && !t.cut_short)
-            fprintf(s, "  the program did not end normally: it exec'd another program (trace %s)\n",
-                    r.rel[r.exec_rel].path);
-        else if (t.end.present)
+        if (t.nprograms)
+            fprintf(s,
+                    "  the report is on the process's last program; it exec'd from %zu "
+                    "before it\n",
+                    t.nprograms);
+        if (t.end.present)
             fprintf(s, "  leaked at exit %s (exact); %s sampled, never freed (estimate)\n",
                     fmt_bytes(b1, sizeof b1, (double)t.end.in_use),
                     fmt_bytes(b2, sizeof b2, (double)a.leak_bytes));

@@ -218,7 +218,6 @@ static void sort_by_time(void *base, size_t n, size_t size) {
 
 static int parse_info(struct trace *t, const unsigned char *p, size_t len) {
     if (len < 44) return -1;
-    if (t->info.present) return 0; /* one INFO per file: the first one counts */
     struct tr_info *in = &t->info;
     in->version = rd32(p);
     in->pid = rd32(p + 4);
@@ -362,6 +361,23 @@ static int parse_sizes(struct trace *t, const unsigned char *p, size_t len) {
     return 0;
 }
 
+static void forget(struct trace *t);
+
+/* The process exec'd: the program so far joins the list of earlier ones,
+ * and its records are forgotten. */
+static void exec_program(struct trace *t) {
+    size_t n = 1;
+    for (uint32_t i = 1; i < t->info.nstrings; i++) n += strlen(t->info.strings[i]) + 1;
+    char *prog = xcalloc(n, 1);
+    for (uint32_t i = 1; i < t->info.nstrings; i++) {
+        if (i > 1) strcat(prog, " ");
+        strcat(prog, t->info.strings[i]);
+    }
+    t->programs = xrealloc(t->programs, (t->nprograms + 1) * sizeof *t->programs);
+    t->programs[t->nprograms++] = prog;
+    forget(t);
+}
+
 int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
     if (len == 0) {
@@ -395,6 +411,11 @@ int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err
         if (has_t) tm = rd64(p);
         switch (type) {
         case TR_INFO:
+            if (t->info.present && rlen >= 44) { /* an exec: a new program from here */
+                exec_program(t);
+                cap_maps = cap_stacks = cap_allocs = cap_frees = cap_heaps = cap_classes =
+                    cap_regions = 0;
+            }
             rc = parse_info(t, p, rlen);
             break;
         case TR_MAPS:
@@ -506,7 +527,9 @@ int trace_read(const char *path, struct trace *t, char *err, size_t errlen) {
     return rc;
 }
 
-void trace_free(struct trace *t) {
+/* Frees the records read so far, for a new INFO (an exec): all but the
+ * list of earlier programs and the count of records. */
+static void forget(struct trace *t) {
     for (uint32_t i = 0; i < t->info.nstrings; i++) free(t->info.strings[i]);
     free(t->info.strings);
     for (size_t i = 0; i < t->nmaps; i++) free(t->maps[i].text);
@@ -527,5 +550,18 @@ void trace_free(struct trace *t) {
     free(t->sizes.v);
     free(t->stack_ids);
     free(t->stack_idx);
+    char **programs = t->programs;
+    size_t nprograms = t->nprograms, records = t->records;
     memset(t, 0, sizeof *t);
+    t->programs = programs;
+    t->nprograms = nprograms;
+    t->records = records;
+}
+
+void trace_free(struct trace *t) {
+    for (size_t i = 0; i < t->nprograms; i++) free(t->programs[i]);
+    free(t->programs);
+    t->programs = NULL;
+    t->nprograms = 0;
+    forget(t);
 }

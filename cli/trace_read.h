@@ -1,7 +1,8 @@
 /* Reading a trace (docs/trace-format.md) into memory: every record's
  * fields in arrays, each array ordered by time (records of different
  * threads come in the order of their flushes), and each sampled ALLOC
- * matched with its FREE. */
+ * matched with its FREE. Of a process that exec'd, the records of its
+ * last program (after the last INFO). */
 #ifndef MEMALLOC_CLI_TRACE_READ_H
 #define MEMALLOC_CLI_TRACE_READ_H
 
@@ -133,6 +134,12 @@ struct trace {
     struct tr_sites sites; /* the latest SITES record (the most complete) */
     struct tr_sizes sizes; /* the latest SIZES record */
     struct tr_end end;
+    /* The programs the process ran before the last one, which replaced
+     * them by exec (each began with an INFO: the records kept are those
+     * after the last INFO), oldest first: their arguments joined by
+     * spaces. */
+    char **programs;
+    size_t nprograms;
     uint64_t last_t;     /* the latest time of any record */
     size_t records;      /* records read */
     size_t unknown;      /* records of a type this reader does not know (skipped) */

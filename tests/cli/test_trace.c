@@ -141,6 +141,39 @@ TEST(test_cut_short) {
     free(all);
 }
 
+/* A process that exec'd: the file holds its earlier program's records,
+ * then the traced program's from its own INFO; only the latter are kept. */
+TEST(test_exec_before) {
+    char exec_path[4096 + 8];
+    snprintf(exec_path, sizeof exec_path, "%s.exec", path);
+    struct gen_trace g2;
+    REQUIRE(gen_write(exec_path, GEN_EXEC_BEFORE, 4242, 4241, &g2) == 0);
+    struct trace t;
+    int ok = read_ok(exec_path, &t);
+    unlink(exec_path);
+    if (!ok) {
+        gen_free_trace(&g2);
+        return;
+    }
+    CHECK(t.nprograms == 1 && strcmp(t.programs[0], gen_exec_before_args) == 0);
+    CHECK(t.info.present && t.info.nstrings == (uint32_t)g.nstrings &&
+          strcmp(t.info.strings[1], g.strings[1]) == 0);
+    CHECK(t.nmaps == 1 && !strstr(t.maps[0].text, "/usr/bin/env"));
+    CHECKF(t.nallocs == g.nallocs && t.nfrees == g.nfrees && t.nheaps == g.nheaps,
+           "%zu allocs, %zu frees, %zu heaps", t.nallocs, t.nfrees, t.nheaps);
+    for (size_t i = 0; i < t.nallocs && i < g.nallocs; i++)
+        CHECKF(t.allocs[i].t == g.allocs[i].t && t.allocs[i].addr == g.allocs[i].addr &&
+                   (g.allocs[i].free < 0 ? t.allocs[i].free == TR_NOT_FREED
+                                         : t.allocs[i].free == (uint32_t)g.allocs[i].free),
+               "alloc %zu", i);
+    CHECK(t.orphan_frees == 0 && t.dup_stacks == 0 && t.nstacks == GEN_STACKS);
+    const struct tr_stack *st = trace_stack(&t, 1);
+    CHECK(st && st->depth == g.depth[1] && st->frames[0] == g.frames[1][0]);
+    CHECK(!t.truncated && t.end.present);
+    trace_free(&t);
+    gen_free_trace(&g2);
+}
+
 TEST(test_errors) {
     struct trace t;
     char err[256];
@@ -253,6 +286,7 @@ int main(void) {
     }
     RUN(test_events_round_trip);
     RUN(test_cut_short);
+    RUN(test_exec_before);
     RUN(test_errors);
     RUN(test_symbols);
     RUN(test_figures);

@@ -192,7 +192,56 @@ static int bucket64(uint64_t v) {
 
 #define POOL 48
 
-int gen_write(const char *path, int no_end, uint32_t pid, uint32_t ppid, struct gen_trace *g) {
+const char gen_exec_before_args[] = "env synthetic --size=<big>";
+
+/* A program that ran in the process before it exec'd the traced one: its
+ * INFO, MAPS, a HEAP, a STACK, ALLOCs and FREEs, no END. A reader keeps
+ * only the records after the last INFO. */
+static void exec_before(struct buf *b, uint32_t pid, uint32_t ppid) {
+    size_t at = rec_begin(b, 1);
+    put32(b, 1);
+    put32(b, pid);
+    put32(b, ppid);
+    put32(b, 4096);
+    put64(b, 1);
+    put64(b, 1764950399000000000ull);
+    put64(b, 554000000000ull);
+    put32(b, 4);
+    const char *s[4] = {"/usr/bin/env", "env", "synthetic", "--size=<big>"};
+    for (int i = 0; i < 4; i++) put(b, s[i], strlen(s[i]) + 1);
+    rec_end(b, at);
+    at = rec_begin(b, 2);
+    put64(b, 5);
+    const char *m = "00400000-00452000 r-xp 00000000 08:02 173521      /usr/bin/env\n";
+    put(b, m, strlen(m));
+    rec_end(b, at);
+    at = rec_begin(b, 3);
+    put32(b, 1); /* an id the traced program uses too, for another stack */
+    put32(b, 1);
+    put64(b, 0x400123);
+    rec_end(b, at);
+    for (int i = 0; i < 3; i++) {
+        at = rec_begin(b, 4);
+        const uint64_t f[4] = {100 + 10 * (uint64_t)i, 0x7f0000100000ull, 64, 64};
+        for (int k = 0; k < 4; k++) put64(b, f[k]);
+        put32(b, 1);
+        put32(b, pid);
+        put64(b, (uint64_t)i);
+        rec_end(b, at);
+        at = rec_begin(b, 5);
+        put64(b, 105 + 10 * (uint64_t)i);
+        put64(b, 0x7f0000100000ull);
+        put32(b, pid);
+        put32(b, 1);
+        put64(b, (uint64_t)i + 1);
+        rec_end(b, at);
+    }
+    at = rec_begin(b, 6);
+    for (int k = 0; k < 11; k++) put64(b, k == 0 ? 200 : 999999999);
+    rec_end(b, at);
+}
+
+int gen_write(const char *path, int flags, uint32_t pid, uint32_t ppid, struct gen_trace *g) {
     memset(g, 0, sizeof *g);
     struct gen_state st = {.rng = 12345};
     st.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -215,6 +264,7 @@ int gen_write(const char *path, int no_end, uint32_t pid, uint32_t ppid, struct 
     g->strings[3] = "'x'";
     g->nstrings = 4;
     put(&main, "MEMTRC01", 8);
+    if (flags & GEN_EXEC_BEFORE) exec_before(&main, pid, ppid);
     size_t at = rec_begin(&main, 1);
     put32(&main, 1);
     put32(&main, pid);
@@ -413,7 +463,7 @@ int gen_write(const char *path, int no_end, uint32_t pid, uint32_t ppid, struct 
     g->end_frees = g->nfrees * 2;
     g->end_peak_rss = peak_rss;
     g->end_in_use = base + in_use;
-    if (!no_end) {
+    if (!(flags & GEN_NO_END)) {
         at = rec_begin(&main, 11);
         put64(&main, g->end_t);
         put64(&main, g->end_allocs);

@@ -66,9 +66,16 @@ struct gen_trace {
     size_t bytes;
 };
 
-/* Writes the trace of process PID (parent PPID) to PATH, END included
- * unless NO_END; fills *G. Returns 0, or -1 with errno set. */
-int gen_write(const char *path, int no_end, uint32_t pid, uint32_t ppid, struct gen_trace *g);
+#define GEN_NO_END      1 /* no END record: the program did not end normally */
+#define GEN_EXEC_BEFORE 2 /* first, the records of a program the process ran before an exec */
+
+/* Writes the trace of process PID (parent PPID) to PATH, with FLAGS
+ * (GEN_*); fills *G with what the last program's records hold. Returns 0,
+ * or -1 with errno set. */
+int gen_write(const char *path, int flags, uint32_t pid, uint32_t ppid, struct gen_trace *g);
+
+/* The earlier program's arguments (GEN_EXEC_BEFORE), joined by spaces. */
+extern const char gen_exec_before_args[];
 
 void gen_free_trace(struct gen_trace *g);
 

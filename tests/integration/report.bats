@@ -150,28 +150,40 @@ assert_sections() {
     ! grep -q 'its last record is cut short' "$T/noend.trace.html" || fail "noend: said cut short"
 }
 
-@test "report: the other traces of the run are listed; an exec is said as such" {
-    "$GEN" "$T/run.trace" --no-end --pid 500 1 >/dev/null
-    "$GEN" "$T/run.trace.500" --pid 500 1 >/dev/null   # the same process after an exec
+@test "report: a process that exec'd: the last program's page, the earlier ones named" {
+    "$GEN" "$T/exec.trace" --exec-before >/dev/null
+    "$GEN" "$T/plain.trace" >/dev/null
+    report "$T/exec.trace"
+    [[ $rc == 0 ]] || fail "status $rc" "$(cat "$T/rep.err")"
+    grep -q '<td id="earlier-programs">The process ran <code>env synthetic --size=&lt;big&gt;</code>, each replaced by the next one (exec)' \
+        "$T/exec.trace.html" || fail "no earlier program:" "$(grep -o '<td id="earlier-programs">.*' "$T/exec.trace.html")"
+    ! grep -q 'id="not-ended"' "$T/exec.trace.html" || fail "the last program ended: no warning expected"
+    grep -q "exec'd from 1 before it" "$T/rep.out" || fail "stdout: $(cat "$T/rep.out")"
+    # the rest of the page is the last program's: as without the exec
+    report "$T/plain.trace"
+    diff <(grep -v 'earlier-programs' "$T/exec.trace.html") "$T/plain.trace.html" >"$T/diff" ||
+        fail "the pages differ beyond the earlier programs:" "$(head -n 20 "$T/diff")"
+}
+
+@test "report: the other traces of the run (FILE.PID) are listed" {
+    "$GEN" "$T/run.trace" --pid 500 1 >/dev/null
     "$GEN" "$T/run.trace.501" --pid 501 500 >/dev/null # a child
+    "$GEN" "$T/run.trace.503" --pid 503 501 >/dev/null # a grandchild
     "$GEN" "$T/run.trace.x1" --pid 502 500 >/dev/null  # not a trace of the run: not FILE.PID
     report "$T/run.trace"
     [[ $rc == 0 ]] || fail "status $rc" "$(cat "$T/rep.err")"
-    grep -q 'id="not-ended".*replaced it with another program (exec), whose trace is <code>run.trace.500</code>' \
-        "$T/run.trace.html" || fail "no exec note:" "$(grep -o '<p id="not-ended".*' "$T/run.trace.html")"
-    ! grep -q 'killed or crashed' "$T/run.trace.html" || fail "an exec taken for a crash"
-    grep -q "exec'd another program (trace $T/run.trace.500)" "$T/rep.out" || fail "stdout: $(cat "$T/rep.out")"
     grep -q '2 other processes of this run' "$T/rep.out" || fail "stdout: $(cat "$T/rep.out")"
     sed -n '/<table id="table-processes"/,/<\/table>/p' "$T/run.trace.html" >"$T/procs"
-    grep -q '<td class="site">run.trace.500</td><td data-v="500">500</td><td data-v="1">1</td>' "$T/procs" ||
-        fail "run.trace.500 not listed:" "$(cat "$T/procs")"
     grep -q '<td class="site">run.trace.501</td><td data-v="501">501</td><td data-v="500">500</td>' "$T/procs" ||
         fail "run.trace.501 not listed:" "$(cat "$T/procs")"
+    grep -q '<td class="site">run.trace.503</td><td data-v="503">503</td><td data-v="501">501</td>' "$T/procs" ||
+        fail "run.trace.503 not listed:" "$(cat "$T/procs")"
     ! grep -q 'run.trace.x1' "$T/procs" || fail "run.trace.x1 listed"
-    # the child's own page: a complete trace
+    # a child's own page: a complete trace, with no other processes of its own
     report "$T/run.trace.501"
     [[ $rc == 0 ]] || fail "status $rc"
     ! grep -q 'id="not-ended"' "$T/run.trace.501.html" || fail "the child's trace is complete"
+    ! grep -q 'table-processes' "$T/run.trace.501.html" || fail "the child lists processes"
 }
 
 @test "report: a trace with its header only: every section says not recorded" {
