@@ -1274,9 +1274,9 @@ int report_main(int argc, char **argv) {
                     fmt_bytes(b3, sizeof b3, (double)a.peak_rss));
         if (t.nprograms)
             fprintf(s,
-                    "  the report is on the process's last program; it exec'd from %zu "
-                    "before it\n",
-                    t.nprograms);
+                    "  the process ran %zu program%s before this one (exec); the report is on "
+                    "the last\n",
+                    t.nprograms, t.nprograms == 1 ? "" : "s");
         if (t.end.present)
             fprintf(s, "  leaked at exit %s (exact); %s sampled, never freed (estimate)\n",
                     fmt_bytes(b1, sizeof b1, (double)t.end.in_use),

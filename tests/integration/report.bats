@@ -158,7 +158,7 @@ assert_sections() {
     grep -q '<td id="earlier-programs">The process ran <code>env synthetic --size=&lt;big&gt;</code>, each replaced by the next one (exec)' \
         "$T/exec.trace.html" || fail "no earlier program:" "$(grep -o '<td id="earlier-programs">.*' "$T/exec.trace.html")"
     ! grep -q 'id="not-ended"' "$T/exec.trace.html" || fail "the last program ended: no warning expected"
-    grep -q "exec'd from 1 before it" "$T/rep.out" || fail "stdout: $(cat "$T/rep.out")"
+    grep -q "the process ran 1 program before this one (exec); the report is on the last" "$T/rep.out" || fail "stdout: $(cat "$T/rep.out")"
     # the rest of the page is the last program's: as without the exec
     report "$T/plain.trace"
     diff <(grep -v 'earlier-programs' "$T/exec.trace.html") "$T/plain.trace.html" >"$T/diff" ||
