@@ -1189,10 +1189,15 @@ static void page(struct report *r) {
     fprintf(o, "<script>\n%s</script>\n</body></html>\n", SCRIPT);
 }
 
+static const char USAGE[] =
+    "usage: memalloc report TRACE [-o FILE.html]\n"
+    "  writes one self-contained HTML page of the heap trace TRACE (memalloc run\n"
+    "  --trace, or MEMALLOC_TRACE): TRACE.html beside it, or FILE.html (-o - :\n"
+    "  standard output)\n";
+
+/* A usage error: the usage on stderr, status 2. */
 static int usage(void) {
-    fprintf(stderr, "usage: memalloc report TRACE [-o FILE.html]\n"
-                    "  writes TRACE.html (or FILE.html; -o - : standard output), one "
-                    "self-contained page\n");
+    fputs(USAGE, stderr);
     return 2;
 }
 
@@ -1205,7 +1210,7 @@ int report_main(int argc, char **argv) {
         } else if (strncmp(argv[i], "--output=", 9) == 0) {
             out = argv[i] + 9;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage();
+            fputs(USAGE, stdout);
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "memalloc report: unknown option %s\n", argv[i]);

@@ -87,7 +87,7 @@ assert_sections() {
         fail "a reference to another resource:" "$(grep -Eio '.{30}(https?:|<link|src=|@import|url\().{30}' "$T/page.html")"
 }
 
-@test "report: -o FILE and -o - (the page on stdout, the summary on stderr)" {
+@test "report: -o FILE and -o - (the page on stdout, the summary on stderr); usage" {
     "$GEN" "$T/gen.trace" >/dev/null
     report "$T/gen.trace" -o "$T/other.html"
     [[ $rc == 0 && -s $T/other.html && ! -e $T/gen.trace.html ]] || fail "-o FILE: status $rc"
@@ -104,6 +104,12 @@ assert_sections() {
         fail "unwritable output: $(cat "$T/rep.err")"
     report
     [[ $rc == 2 ]] && grep -q '^usage: memalloc report' "$T/rep.err" || fail "no argument: status $rc"
+    report "$T/gen.trace" --bogus
+    [[ $rc == 2 ]] && grep -q '^memalloc report: unknown option --bogus' "$T/rep.err" ||
+        fail "unknown option: status $rc: $(cat "$T/rep.err")"
+    report --help
+    [[ $rc == 0 && ! -s $T/rep.err ]] && grep -q '^usage: memalloc report TRACE \[-o FILE.html\]' "$T/rep.out" ||
+        fail "--help: status $rc: $(cat "$T/rep.out" "$T/rep.err")"
 }
 
 @test "report: bad input is one line naming the file, status 1, and no page" {
