@@ -245,9 +245,11 @@ static void free_relatives(struct report *r) {
 static void relatives(struct report *r) {
     FILE *o = r->o;
     if (!r->nrel) return;
-    fputs("<h3>The other processes of this run</h3>\n<p>Each has a trace of its own: "
-          "<code>memalloc report FILE</code> for its page.</p>\n",
-          o);
+    fprintf(o,
+            "<details id=\"processes\"><summary>The other processes of this run (%zu)</summary>\n"
+            "<p>Each has a trace of its own: <code>memalloc report FILE</code> for its "
+            "page.</p>\n",
+            r->nrel);
     static const char *const cols[] = {"Trace", "PID", "Parent", "Program"};
     table_head(o, "table-processes", cols, 4);
     for (size_t i = 0; i < r->nrel && i < REL_ROWS; i++) {
@@ -263,6 +265,7 @@ static void relatives(struct report *r) {
     fputs("</tbody></table>\n", o);
     if (r->nrel > REL_ROWS)
         fprintf(o, "<p class=\"dim\">The first %d of %zu.</p>\n", REL_ROWS, r->nrel);
+    fputs("</details>\n", o);
 }
 
 /* ---- summary ---- */
@@ -1118,6 +1121,7 @@ static const char STYLE[] =
     ".bar{fill:#4a7fd0}.bar:hover{fill:#1f3f80}\n"
     ".flame text{font:11px monospace;pointer-events:none}.flame g:hover rect{stroke:#000}\n"
     ".detail{font-family:monospace;min-height:1.4em}\n"
+    "details{margin:8px 0}summary{cursor:pointer;font-weight:bold}\n"
     ".occ{display:inline-block;height:9px;background:#4a7fd0}\n"
     ".k-used,.k-free,.k-purged,.k-none{padding:0 4px}.k-used{background:#2f6fd0;color:#fff}"
     ".k-free{background:#f0a030}.k-purged{background:#9bd39b}.k-none{background:#e6e6e6}\n";
