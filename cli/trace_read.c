@@ -106,11 +106,16 @@ const struct tr_stack *trace_stack(const struct trace *t, uint32_t id) {
 
 /* ---- matching ALLOCs and FREEs ---- */
 
-/* Per address: the ALLOC live there and a FREE that found none. */
+/* Per address: the ALLOC live there and a FREE that found none. Address
+ * 0 marks an empty slot (a record of address 0 is matched with none). */
 struct slot {
     uint64_t addr;
     uint32_t live, pending;
-    int used;
+};
+
+struct slots {
+    struct slot *v;
+    size_t cap, n;
 };
 
 static uint64_t hash64(uint64_t x) {
@@ -122,11 +127,29 @@ static uint64_t hash64(uint64_t x) {
     return x;
 }
 
-static struct slot *slot_of(struct slot *tab, size_t cap, uint64_t addr) {
-    size_t i = hash64(addr) & (cap - 1);
-    while (tab[i].used && tab[i].addr != addr) i = (i + 1) & (cap - 1);
-    if (!tab[i].used) tab[i] = (struct slot){addr, TR_NOT_FREED, TR_NOT_FREED, 1};
-    return &tab[i];
+/* The slot of ADDR (≠ 0), made if new; the table grows at half full, so
+ * that its size follows the distinct addresses, not the records. */
+static struct slot *slot_of(struct slots *h, uint64_t addr) {
+    if (2 * (h->n + 1) > h->cap) {
+        struct slot *old = h->v;
+        size_t oldcap = h->cap;
+        h->cap = oldcap ? 2 * oldcap : 4096;
+        h->v = xcalloc(h->cap, sizeof *h->v);
+        for (size_t i = 0; i < oldcap; i++) {
+            if (!old[i].addr) continue;
+            size_t k = hash64(old[i].addr) & (h->cap - 1);
+            while (h->v[k].addr) k = (k + 1) & (h->cap - 1);
+            h->v[k] = old[i];
+        }
+        free(old);
+    }
+    size_t i = hash64(addr) & (h->cap - 1);
+    while (h->v[i].addr && h->v[i].addr != addr) i = (i + 1) & (h->cap - 1);
+    if (!h->v[i].addr) {
+        h->v[i] = (struct slot){addr, TR_NOT_FREED, TR_NOT_FREED};
+        h->n++;
+    }
+    return &h->v[i];
 }
 
 /* Both arrays are in time order; walked together, a FREE ends the ALLOC
@@ -135,15 +158,18 @@ static struct slot *slot_of(struct slot *tab, size_t cap, uint64_t addr) {
  * allocated before the trace, or its ALLOC has the same time) waits: an
  * ALLOC of that address at the same time takes it; else it is an orphan. */
 static void match(struct trace *t) {
-    size_t cap = 1024;
-    while (cap < 2 * (t->nallocs + t->nfrees)) cap *= 2;
-    struct slot *tab = xcalloc(cap, sizeof *tab);
+    struct slots h = {0};
     size_t a = 0, f = 0;
     while (a < t->nallocs || f < t->nfrees) {
         if (f < t->nfrees && (a == t->nallocs || t->frees[f].t <= t->allocs[a].t)) {
             struct tr_free *fr = &t->frees[f];
-            struct slot *s = slot_of(tab, cap, fr->addr);
             fr->alloc = TR_NOT_FREED;
+            if (!fr->addr) {
+                t->orphan_frees++;
+                f++;
+                continue;
+            }
+            struct slot *s = slot_of(&h, fr->addr);
             if (s->live != TR_NOT_FREED) {
                 fr->alloc = s->live;
                 t->allocs[s->live].free = (uint32_t)f;
@@ -155,8 +181,12 @@ static void match(struct trace *t) {
             f++;
         } else {
             struct tr_alloc *al = &t->allocs[a];
-            struct slot *s = slot_of(tab, cap, al->addr);
             al->free = TR_NOT_FREED;
+            if (!al->addr) {
+                a++;
+                continue;
+            }
+            struct slot *s = slot_of(&h, al->addr);
             if (s->pending != TR_NOT_FREED && t->frees[s->pending].t == al->t) {
                 al->free = s->pending;
                 t->frees[s->pending].alloc = (uint32_t)a;
@@ -169,9 +199,9 @@ static void match(struct trace *t) {
             a++;
         }
     }
-    for (size_t i = 0; i < cap; i++)
-        if (tab[i].used && tab[i].pending != TR_NOT_FREED) t->orphan_frees++;
-    free(tab);
+    for (size_t i = 0; i < h.cap; i++)
+        if (h.v[i].addr && h.v[i].pending != TR_NOT_FREED) t->orphan_frees++;
+    free(h.v);
 }
 
 /* ---- sorting by time (stable: the file's order breaks ties) ---- */
