@@ -11,6 +11,7 @@ PACKAGES=(
     pkg-config                         # memalloc.pc, checked by tests/integration/package.bats
     libunwind8                         # the check modes' deep stacks (MEMALLOC_CHECK_STACK)
     python3 perl git sqlite3 tar grep findutils coreutils diffutils # real programs under test
+    chromium                           # memalloc report's page, loaded headless (report.bats)
 )
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
