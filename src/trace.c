@@ -15,10 +15,10 @@
  * and by the exit, which writes out every thread's buffer: the owner's
  * counting, the common case, takes no lock.
  *
- * The sampled blocks live are an open-addressed set of addresses (with the
- * thread and seq of their allocation, for the temporary flag), under
- * set_mutex; a free that misses the fast path looks there, unless the set
- * is empty.
+ * The sampled blocks live are a set of addresses (with the thread and seq
+ * of their allocation, for the temporary flag, and their stack), in shards
+ * with a lock each; a free that misses the fast path looks there, unless
+ * its shard is empty.
  */
 #define _GNU_SOURCE
 #include "trace.h"
@@ -95,7 +95,6 @@ struct sample {
 enum { T_OFF, T_ON, T_DONE }; /* T_DONE: failed, or ended at exit */
 static int trace_state;
 static pthread_mutex_t trace_mutex = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t set_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int trace_fd = -1;
 static char trace_path[4096]; /* MEMALLOC_TRACE: the first process's file */
 static uint64_t start_ns, interval;
@@ -107,8 +106,6 @@ static char *scratch;
 static uint64_t *stacks_written; /* a bit per stack id */
 static uint64_t next_heap_ms, next_sum_ms, next_classes_ms;
 static size_t peak_mark; /* a new peak of bytes out of the engine, once above */
-static struct sample *set;
-static size_t set_cap, set_count; /* set_cap: a power of two, or 0 */
 static pthread_key_t exit_key;
 static int atfork_done;
 
@@ -322,7 +319,7 @@ static int table_add(struct site *t, size_t *count, uint64_t ra, uint64_t calls,
     }
 }
 
-static inline void count(struct tstate *s, void *where, size_t n) {
+static inline __attribute__((always_inline)) void count(struct tstate *s, void *where, size_t n) {
     uint64_t ra = (uintptr_t)where | !where; /* 0 marks a free slot */
     s->seq++;
     unsigned b = n ? 64 - (unsigned)__builtin_clzll(n) : 0;
@@ -409,23 +406,36 @@ static void put_summary(void) {
 
 /* ---- the set of sampled blocks live ---- */
 
-static size_t slot_of(uint64_t addr) {
-    return hash64(addr) & (set_cap - 1);
+/* Shards by address, each an open-addressed table under its own lock, so
+ * that threads that sample every allocation do not queue on one lock. */
+#define SHARDS 64
+static struct shard {
+    _Alignas(64) pthread_mutex_t mutex; /* a cache line or two each */
+    struct sample *t;
+    size_t cap, count; /* cap: a power of two, or 0 */
+} shards[SHARDS];
+
+static struct shard *shard_of(uint64_t addr) {
+    return &shards[(addr >> 4) & (SHARDS - 1)];
 }
 
-static int set_grow(void) {
-    size_t cap = set_cap ? set_cap * 2 : (size_t)1 << 14;
+static size_t slot_of(const struct shard *h, uint64_t addr) {
+    return hash64(addr) & (h->cap - 1);
+}
+
+static int set_grow(struct shard *h) {
+    size_t cap = h->cap ? h->cap * 2 : (size_t)1 << 10;
     struct sample *t = os_map(cap * sizeof *t);
     if (!t) return 0;
-    struct sample *old = set;
-    size_t old_cap = set_cap;
-    set = t;
-    set_cap = cap;
+    struct sample *old = h->t;
+    size_t old_cap = h->cap;
+    h->t = t;
+    h->cap = cap;
     for (size_t i = 0; i < old_cap; i++) {
         if (!old[i].addr) continue;
-        size_t j = slot_of(old[i].addr);
-        while (set[j].addr) j = (j + 1) & (cap - 1);
-        set[j] = old[i];
+        size_t j = slot_of(h, old[i].addr);
+        while (t[j].addr) j = (j + 1) & (cap - 1);
+        t[j] = old[i];
     }
     if (old) os_unmap(old, old_cap * sizeof *old);
     return 1;
@@ -433,44 +443,59 @@ static int set_grow(void) {
 
 static int set_insert(void *p, uint64_t seq, int tid, uint32_t stack) {
     uint64_t addr = (uintptr_t)p;
+    struct shard *h = shard_of(addr);
     int ok = 1;
-    pthread_mutex_lock(&set_mutex);
-    if ((set_count + 1) * 2 > set_cap) ok = set_grow();
+    pthread_mutex_lock(&h->mutex);
+    if ((h->count + 1) * 2 > h->cap) ok = set_grow(h);
     if (ok) {
-        size_t i = slot_of(addr);
-        while (set[i].addr && set[i].addr != addr) i = (i + 1) & (set_cap - 1);
-        if (!set[i].addr) store_relaxed(&set_count, set_count + 1);
-        set[i] = (struct sample){addr, seq, tid, stack};
+        size_t i = slot_of(h, addr);
+        while (h->t[i].addr && h->t[i].addr != addr) i = (i + 1) & (h->cap - 1);
+        if (!h->t[i].addr) store_relaxed(&h->count, h->count + 1);
+        h->t[i] = (struct sample){addr, seq, tid, stack};
     }
-    pthread_mutex_unlock(&set_mutex);
+    pthread_mutex_unlock(&h->mutex);
     return ok;
 }
 
 /* Take p out of the set; 1 (and its entry in *out) if it was there. */
 static int set_remove(void *p, struct sample *out) {
     uint64_t addr = (uintptr_t)p;
+    struct shard *h = shard_of(addr);
+    if (!load_relaxed(&h->count)) return 0;
     int found = 0;
-    pthread_mutex_lock(&set_mutex);
-    if (set_cap) {
-        size_t mask = set_cap - 1, i = slot_of(addr);
-        while (set[i].addr && set[i].addr != addr) i = (i + 1) & mask;
-        if (set[i].addr) {
+    pthread_mutex_lock(&h->mutex);
+    if (h->cap) {
+        struct sample *t = h->t;
+        size_t mask = h->cap - 1, i = slot_of(h, addr);
+        while (t[i].addr && t[i].addr != addr) i = (i + 1) & mask;
+        if (t[i].addr) {
             found = 1;
-            *out = set[i];
-            store_relaxed(&set_count, set_count - 1);
+            *out = t[i];
+            store_relaxed(&h->count, h->count - 1);
             /* backward shift: the entries after i that could sit at i move up */
-            for (size_t j = (i + 1) & mask; set[j].addr; j = (j + 1) & mask) {
-                size_t home = slot_of(set[j].addr);
+            for (size_t j = (i + 1) & mask; t[j].addr; j = (j + 1) & mask) {
+                size_t home = slot_of(h, t[j].addr);
                 if (((j - home) & mask) >= ((j - i) & mask)) {
-                    set[i] = set[j];
+                    t[i] = t[j];
                     i = j;
                 }
             }
-            set[i].addr = 0;
+            t[i].addr = 0;
         }
     }
-    pthread_mutex_unlock(&set_mutex);
+    pthread_mutex_unlock(&h->mutex);
     return found;
+}
+
+/* In a child after fork: empty, unlocked. */
+static void set_reset(void) {
+    for (unsigned i = 0; i < SHARDS; i++) {
+        struct shard *h = &shards[i];
+        pthread_mutex_init(&h->mutex, NULL);
+        if (h->t) os_unmap(h->t, h->cap * sizeof *h->t);
+        h->t = NULL;
+        h->cap = h->count = 0;
+    }
 }
 
 /* ---- thread states ---- */
@@ -623,6 +648,7 @@ static int start_locked(void) {
         warn("out of memory for ", trace_path);
         return 0;
     }
+    for (unsigned i = 0; i < SHARDS; i++) pthread_mutex_init(&shards[i].mutex, NULL);
     if (!open_file(1)) return 0;
     plain_limit_update();
     pthread_key_create(&exit_key, thread_exit);
@@ -677,7 +703,6 @@ static inline void leave(struct tstate *s) {
 static void fork_child(void) {
     if (load_relaxed(&trace_state) != T_ON) return;
     pthread_mutex_init(&trace_mutex, NULL);
-    pthread_mutex_init(&set_mutex, NULL);
     os_close(trace_fd);
     live = spare = NULL;
     if (mine) {
@@ -690,9 +715,7 @@ static void fork_child(void) {
     memset(&retired_sizes, 0, sizeof retired_sizes);
     os_unmap(stacks_written, STACK_ID_LIMIT / 8);
     stacks_written = os_map(STACK_ID_LIMIT / 8);
-    if (set) os_unmap(set, set_cap * sizeof *set);
-    set = NULL;
-    set_cap = set_count = 0;
+    set_reset();
     next_heap_ms = next_sum_ms = next_classes_ms = 0;
     peak_mark = 0;
     if (!stacks_written || !open_file(0)) {
@@ -806,7 +829,7 @@ static void put_free(struct tstate *s, void *p, const struct sample *e, uint64_t
 /* p is about to be freed: its FREE if sampled. */
 static void record_free(struct tstate *s, void *p) {
     struct sample e;
-    if (p && load_relaxed(&set_count) && set_remove(p, &e)) put_free(s, p, &e, s->seq);
+    if (p && set_remove(p, &e)) put_free(s, p, &e, s->seq);
 }
 
 static void *alloc_counted(struct tstate *s, size_t n, size_t align, int zero, void *ra) {
@@ -867,7 +890,7 @@ void *trace_realloc(void *p, size_t n, const char *who, void *ra) {
         return q;
     }
     struct sample e;
-    int sampled = load_relaxed(&set_count) && set_remove(p, &e);
+    int sampled = set_remove(p, &e);
     size_t old = sampled ? 0 : ma_block_usable(p);
     uint64_t seq = s->seq;
     count(s, ra, n);
@@ -893,7 +916,8 @@ void *trace_realloc(void *p, size_t n, const char *who, void *ra) {
 }
 
 void trace_freed(void *p) {
-    if (!load_relaxed(&set_count) || load_acquire(&trace_state) != T_ON) return;
+    if (load_relaxed(&shard_of((uintptr_t)p)->count) == 0 || load_acquire(&trace_state) != T_ON)
+        return;
     struct tstate *s = enter();
     if (!s) return;
     record_free(s, p);
