@@ -1,0 +1,186 @@
+/*
+ * test_trace_write.c: the trace writer (src/trace.c, linked in with the
+ * engine and the libc names, so that this program's malloc is memalloc's)
+ * and memalloc report's reader (cli/trace_read.c) round trip: every
+ * allocation and free this program makes with MEMALLOC_TRACE_SAMPLE=1 (ctest sets MEMALLOC_TRACE
+ * and the sample) comes back from the file with its address, size, thread, order and temporary
+ * flag; every ALLOC names a stack the file holds, whose first frame is the call site's; the sites
+ * and sizes add up to the calls made; END matches the engine's statistics.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "memalloc.h"
+#include "trace.h"
+#include "trace_read.h"
+
+#define N 200
+
+struct made {
+    void *p;
+    size_t size;
+    int freed, temporary;
+    uintptr_t site_lo; /* the function that allocated it */
+};
+static struct made made[4 * N + 64];
+static unsigned nmade;
+
+static void note(void *p, size_t size, uintptr_t site) {
+    made[nmade++] = (struct made){p, size, 0, 0, site};
+}
+static void note_free(void *p, int temporary) {
+    for (unsigned i = nmade; i-- > 0;)
+        if (made[i].p == p && !made[i].freed) {
+            made[i].freed = 1;
+            made[i].temporary = temporary;
+            return;
+        }
+}
+
+static __attribute__((noinline)) void temporaries(void) {
+    for (int i = 0; i < N; i++) {
+        void *p = malloc(40);
+        note(p, 40, (uintptr_t)temporaries);
+        free(p);
+        note_free(p, 1);
+    }
+}
+
+static __attribute__((noinline)) void kept(void **out) {
+    for (int i = 0; i < N; i++) {
+        out[i] = calloc(3, 100); /* 300 bytes, zeroed */
+        note(out[i], 300, (uintptr_t)kept);
+    }
+}
+
+static __attribute__((noinline)) void *grown(void) {
+    void *p = NULL;
+    for (int i = 1; i <= 8; i++) {
+        void *q = realloc(p, (size_t)i * 5000);
+        if (p) note_free(p, 1); /* by the next realloc, no allocation between */
+        note(q, (size_t)i * 5000, (uintptr_t)grown);
+        p = q;
+    }
+    return p;
+}
+
+static __attribute__((noinline)) void *aligned_block(void) {
+    void *p = aligned_alloc(4096, 10000);
+    note(p, 10000, (uintptr_t)aligned_block);
+    return p;
+}
+
+static struct trace tr;
+static const char *path;
+
+/* The call site in function fn: the lowest return address above fn's
+ * start (each function here has one site). */
+static const struct tr_site *site_near(uintptr_t fn) {
+    const struct tr_site *best = NULL;
+    for (uint32_t i = 0; i < tr.sites.count; i++)
+        if (tr.sites.v[i].ra > fn && (!best || tr.sites.v[i].ra < best->ra)) best = &tr.sites.v[i];
+    return best && best->ra < fn + 4096 ? best : NULL;
+}
+
+TEST(test_file_read_back) {
+    char err[256];
+    int rc = trace_read(path, &tr, err, sizeof err);
+    CHECKF(rc == 0, "%s: %s", path, err);
+    if (rc != 0) return;
+    CHECK(tr.info.present && tr.info.pid == (uint32_t)getpid() && tr.info.sample_bytes == 1);
+    CHECK(tr.info.nstrings >= 2 && strstr(tr.info.strings[0], "test_trace_write") != NULL);
+    CHECK(tr.end.present && !tr.cut_short && !tr.truncated && tr.malformed == 0);
+    CHECK(tr.nheaps >= 2 && tr.nclasses >= 1 && tr.nmaps >= 1);
+}
+
+TEST(test_every_allocation_and_free) {
+    /* the ALLOCs of this thread, in its order (seq), are the blocks made */
+    uint32_t tid = (uint32_t)gettid();
+    unsigned k = 0, mismatches = 0;
+    uint64_t last_seq = 0;
+    for (size_t i = 0; i < tr.nallocs && k < nmade; i++) {
+        const struct tr_alloc *a = &tr.allocs[i];
+        if (a->tid != tid || a->addr != (uintptr_t)made[k].p) continue; /* the harness's own */
+        if (a->size != made[k].size || a->weight != made[k].size || (k && a->seq <= last_seq))
+            mismatches++;
+        last_seq = a->seq;
+        const struct tr_stack *s = trace_stack(&tr, a->stack);
+        const struct tr_site *site = site_near(made[k].site_lo);
+        if (!s || s->depth < 1 || !site || s->frames[0] != site->ra) mismatches++;
+        if (made[k].freed) {
+            const struct tr_free *f = a->free != TR_NOT_FREED ? &tr.frees[a->free] : NULL;
+            if (!f || f->addr != a->addr || f->tid != tid ||
+                !!(f->flags & TR_FREE_TEMPORARY) != made[k].temporary)
+                mismatches++;
+        } else if (a->free != TR_NOT_FREED) {
+            mismatches++;
+        }
+        k++;
+    }
+    CHECKF(k == nmade, "%u of %u blocks found in the trace", k, nmade);
+    CHECKF(mismatches == 0, "%u mismatches", mismatches);
+}
+
+TEST(test_sites_and_sizes_add_up) {
+    const struct tr_site *t = site_near((uintptr_t)temporaries);
+    const struct tr_site *c = site_near((uintptr_t)kept);
+    const struct tr_site *g = site_near((uintptr_t)grown);
+    REQUIRE(t && c && g);
+    CHECKF(t->calls == N && t->bytes == 40 * N, "%lu %lu", (unsigned long)t->calls,
+           (unsigned long)t->bytes);
+    CHECK(c->calls == N && c->bytes == 300 * N);
+    CHECK(g->calls == 8 && g->bytes == 5000 * 36);
+    uint64_t site_calls = 0, size_calls = 0;
+    for (uint32_t i = 0; i < tr.sites.count; i++) site_calls += tr.sites.v[i].calls;
+    for (uint32_t i = 0; i < tr.sizes.count; i++) size_calls += tr.sizes.v[i].calls;
+    CHECK(tr.sizes.count == 49 && site_calls == size_calls && site_calls >= 2 * N + 9);
+    /* 40 bytes: bucket 6, [32, 64) */
+    CHECK(tr.sizes.v[6].calls >= N && tr.sizes.v[6].bytes >= 40 * N);
+}
+
+int main(void) {
+    path = getenv("MEMALLOC_TRACE");
+    if (!path ||
+        strcmp(getenv("MEMALLOC_TRACE_SAMPLE") ? getenv("MEMALLOC_TRACE_SAMPLE") : "", "1")) {
+        fprintf(stderr, "run with MEMALLOC_TRACE=FILE MEMALLOC_TRACE_SAMPLE=1 (ctest does)\n");
+        return 2;
+    }
+    /* the trace started before main: FILE, or FILE.PID if an earlier
+     * run left FILE behind */
+    static char own[4096];
+    snprintf(own, sizeof own, "%s.%d", path, (int)getpid());
+    if (access(own, F_OK) == 0) path = own;
+    static void *keep[N];
+    temporaries();
+    kept(keep);
+    void *big = grown();
+    void *al = aligned_block();
+    int zeroed = 1;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < 300; j++) zeroed &= ((unsigned char *)keep[i])[j] == 0;
+    for (int i = 0; i < N; i++) {
+        free(keep[i]);
+        note_free(keep[i], 0);
+    }
+    CHECK(zeroed);
+    CHECK(((uintptr_t)al & 4095) == 0);
+    free(big);
+    note_free(big, 0);
+    free(al);
+    note_free(al, 1);
+    struct memalloc_stats st;
+    memalloc_get_stats(&st);
+    trace_exit();
+    RUN(test_file_read_back);
+    CHECKF(tr.end.allocs == st.allocs, "END allocs %lu, stats %lu", (unsigned long)tr.end.allocs,
+           (unsigned long)st.allocs);
+    RUN(test_every_allocation_and_free);
+    RUN(test_sites_and_sizes_add_up);
+    trace_free(&tr);
+    unlink(path);
+    return harness_finish();
+}
