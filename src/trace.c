@@ -28,11 +28,16 @@
 #include <string.h>
 
 #include "api.h"
+#include "arena.h"
+#include "chunk.h"
 #include "counters.h"
 #include "init.h"
+#include "large.h"
 #include "msg.h"
 #include "options.h"
 #include "os.h"
+#include "page.h"
+#include "region.h"
 #include "stack.h"
 #include "stats.h"
 #include "tcache.h"
@@ -45,7 +50,8 @@ enum {
     R_FREE,
     R_HEAP,
     R_CLASSES,
-    R_SITES = 9,
+    R_REGIONS,
+    R_SITES,
     R_SIZES,
     R_END
 };
@@ -59,7 +65,7 @@ enum {
 #define TICK             256u /* a thread looks at the clock every TICK allocations */
 #define HEAP_EVERY_MS    10   /* HEAP records, at most */
 #define SUM_EVERY_MS     1000 /* SITES, SIZES and MAPS records */
-#define CLASSES_EVERY_MS 100  /* CLASSES records, with a HEAP of a new peak, at most */
+#define CLASSES_EVERY_MS 10   /* CLASSES and REGIONS, with the HEAP of a new peak, at most */
 #define FLUSH_EVERY_MS   1000 /* a thread's buffer is written out at least this often */
 
 struct site {
@@ -260,7 +266,105 @@ static void put_classes(struct tstate *s, uint64_t t, const struct stats_heap *h
     put(s, R_CLASSES, head, sizeof head, c, count * sizeof c[0]);
 }
 
-/* HEAP: the heap's own figures now, and CLASSES with them if classes.
+/* REGIONS: each region of the heaps, and each mapped block, as granules
+ * of GRANULE bytes: the share of each in use (a page's share in use is
+ * its objects in use), free and resident, and free and purged; bytes
+ * never reached or above a region's fresh mark count in none. Built in
+ * scratch (trace_mutex held), each arena's under its lock. */
+#define GRANULES 512u
+#define GRANULE  (REGION_SIZE / GRANULES)
+enum { G_USED, G_FREE, G_PURGED };
+static uint32_t granules[GRANULES][3];
+static size_t regions_len; /* bytes of the record built in scratch */
+static uint32_t regions_count;
+
+static void spread(uintptr_t base, uintptr_t from, uintptr_t to, int kind) {
+    while (from < to) {
+        size_t g = (from - base) / GRANULE;
+        uintptr_t end = base + (g + 1) * GRANULE;
+        if (end > to) end = to;
+        if (g < GRANULES) granules[g][kind] += (uint32_t)(end - from);
+        from = end;
+    }
+}
+
+/* The granules of [base, base + n * GRANULE) into the record. */
+static void region_out(uintptr_t base, uint32_t n) {
+    size_t need = 16 + (size_t)n * 3;
+    need = (need + 7) & ~(size_t)7;
+    if (sizeof(struct rec_hdr) + regions_len + need > SCRATCH_BYTES) return;
+    char *p = scratch + sizeof(struct rec_hdr) + regions_len;
+    uint64_t b = base;
+    uint32_t head[2] = {n, 0};
+    memcpy(p, &b, 8);
+    memcpy(p + 8, head, 8);
+    for (uint32_t g = 0; g < n; g++)
+        for (int k = 0; k < 3; k++) {
+            uint64_t v = g < GRANULES  ? (uint64_t)granules[g][k] * 255 / GRANULE
+                         : k == G_USED ? 255
+                                       : 0;
+            p[16 + g * 3 + k] = (char)(v > 255 ? 255 : v);
+        }
+    memset(p + 16 + (size_t)n * 3, 0, need - 16 - (size_t)n * 3);
+    regions_len += need;
+    regions_count++;
+}
+
+static void region_walk(const struct region *r) {
+    memset(granules, 0, sizeof granules);
+    uintptr_t base = (uintptr_t)r, fresh = (uintptr_t)r->fresh, open = (uintptr_t)r->open;
+    spread(base, base, base + REGION_HDR, G_USED);
+    for (const struct chunk *c = region_first(r); c < region_fence(r); c = chunk_next(c)) {
+        size_t size = chunk_size(c);
+        uintptr_t a = (uintptr_t)c, end = a + size;
+        if (size < MIN_CHUNK || end > (uintptr_t)region_fence(r)) break; /* (never: a sane heap) */
+        if (cinuse(c)) {
+            const struct page *g = page_of(r, chunk_payload(c));
+            size_t used = size;
+            if (g && (uintptr_t)g >= a && (uintptr_t)g < end && g->tag == obj_key(g)) {
+                used = (size_t)load_relaxed(&g->used) * g->size + PAGE_HDR;
+                if (used > size) used = size;
+            }
+            spread(base, a, a + used, G_USED);
+            spread(base, a + used, end, G_FREE);
+            continue;
+        }
+        uintptr_t lim = end < open ? end : open;
+        if (lim > fresh) lim = fresh > a ? fresh : a;
+        spread(base, a, lim, head_get(c) & PURGED ? G_PURGED : G_FREE);
+    }
+    region_out(base, GRANULES);
+}
+
+static void mapped_out(const struct chunk *c, void *ctx) {
+    (void)ctx;
+    size_t n = (chunk_size(c) + GRANULE - 1) / GRANULE;
+    memset(granules, 0, sizeof granules);
+    spread((uintptr_t)c, (uintptr_t)c, (uintptr_t)c + chunk_size(c), G_USED);
+    region_out((uintptr_t)c, (uint32_t)(n < 65536 ? n : 65536));
+}
+
+static void put_regions(uint64_t t) {
+    regions_len = 16;
+    regions_count = 0;
+    for (unsigned i = 0, n = arenas_count(); i < n; i++) {
+        struct arena *a = &ma_arenas[i];
+        arena_lock(a);
+        for (const struct region *r = a->heap.regions; r; r = r->next) region_walk(r);
+        arena_unlock(a);
+    }
+    large_lock();
+    large_foreach(mapped_out, NULL);
+    large_unlock();
+    char *p = scratch + sizeof(struct rec_hdr);
+    uint32_t head[2] = {regions_count, (uint32_t)GRANULE};
+    memcpy(p, &t, 8);
+    memcpy(p + 8, head, 8);
+    put_scratch(R_REGIONS, regions_len);
+}
+
+/* HEAP: the heap's own figures now, and CLASSES and REGIONS with them if
+ * classes.
  * Heap mapped counts the accessible part of each region (the rest is
  * address space only), with the mapped blocks and the cached mappings. */
 static void put_heap(struct tstate *s, int classes) {
@@ -296,6 +400,7 @@ static void put_heap(struct tstate *s, int classes) {
     put(s, R_HEAP, r, sizeof r, NULL, 0);
     if (classes) {
         put_classes(s, t, hs, n < 4 ? n : 4);
+        put_regions(t);
         pthread_mutex_unlock(&trace_mutex);
     }
 }

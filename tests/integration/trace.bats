@@ -79,7 +79,8 @@ has() {
     # 100 KB of 100-byte blocks come before any countdown can run out
     has "$T/facts" "sampled 1048576 allocs=10 frees=10 temporary=1 live=0"
     ! grep -q '^sampled 100 ' "$T/facts" || fail "100-byte blocks were sampled"
-    grep -Eq '^heap=[1-9][0-9]* classes=[1-9]' "$T/facts" || fail "no HEAP or CLASSES" "$(tail -n 3 "$T/facts")"
+    grep -Eq '^heap=[1-9][0-9]* classes=[1-9][0-9]* regions=[1-9]' "$T/facts" ||
+        fail "no HEAP, CLASSES or REGIONS" "$(tail -n 3 "$T/facts")"
 }
 
 @test "trace: threads' sites are added up, each thread's samples name it" {

@@ -10,7 +10,7 @@ is well formed, and print what the tests compare, one fact per line:
   sizes_calls=N sizes_bytes=N   the last SIZES record, summed
   site CALLS BYTES              one line per call site of the last SITES
   sampled SIZE allocs=N frees=N temporary=N live=N   per sampled size
-  heap=N classes=N              HEAP and CLASSES records
+  heap=N classes=N regions=N    HEAP, CLASSES and REGIONS records
   stack_first_frame_is_site=0|1 every sampled ALLOC's stack starts at a site
   threads=N                     distinct thread ids of sampled ALLOCs
 
@@ -41,7 +41,7 @@ def main():
 
     def new_segment():
         return {"stacks": {}, "allocs": [], "frees": [], "sites": None, "sizes": None,
-                "end": None, "heap": 0, "classes": 0, "info": None}
+                "end": None, "heap": 0, "classes": 0, "regions": 0, "info": None}
 
     while off < len(data):
         if off + 8 > len(data):
@@ -84,6 +84,20 @@ def main():
             if length != 16 + 32 * count:
                 fail(f"CLASSES of {count} in {length} bytes")
             seg["classes"] += 1
+        elif rtype == 8:
+            t, count, granule = struct.unpack_from("<QII", p)
+            o = 16
+            for _ in range(count):
+                if o + 16 > length:
+                    fail("REGIONS cut inside a region")
+                base, n, _ = struct.unpack_from("<QII", p, o)
+                o += (16 + 3 * n + 7) & ~7
+                g = p[o - ((16 + 3 * n + 7) & ~7) + 16:][:3 * n]
+                if any(g[i] + g[i + 1] + g[i + 2] > 255 + 2 for i in range(0, 3 * n, 3)):
+                    fail(f"REGIONS: a granule of {base:#x} over 255")
+            if o != length or granule == 0:
+                fail(f"REGIONS of {count} regions in {length} bytes, {o} read")
+            seg["regions"] += 1
         elif rtype == 9:
             t, count = struct.unpack_from("<QI", p)
             if length != 16 + 24 * count:
@@ -133,7 +147,7 @@ def main():
     ok = all(a[4] in seg["stacks"] and seg["stacks"][a[4]][0] in site_ras for a in seg["allocs"])
     print(f"stack_first_frame_is_site={int(ok)}")
     print(f"threads={len({a[5] for a in seg['allocs']})}")
-    print(f"heap={seg['heap']} classes={seg['classes']}")
+    print(f"heap={seg['heap']} classes={seg['classes']} regions={seg['regions']}")
 
 
 if __name__ == "__main__":
