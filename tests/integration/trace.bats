@@ -172,3 +172,31 @@ has() {
         grep -q '^sites_calls=[1-9]' "$T/$name.facts" || fail "$name: no sites"
     done
 }
+
+@test "trace: gcc's processes through memalloc run: each report's totals are MEMALLOC_STATS's" {
+    printf 'static int f(int n) { int t = 0; for (int i = 0; i < n; i++) t += i * i; return t; }\nint g(void) { return f(100); }\n' >"$T/g.c"
+    local rc=0 f pairs_stats pairs_trace calls
+    # (a small interval: the driver and the assembler allocate little)
+    timeout -k 5 "$MA_TIMEOUT" "$MEMALLOC_CMD" run --stats --trace "$T/gcc.t" --sample 1024 -- \
+        gcc -O2 -c "$T/g.c" -o "$T/g.o" >"$T/run.out" 2>"$T/run.err" || rc=$?
+    [[ $rc == 0 && -s $T/g.o ]] || fail "gcc: status $rc" "$(cat "$T/run.err")"
+    pairs_stats=$(sed -n 's/^memalloc: allocs=\([0-9]*\) frees=\([0-9]*\) .*/\1 \2/p' "$T/run.err" | sort)
+    [[ $(wc -l <<<"$pairs_stats") -ge 2 ]] || fail "fewer than 2 processes' summaries" "$(cat "$T/run.err")"
+    pairs_trace=$(for f in "$T"/gcc.t*; do
+        [[ $f == *.html ]] && continue
+        $CHECK "$f" | sed -n 's/^end_allocs=\([0-9]*\) end_frees=\([0-9]*\) .*/\1 \2/p'
+    done | sort)
+    [[ $pairs_stats == "$pairs_trace" ]] || fail "summaries:" "$pairs_stats" "traces' END:" "$pairs_trace"
+    for f in "$T"/gcc.t*; do
+        [[ $f == *.html ]] && continue
+        "$MEMALLOC_CMD" report "$f" -o "$f.html" >/dev/null 2>"$T/report.err" ||
+            fail "report of $f failed" "$(cat "$T/report.err")"
+        calls=$($CHECK "$f" | sed -n 's/^end_allocs=\([0-9]*\) end_frees=\([0-9]*\) .*/\1 allocations, \2 frees/p')
+        grep -qF "$calls" "$f.html" || fail "$f.html does not say '$calls'"
+        for s in summary timeline sites-peak sites-calls sites-temporary sites-leaks flamegraph sizes \
+            lifetimes classes regions; do
+            grep -q "<section id=\"$s\"" "$f.html" || fail "$f.html: no section $s"
+        done
+        ! grep -q 'not recorded in this trace' "$f.html" || fail "$f.html: a section not recorded"
+    done
+}
