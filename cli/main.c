@@ -1071,7 +1071,13 @@ static int run_main(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc < 2) return usage_error("memalloc", "no command given (run, report or help)");
     const char *cmd = argv[1];
-    if (strcmp(cmd, "report") == 0) return report_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0) {
+        if (argc == 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+            fputs(help_report, stdout); /* the whole help, as memalloc help report */
+            return 0;
+        }
+        return report_main(argc - 1, argv + 1);
+    }
     if (strcmp(cmd, "run") == 0) return run_main(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0) return help_main_cmd(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {

@@ -108,7 +108,7 @@ assert_sections() {
     [[ $rc == 2 ]] && grep -q '^memalloc report: unknown option --bogus' "$T/rep.err" ||
         fail "unknown option: status $rc: $(cat "$T/rep.err")"
     report --help
-    [[ $rc == 0 && ! -s $T/rep.err ]] && grep -q '^usage: memalloc report TRACE \[-o FILE.html\]' "$T/rep.out" ||
+    [[ $rc == 0 && ! -s $T/rep.err ]] && grep -q '^    memalloc report TRACE \[-o FILE.html\]' "$T/rep.out" ||
         fail "--help: status $rc: $(cat "$T/rep.out" "$T/rep.err")"
 }
 
