@@ -113,7 +113,18 @@ TEST(test_cut_short) {
     unsigned char *all = malloc(g.bytes);
     REQUIRE(fread(all, 1, g.bytes, in) == g.bytes);
     fclose(in);
-    size_t cuts[] = {g.bytes / 2, g.bytes / 2 + 1, g.bytes - 1, g.bytes - 56};
+    /* the record that holds the middle byte: cut inside its header and
+     * inside its payload (a cut at a record's end would not be short) */
+    size_t off = 8, len = 0;
+    for (;;) {
+        uint32_t n;
+        memcpy(&n, all + off + 4, 4);
+        len = 8 + (size_t)n;
+        if (off + len > g.bytes / 2) break;
+        off += len;
+    }
+    size_t mid = len > 8 ? off + 8 + (len - 8) / 2 : off + 5;
+    size_t cuts[] = {off + 3, mid, g.bytes - 1, g.bytes - 56};
     size_t prev_events = 0;
     for (size_t c = 0; c < sizeof cuts / sizeof *cuts; c++) {
         FILE *out = fopen(cut_path, "wb");
