@@ -56,15 +56,19 @@ enum {
     R_END
 };
 
-#define BUF_BYTES        ((size_t)64 << 10)
-#define THREAD_SITES     2048u /* per thread; a power of two */
-#define GLOBAL_SITES     ((size_t)1 << 16)
-#define NSIZES           49
-#define TRACE_DEPTH      32
-#define SCRATCH_BYTES    ((size_t)16 << 20)
-#define TICK             256u /* a thread looks at the clock every TICK allocations */
-#define HEAP_EVERY_MS    10   /* HEAP records, at most */
-#define SUM_EVERY_MS     1000 /* SITES, SIZES and MAPS records */
+#define BUF_BYTES     ((size_t)64 << 10)
+#define THREAD_SITES  2048u /* per thread; a power of two */
+#define GLOBAL_SITES  ((size_t)1 << 16)
+#define NSIZES        49
+#define TRACE_DEPTH   32
+#define SCRATCH_BYTES ((size_t)16 << 20)
+#define TICK          256u /* a thread looks at the clock every TICK allocations */
+/* HEAP records every HEAP_EVERY_MS at most, and SITES, SIZES and MAPS every
+ * SUM_EVERY_MS, or a thousandth and a tenth of the time since the start
+ * if that is longer: a long run's trace grows with the log of its length
+ * rather than with it, and its timeline keeps about a thousand points. */
+#define HEAP_EVERY_MS    10
+#define SUM_EVERY_MS     1000
 #define CLASSES_EVERY_MS 10   /* CLASSES and REGIONS, with the HEAP of a new peak, at most */
 #define FLUSH_EVERY_MS   1000 /* a thread's buffer is written out at least this often */
 
@@ -103,7 +107,8 @@ static int trace_state;
 static pthread_mutex_t trace_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int trace_fd = -1;
 static char trace_path[4096]; /* MEMALLOC_TRACE: the first process's file */
-static uint64_t start_ns, interval;
+static uint64_t start_ns, start_ms, interval;
+static uint64_t maps_hash; /* of the last MAPS written: one that did not change is not */
 static struct tstate *live, *spare;
 static struct site *retired, *merged; /* GLOBAL_SITES each */
 static size_t retired_count;
@@ -237,6 +242,10 @@ static void put_maps(void) {
         }
         i = end + 1;
     }
+    uint64_t h = 0xcbf29ce484222325ull ^ kept;
+    for (size_t i = 0; i < kept; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    if (h == maps_hash) return;
+    maps_hash = h;
     put_scratch(R_MAPS, 8 + kept);
 }
 
@@ -729,6 +738,8 @@ static int open_file(int first) {
     }
     store_relaxed(&trace_fd, fd);
     start_ns = os_now_ns();
+    start_ms = os_now_ms();
+    maps_hash = 0;
     if (fresh) os_write(fd, "MEMTRC01", 8);
     put_info();
     put_maps();
@@ -852,9 +863,9 @@ static inline void *plain(size_t n, size_t align, int zero) {
 }
 
 /* Every TICK allocations of a thread: its buffer out if it waited a
- * second; HEAP every HEAP_EVERY_MS of the whole process, and at each new
- * peak (1/16 above the last), with the summary records at a peak and
- * every second. */
+ * second; HEAP every HEAP_EVERY_MS of the whole process (or longer,
+ * above), and at each new peak (1/16 above the last), with the summary
+ * records at a peak and every SUM_EVERY_MS (or longer). */
 static void tick(struct tstate *s) {
     if (load_relaxed(&trace_state) != T_ON) return;
     uint64_t ms = os_now_ms();
@@ -867,15 +878,18 @@ static void tick(struct tstate *s) {
     }
     size_t in = load_relaxed(&ma_counters.in_use), mark = load_relaxed(&peak_mark);
     uint64_t due = load_relaxed(&next_heap_ms), sum = load_relaxed(&next_sum_ms);
+    uint64_t age = ms - start_ms;
+    uint64_t heap_every = age / 1000 > HEAP_EVERY_MS ? age / 1000 : HEAP_EVERY_MS;
+    uint64_t sum_every = age / 10 > SUM_EVERY_MS ? age / 10 : SUM_EVERY_MS;
     if (in > mark && cas_relaxed(&peak_mark, &mark, in + in / 16)) {
-        store_relaxed(&next_heap_ms, ms + HEAP_EVERY_MS);
+        store_relaxed(&next_heap_ms, ms + heap_every);
         uint64_t cl = load_relaxed(&next_classes_ms);
         put_heap(s, ms >= cl && cas_relaxed(&next_classes_ms, &cl, ms + CLASSES_EVERY_MS));
         put_summary();
-    } else if (ms >= due && cas_relaxed(&next_heap_ms, &due, ms + HEAP_EVERY_MS)) {
+    } else if (ms >= due && cas_relaxed(&next_heap_ms, &due, ms + heap_every)) {
         put_heap(s, 0);
     }
-    if (ms >= sum && cas_relaxed(&next_sum_ms, &sum, ms + SUM_EVERY_MS)) put_summary();
+    if (ms >= sum && cas_relaxed(&next_sum_ms, &sum, ms + sum_every)) put_summary();
 }
 
 /* A block that is not an object of a page: its free reaches trace_freed. */
