@@ -49,6 +49,9 @@ struct chunk *region_new(struct heap *h) {
 int region_open(struct region *r, const void *end) {
     if ((const char *)end <= r->open) return 1;
     char *last = region_end(r) - os_page_size();
+    /* open whole already: a carve that ends in the fencepost's page asks
+     * for more than the region has, and there is nothing left to open */
+    if (r->open >= last) return 1;
     size_t step = (size_t)(r->open - (char *)r) / 2;
     char *to = (char *)align_up((uintptr_t)end, OPEN_STEP);
     if (to < r->open + step) to = (char *)align_up((uintptr_t)(r->open + step), OPEN_STEP);

@@ -20,6 +20,7 @@
 
 #include "harness.h"
 #include "arena.h"
+#include "heap.h"
 #include "large.h"
 #include "os.h"
 #include "memalloc.h"
@@ -617,6 +618,29 @@ TEST(test_region_open_mark) {
     CHECK(memalloc_check() == 0);
 }
 
+/* A free chunk that ends at the fencepost of a region that is open whole
+ * is carved whole: there is nothing left to open (it once failed with
+ * ENOMEM: the heap asked to open past the region's end). In a child: the
+ * heap is a private one, whose region no arena knows. */
+TEST(test_carve_at_the_fencepost) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        static struct heap h; /* zeroed, as an arena's */
+        heap_init(&h);
+        size_t rest = 1024;
+        char *a = heap_alloc(&h, REGION_CAPACITY - rest, NULL);
+        if (!a) _exit(2);
+        struct region *r = region_of(a);
+        if (r->open != region_end(r)) _exit(3);
+        char *b = heap_alloc(&h, rest, NULL); /* exactly the rest, next to the fencepost */
+        if (!b) _exit(4);
+        _exit(region_of(b) == r && chunk_next(payload_chunk(b)) == region_fence(r) ? 0 : 5);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+
 int main(void) {
     clock_ms = os_now_ms(); /* from here on, the clock moves when a test says */
     os_clock_set(clock_ms);
@@ -635,5 +659,6 @@ int main(void) {
     RUN(test_checker_sees_corruption);
     RUN(test_misuse_reports);
     RUN(test_region_open_mark);
+    RUN(test_carve_at_the_fencepost);
     return harness_finish();
 }
