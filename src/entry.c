@@ -29,7 +29,7 @@ static int sample_due(size_t n) {
 void *entry_malloc_slow(size_t n) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, 0, DBG_MALLOC, 0, ENTRY_RA());
-    if (unlikely(load_relaxed(&ma_tracing))) return trace_alloc(n, 0, 0, ENTRY_RA());
+    if (unlikely(load_relaxed(&ma_tracing))) return trace_malloc(n, ENTRY_RA());
     if (unlikely(sample_due(n))) {
         void *p = dbg_sample(n, ALIGNMENT, DBG_MALLOC, ENTRY_RA());
         if (p) return p;

@@ -849,7 +849,9 @@ static size_t plain_limit;
 
 static void plain_limit_update(void) {
     size_t t = mmap_threshold();
-    store_relaxed(&plain_limit, t < CLASS_MAX + 1 ? t : CLASS_MAX + 1);
+    t = t < CLASS_MAX + 1 ? t : CLASS_MAX + 1;
+    /* stored only when it changes: every thread reads it on every call */
+    if (load_relaxed(&plain_limit) != t) store_relaxed(&plain_limit, t);
 }
 
 static inline void *plain(size_t n, size_t align, int zero) {
@@ -866,7 +868,7 @@ static inline void *plain(size_t n, size_t align, int zero) {
  * second; HEAP every HEAP_EVERY_MS of the whole process (or longer,
  * above), and at each new peak (1/16 above the last), with the summary
  * records at a peak and every SUM_EVERY_MS (or longer). */
-static void tick(struct tstate *s) {
+static __attribute__((noinline)) void tick(struct tstate *s) {
     if (load_relaxed(&trace_state) != T_ON) return;
     uint64_t ms = os_now_ms();
     plain_limit_update(); /* the dynamic mmap threshold may have risen */
@@ -951,18 +953,34 @@ static void record_free(struct tstate *s, void *p) {
     if (p && set_remove(p, &e)) put_free(s, p, &e, s->seq);
 }
 
-static void *alloc_counted(struct tstate *s, size_t n, size_t align, int zero, void *ra) {
-    count(s, ra, n);
-    void *p;
-    if (unlikely(sample_due(s, n))) {
-        p = unpaged(n, align, zero);
-        s->left = next_countdown(s);
-        if (p) record_alloc(s, p, n, ra, 0, s->seq - 1);
-    } else {
-        s->left -= n;
-        p = plain(n, align, zero);
+/* The allocation the countdown picked: off the pages, recorded, and the
+ * countdown rearmed; then the tick it may be due for. */
+static __attribute__((noinline)) void *sampled_alloc(struct tstate *s, size_t n, size_t align,
+                                                     int zero, void *ra) {
+    void *p = unpaged(n, align, zero);
+    s->left = next_countdown(s);
+    if (p) {
+        record_alloc(s, p, n, ra, 0, s->seq - 1);
+        tick(s); /* a large block may make a peak, however few the calls */
     }
-    if ((s->seq & (TICK - 1)) == 0) tick(s);
+    return p;
+}
+
+static inline __attribute__((always_inline)) void *alloc_counted(struct tstate *s, size_t n,
+                                                                 size_t align, int zero, void *ra) {
+    count(s, ra, n);
+    if (unlikely(sample_due(s, n))) return sampled_alloc(s, n, align, zero, ra);
+    s->left -= n;
+    void *p = plain(n, align, zero);
+    if (unlikely((s->seq & (TICK - 1)) == 0)) tick(s);
+    return p;
+}
+
+void *trace_malloc(size_t n, void *ra) {
+    struct tstate *s = enter();
+    if (unlikely(!s)) return plain(n, 0, 0);
+    void *p = alloc_counted(s, n, 0, 0, ra);
+    leave(s);
     return p;
 }
 

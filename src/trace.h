@@ -21,7 +21,9 @@
 
 #include <stddef.h>
 
-/* malloc, operator new, memalign and its kin (align: 0 or a power of
+/* malloc (trace_alloc's case of align 0, not zeroed). */
+void *trace_malloc(size_t n, void *ra);
+/* operator new, memalign and its kin (align: 0 or a power of
  * two), calloc's total (zero: the block is zeroed); ra: the return address
  * of the program's call. NULL (ENOMEM) on failure. */
 void *trace_alloc(size_t n, size_t align, int zero, void *ra);
