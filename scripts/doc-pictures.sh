@@ -25,7 +25,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 
 # shot REPORT SECTION PNG WIDTH HEIGHT: a copy of REPORT that shows only
-# SECTION (and the page's title), captured at WIDTH x HEIGHT pixels.
+# SECTION (no title), captured at WIDTH x HEIGHT pixels.
 shot() {
     local report=$1 section=$2 png=$3 width=$4 height=$5
     local page=$work/$(basename "$png" .png).html
@@ -105,7 +105,7 @@ with open("'"$work"'/gen.c", "w") as f:
 '
 "$memalloc" run --trace "$work/gcc.trace" -- gcc -O2 -c -o "$work/gen.o" "$work/gen.c"
 # gcc runs cc1 as a child process: its trace is gcc.trace.PID
-cc1=$(ls -S "$work"/gcc.trace.* | head -n1)
+cc1=$(ls -S "$work"/gcc.trace.* | sed -n 1p)
 "$memalloc" report "$cc1" -o "$work/gcc.html"
 
 echo "pictures in $out"
