@@ -241,6 +241,15 @@ void *ma_alloc_unpaged(size_t n, size_t align, size_t *usable) {
     return p ? p : fail_nomem();
 }
 
+void *ma_aligned_object(size_t align, size_t n) {
+    if (unlikely(!ready()) || n > CLASS_MAX || n >= mmap_threshold()) return NULL;
+    unsigned k = class_aligned(n, align);
+    if (k >= NCLASSES) return NULL;
+    int failed = 0;
+    void *p = tc_pop(tc_current, k);
+    return p ? p : object_malloc(k, &failed);
+}
+
 static void object_free(struct page *g, void *p);
 
 void *ma_alloc_object(size_t n, size_t *usable) {

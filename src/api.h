@@ -41,6 +41,11 @@ void *ma_alloc_unpaged(size_t n, size_t align, size_t *usable);
  * declines it, and ma_free_object frees it whatever they hold.
  */
 void *ma_alloc_object(size_t n, size_t *usable);
+/* The same for memalign and its kin (align a power of two above
+ * ALIGNMENT): an object of a class whose objects are aligned to align;
+ * NULL if there is none to be had (the caller takes ma_aligned's). For
+ * the trace, which sets tc_limit to 0 but allocates as the engine would. */
+void *ma_aligned_object(size_t align, size_t n);
 /* The size of the object of a page that p is (on the page's grid and
  * handed out at some time, in use or not), else 0; any p. */
 size_t ma_object_at(const void *p);

@@ -20,6 +20,7 @@
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <execinfo.h>
 #include <link.h>
 #include <pthread.h>
 
@@ -48,6 +49,9 @@ static __thread int busy __attribute__((tls_model("initial-exec")));
 
 typedef int (*unw_backtrace_fn)(void **, int);
 static unw_backtrace_fn unwind;
+/* glibc's backtrace (libgcc's unwinder), for stack_capture_light: set up
+ * with libunwind when a trace asks for stacks */
+static unw_backtrace_fn unwind_light;
 
 /* Is libunwind wanted: a check mode with MEMALLOC_CHECK_STACK above 1, or
  * a trace (MEMALLOC_TRACE, whose sampled allocations have whole stacks)? */
@@ -65,6 +69,12 @@ __attribute__((constructor)) static void stack_open_unwinder(void) {
     busy = 1; /* the loader's blocks: served plainly, not the program's leaks */
     void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (h) unwind = (unw_backtrace_fn)dlsym(h, "unw_backtrace");
+    const char *trace = os_getenv("MEMALLOC_TRACE");
+    if (trace && *trace) {
+        void *frames[4];
+        backtrace(frames, 4); /* its first call loads libgcc's unwinder: now, not in a malloc */
+        unwind_light = backtrace;
+    }
     busy = 0;
     if (!unwind) {
         struct msg m = {.len = 0};
@@ -176,6 +186,12 @@ static __attribute__((noinline)) uint32_t unwound(void *ra, unsigned depth, unw_
 
 uint32_t stack_capture(void *ra, unsigned depth) {
     unw_backtrace_fn fn = unwind;
+    if (depth <= 1 || !fn || busy) return one_frame(ra);
+    return unwound(ra, depth, fn);
+}
+
+uint32_t stack_capture_light(void *ra, unsigned depth) {
+    unw_backtrace_fn fn = unwind_light ? unwind_light : unwind;
     if (depth <= 1 || !fn || busy) return one_frame(ra);
     return unwound(ra, depth, fn);
 }

@@ -27,6 +27,11 @@
  * full or out of memory.
  */
 uint32_t stack_capture(void *ra, unsigned depth);
+/* The same, by libgcc's unwinder (glibc's backtrace) when a trace is on:
+ * slower per frame than libunwind, but without libunwind's cache of each
+ * thread's frames, which it maps and fills for every thread it walks: for
+ * a thread that makes few samples, that costs more than the walks. */
+uint32_t stack_capture_light(void *ra, unsigned depth);
 /* The frames of stack id (never changed once interned): their number,
  * and *frames pointing at them; 0 for id 0. */
 unsigned stack_frames(uint32_t id, void *const **frames);

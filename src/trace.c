@@ -61,6 +61,7 @@ enum {
 #define GLOBAL_SITES  ((size_t)1 << 16)
 #define NSIZES        49
 #define TRACE_DEPTH   32
+#define LIGHT_WALKS   64 /* stack_capture_light's, per thread */
 #define SCRATCH_BYTES ((size_t)16 << 20)
 #define TICK          256u /* a thread looks at the clock every TICK allocations */
 /* HEAP records every HEAP_EVERY_MS at most, and SITES, SIZES and MAPS every
@@ -91,6 +92,7 @@ struct tstate {
     uint64_t flush_ms;
     unsigned nsites;
     struct site *last; /* the site of the thread's last allocation */
+    uint64_t walks;    /* stacks taken */
     struct sizes sizes;
     struct site sites[THREAD_SITES];
     char buf[BUF_BYTES];
@@ -856,7 +858,10 @@ static void plain_limit_update(void) {
 
 static inline void *plain(size_t n, size_t align, int zero) {
     if (zero) return ma_calloc(n, 1);
-    if (align > ALIGNMENT) return ma_aligned(align, n);
+    if (align > ALIGNMENT) {
+        void *p = n < load_relaxed(&plain_limit) ? ma_aligned_object(align, n) : NULL;
+        return p ? p : ma_aligned(align, n);
+    }
     if (likely(n < load_relaxed(&plain_limit))) {
         void *p = tc_pop(tc_current, class_of(n));
         if (likely(p != NULL)) return p;
@@ -896,7 +901,9 @@ static __attribute__((noinline)) void tick(struct tstate *s) {
 
 /* A block that is not an object of a page: its free reaches trace_freed. */
 static void *unpaged(size_t n, size_t align, int zero) {
-    if (zero && n >= mmap_threshold()) return ma_calloc(n, 1); /* mapped, zero already */
+    /* above the pages' sizes the engine's own choice is never an object
+     * (and asks for huge pages, zeroes only what is dirty...) */
+    if (n >= load_relaxed(&plain_limit)) return plain(n, align, zero);
     size_t usable;
     void *p = ma_alloc_unpaged(n, align > ALIGNMENT ? align : ALIGNMENT, &usable);
     if (p && zero) memset(p, 0, n);
@@ -923,7 +930,12 @@ struct free_rec {
 static void record_alloc(struct tstate *s, void *p, size_t n, void *ra, uint32_t stack,
                          uint64_t seq) {
     if (load_relaxed(&trace_state) != T_ON) return;
-    uint32_t id = stack ? stack : stack_capture(ra, TRACE_DEPTH);
+    /* a thread's first walks by libgcc's unwinder, the later ones by
+     * libunwind (stack.h: its cache is worth it for a thread that samples
+     * much) */
+    uint32_t id = stack                       ? stack
+                  : ++s->walks <= LIGHT_WALKS ? stack_capture_light(ra, TRACE_DEPTH)
+                                              : stack_capture(ra, TRACE_DEPTH);
     if (!set_insert(p, seq, s->tid, id)) return;
     if (!stack && id && id < STACK_ID_LIMIT) {
         uint64_t bit = (uint64_t)1 << (id & 63);
