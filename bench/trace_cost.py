@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as R  # noqa: E402  (bench/run.py: workloads, launcher, proof of preload)
+from check_cost import _run_plain  # noqa: E402  (a run with a wrapper command)
 
 CONFIGS = {
     "memalloc": ("memalloc", {}),
@@ -68,28 +69,6 @@ def one_run(suite, wl, config, memalloc):
         R.MEMALLOC_PROOF_ENV.update(saved)
     r["trace"] = trace_bytes(trace)
     return r
-
-
-def _run_plain(suite, wl, preload, env, wrapper=None):
-    """A run that is not memalloc's and needs its own environment or a
-    wrapper command (run.py's Suite knows neither)."""
-    if wl not in R.C_WORKLOADS:
-        return {"ok": False, "error": "C workloads only"}
-    out, err = suite.tmp / "stdout", suite.tmp / "stderr"
-    argv = [str(suite.bindir / wl)]
-    if wl == "larson":
-        argv.append(str(suite.threads))
-    argv = (wrapper or []) + argv
-    files = {"stdout": out, "stderr": err, "result": suite.tmp / "result"}
-    full_env = R.run_env(None, env)
-    status, wall, rss, _ = R.spawn(suite.bindir / "launch", argv, preload, full_env, files,
-                                   suite.timeout)
-    if status != 0:
-        return {"ok": False, "error": R.describe_status(status, suite.timeout, wall)}
-    m = R.REPORT_RE.search(out.read_text(errors="replace"))
-    if not m:
-        return {"ok": False, "error": "no report line"}
-    return {"ok": True, "seconds": float(m.group(1)), "rss_kib": rss, "check": m.group(3)}
 
 
 def main():

@@ -8,6 +8,7 @@
 #include "analysis.h"
 #include "symbols.h"
 #include "trace_read.h"
+#include "xalloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,15 +20,6 @@
 #include <time.h>
 
 #define TOP_ROWS 50
-
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "memalloc report: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 /* ---- text ---- */
 

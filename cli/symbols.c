@@ -10,6 +10,7 @@
  * last instruction of a function returns past its end. */
 #define _GNU_SOURCE
 #include "symbols.h"
+#include "xalloc.h"
 
 #include <elf.h>
 #include <fcntl.h>
@@ -19,31 +20,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "memalloc report: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "memalloc report: out of memory\n");
-        exit(1);
-    }
-    return q;
-}
-
-static char *xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = xmalloc(n);
-    memcpy(d, s, n);
-    return d;
-}
 
 struct sym {
     uint64_t value, size;
@@ -381,15 +357,6 @@ static void resolve(struct symbols *s, struct named *e) {
         e->name = xstrdup(buf);
         e->func = xstrdup(buf);
     }
-}
-
-static uint64_t hash64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
 }
 
 static struct named *lookup(struct symbols *s, uint64_t ra) {

@@ -5,6 +5,7 @@
  * over both arrays with a hash table of addresses. */
 #define _GNU_SOURCE
 #include "trace_read.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,24 +18,6 @@
 #include <unistd.h>
 
 static const char MAGIC[8] = {'M', 'E', 'M', 'T', 'R', 'C', '0', '1'};
-
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "memalloc report: out of memory\n");
-        exit(1);
-    }
-    return q;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "memalloc report: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 /* Appends one zeroed element to a growing array; returns it. */
 #define PUSH(arr, n, cap)                                                                          \
@@ -117,15 +100,6 @@ struct slots {
     struct slot *v;
     size_t cap, n;
 };
-
-static uint64_t hash64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
 
 /* The slot of ADDR (≠ 0), made if new; the table grows at half full, so
  * that its size follows the distinct addresses, not the records. */
