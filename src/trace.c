@@ -251,26 +251,21 @@ static void put_maps(void) {
     put_scratch(R_MAPS, 8 + kept);
 }
 
-/* CLASSES: every size class's pages, objects and objects in use, over
- * the arenas (hs: their figures, NARENAS_MAX at most). */
-static void put_classes(struct tstate *s, uint64_t t, const struct stats_heap *hs, unsigned n) {
+/* CLASSES: every size class's pages, objects and objects in use, summed
+ * over the arenas (sum). */
+static void put_classes(struct tstate *s, uint64_t t, const struct stats_class *sum) {
     struct {
         uint32_t size, page_bytes;
         uint64_t pages, objects, used;
     } c[NCLASSES];
     unsigned count = 0;
     for (unsigned k = 1; k < NCLASSES; k++) {
-        uint64_t pages = 0, objects = 0, used = 0;
-        for (unsigned i = 0; i < n; i++) {
-            pages += hs[i].cls[k].pages;
-            objects += hs[i].cls[k].objects;
-            used += hs[i].cls[k].used;
-        }
         c[count].size = class_size[k];
-        c[count].page_bytes = pages ? (uint32_t)(objects * class_size[k] / pages) : 0;
-        c[count].pages = pages;
-        c[count].objects = objects;
-        c[count].used = used;
+        c[count].page_bytes =
+            sum[k].pages ? (uint32_t)(sum[k].objects * class_size[k] / sum[k].pages) : 0;
+        c[count].pages = sum[k].pages;
+        c[count].objects = sum[k].objects;
+        c[count].used = sum[k].used;
         count++;
     }
     uint64_t head[2] = {t, count};
@@ -375,23 +370,23 @@ static void put_regions(uint64_t t) {
 }
 
 /* HEAP: the heap's own figures now, and CLASSES and REGIONS with them if
- * classes.
- * Heap mapped counts the accessible part of each region (the rest is
+ * classes; trace_mutex held. Heap mapped counts the accessible part of each region (the rest is
  * address space only), with the mapped blocks and the cached mappings. */
-static void put_heap(struct tstate *s, int classes) {
+static void put_heap_locked(struct tstate *s, int classes) {
     struct memalloc_stats st;
     stats_get(&st, NULL);
-    static struct stats_heap hs[4]; /* trace_mutex: the peaks' and the exit's */
-    struct stats_heap one;
+    static struct stats_heap h;              /* trace_mutex (a few KiB: not on the stack) */
+    static struct stats_class sum[NCLASSES]; /* trace_mutex */
     size_t open = 0, unopened = 0;
-    unsigned n = 0;
-    if (classes) pthread_mutex_lock(&trace_mutex);
-    for (unsigned i = 0;; i++) {
-        struct stats_heap *h = classes && i < 4 ? &hs[i] : &one;
-        if (!stats_heap(i, h)) break;
-        open += h->open;
-        unopened += h->mapped - h->open;
-        n = i + 1;
+    memset(sum, 0, sizeof sum);
+    for (unsigned i = 0; stats_heap(i, &h); i++) {
+        open += h.open;
+        unopened += h.mapped - h.open;
+        for (unsigned k = 0; classes && k < NCLASSES; k++) {
+            sum[k].pages += h.cls[k].pages;
+            sum[k].objects += h.cls[k].objects;
+            sum[k].used += h.cls[k].used;
+        }
     }
     uint64_t t = now_rel();
     size_t heap_free = st.heap_free > unopened ? st.heap_free - unopened : 0;
@@ -410,10 +405,15 @@ static void put_heap(struct tstate *s, int classes) {
     };
     put(s, R_HEAP, r, sizeof r, NULL, 0);
     if (classes) {
-        put_classes(s, t, hs, n < 4 ? n : 4);
+        put_classes(s, t, sum);
         put_regions(t);
-        pthread_mutex_unlock(&trace_mutex);
     }
+}
+
+static void put_heap(struct tstate *s, int classes) {
+    pthread_mutex_lock(&trace_mutex);
+    put_heap_locked(s, classes);
+    pthread_mutex_unlock(&trace_mutex);
 }
 
 /* ---- call sites and sizes ---- */
@@ -745,7 +745,7 @@ static int open_file(int first) {
     if (fresh) os_write(fd, "MEMTRC01", 8);
     put_info();
     put_maps();
-    put_heap(NULL, 0);
+    put_heap_locked(NULL, 0);
     return 1;
 }
 
