@@ -382,6 +382,52 @@ static void exec_program(struct trace *t) {
     forget(t);
 }
 
+/* A varint at *q (below end) into *v; 0 if it runs past end. */
+static int rdvar(const unsigned char **q, const unsigned char *end, uint64_t *v) {
+    uint64_t x = 0;
+    for (unsigned shift = 0; *q < end && shift < 64; shift += 7) {
+        unsigned char b = *(*q)++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* EVENTS: sampled allocations and frees of one thread, packed (each a kind
+ * byte, then varints of its differences from the event before); the
+ * weight of an allocation follows from its size and the interval. */
+static int parse_events(struct trace *t, const unsigned char *p, uint32_t rlen, size_t *cap_allocs,
+                        size_t *cap_frees) {
+    if (rlen < 16) return -1;
+    const unsigned char *q = p + 16, *end = p + rlen;
+    uint64_t tm = rd64(p), addr = 0, seq = 0, interval = t->info.sample_bytes;
+    uint32_t tid = rd32(p + 8), count = rd32(p + 12);
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t dt, za, size = 0, stack = 0, dseq;
+        if (q >= end) return -1;
+        unsigned kind = *q++;
+        if (!rdvar(&q, end, &dt) || !rdvar(&q, end, &za)) return -1;
+        if (!(kind & 1) && (!rdvar(&q, end, &size) || !rdvar(&q, end, &stack))) return -1;
+        if (!rdvar(&q, end, &dseq)) return -1;
+        tm += dt;
+        addr += (uint64_t)((int64_t)(za >> 1) ^ -(int64_t)(za & 1));
+        seq += dseq;
+        if (tm > t->last_t) t->last_t = tm;
+        if (!(kind & 1)) {
+            uint64_t weight = interval <= 1 || size >= interval ? size : interval;
+            *PUSH(t->allocs, t->nallocs, *cap_allocs) =
+                (struct tr_alloc){tm, addr, size, weight, (uint32_t)stack, tid, seq, TR_NOT_FREED};
+        } else {
+            *PUSH(t->frees, t->nfrees, *cap_frees) =
+                (struct tr_free){tm, addr, tid, (kind >> 1) & 1, seq, TR_NOT_FREED};
+        }
+    }
+    return q == end ? 0 : -1;
+}
+
 int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
     if (len == 0) {
@@ -444,6 +490,10 @@ int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err
             }
             *PUSH(t->frees, t->nfrees, cap_frees) = (struct tr_free){
                 rd64(p), rd64(p + 8), rd32(p + 16), rd32(p + 20), rd64(p + 24), TR_NOT_FREED};
+            break;
+        case TR_EVENTS:
+            rc = parse_events(t, p, rlen, &cap_allocs, &cap_frees);
+            has_t = 0; /* (parse_events keeps the latest time) */
             break;
         case TR_HEAP: {
             if (rlen < 88) {

@@ -21,6 +21,7 @@ enum {
     TR_SITES = 9,
     TR_SIZES = 10,
     TR_END = 11,
+    TR_EVENTS = 12,
 };
 
 /* No free matched: the block was still live when the trace ends. */

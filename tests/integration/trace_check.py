@@ -23,8 +23,50 @@ import sys
 from collections import defaultdict
 
 NAMES = {1: "INFO", 2: "MAPS", 3: "STACK", 4: "ALLOC", 5: "FREE", 6: "HEAP", 7: "CLASSES",
-         8: "REGIONS", 9: "SITES", 10: "SIZES", 11: "END"}
-MIN_LEN = {1: 44, 2: 8, 3: 8, 4: 48, 5: 32, 6: 88, 7: 16, 9: 16, 10: 16, 11: 48}
+         8: "REGIONS", 9: "SITES", 10: "SIZES", 11: "END", 12: "EVENTS"}
+MIN_LEN = {1: 44, 2: 8, 3: 8, 4: 48, 5: 32, 6: 88, 7: 16, 9: 16, 10: 16, 11: 48, 12: 16}
+
+
+def varint(p, o):
+    """The varint at p[o]: (value, offset after it)."""
+    v = shift = 0
+    while True:
+        if o >= len(p):
+            fail("EVENTS: a varint runs past the record")
+        b = p[o]
+        o += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, o
+
+
+def decode_events(p, interval):
+    """An EVENTS record's ALLOC and FREE tuples, as the fixed records give them."""
+    t, tid, count = struct.unpack_from("<QII", p)
+    o, addr, seq, allocs, frees = 16, 0, 0, [], []
+    for _ in range(count):
+        if o >= len(p):
+            fail("EVENTS: fewer events than its count")
+        kind = p[o]
+        o += 1
+        dt, o = varint(p, o)
+        za, o = varint(p, o)
+        t += dt
+        addr = (addr + ((za >> 1) ^ -(za & 1))) & (2**64 - 1)
+        if kind & 1 == 0:
+            size, o = varint(p, o)
+            stack, o = varint(p, o)
+        dseq, o = varint(p, o)
+        seq += dseq
+        if kind & 1 == 0:
+            weight = size if interval <= 1 or size >= interval else interval
+            allocs.append((t, addr, size, weight, stack, tid, seq))
+        else:
+            frees.append((t, addr, tid, (kind >> 1) & 1, seq))
+    if o != len(p):
+        fail(f"EVENTS: {len(p) - o} bytes after its {count} events")
+    return allocs, frees
 
 
 def fail(msg):
@@ -65,6 +107,7 @@ def main():
             if ver != 1 or page == 0 or sample == 0 or len(strings) != n:
                 fail(f"bad INFO {ver} {page} {sample} {len(strings)}/{n}")
             seg["info"] = (pid, ppid, [s.decode(errors="replace") for s in strings])
+            seg["interval"] = sample
             continue
         if seg is None:
             fail(f"{NAMES.get(rtype, rtype)} before any INFO")
@@ -77,6 +120,10 @@ def main():
             seg["allocs"].append(struct.unpack_from("<QQQQIIQ", p))
         elif rtype == 5:
             seg["frees"].append(struct.unpack_from("<QQIIQ", p))
+        elif rtype == 12:
+            a, f = decode_events(p, seg["interval"])
+            seg["allocs"] += a
+            seg["frees"] += f
         elif rtype == 6:
             seg["heap"] += 1
         elif rtype == 7:
