@@ -118,10 +118,11 @@ EXPORT void malloc_stats(void) {
  * size), then one line per non-empty bin of free chunks (their smallest
  * and largest sizes); "fast" totals the free objects, "rest" the free
  * chunks; system current is the bytes of its regions, max the highest
- * the statistics have seen (stats.c: the heap keeps no high mark); aspace total the regions' bytes,
- * mprotect those accessible. Then the totals over the arenas, and "mmap" the blocks with a mapping
- * of their own. Each arena's figures are gathered under its lock and written after it is released
- * (the stream may allocate).
+ * the statistics have seen (stats.c: the heap keeps no high mark);
+ * aspace total the regions' bytes, mprotect those accessible. Then the
+ * totals over the arenas, and "mmap" the blocks with a mapping of their
+ * own. Each arena's figures are gathered under its lock and written after
+ * it is released (the stream may allocate).
  */
 struct info_sums {
     size_t fast_count, fast_bytes, rest_count, rest_bytes, current, max, aspace, open;

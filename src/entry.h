@@ -5,10 +5,11 @@
  * to the slow paths in entry.c; those hand the call to the check layer
  * (debug.h) when a check mode is on, or, with MEMALLOC_SAMPLE, for the
  * allocation a countdown picked (tcache.h) and for any address of a guard
- * slot; else to the trace (trace.h) while MEMALLOC_TRACE is on, which
- * also sets tc_limit to 0. A check mode costs the fast paths nothing: it sets tc_limit to 0,
- * so that malloc misses, and the free fast path declines a checked block
- * (its address is off its page's grid, and its object looks free).
+ * slot; else to the trace (trace.h) while MEMALLOC_TRACE is on. A check
+ * mode costs the fast paths nothing: it sets tc_limit to 0, so that malloc
+ * misses, and the free fast path declines a checked block (its address is
+ * off its page's grid, and its object looks free). The trace sets tc_limit
+ * to 0 too, and leaves free's fast path to the blocks it does not sample.
  *
  * ra is the return address of the program's call (the first frame of a
  * check mode's stacks); who names the function the program called. The
