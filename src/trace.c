@@ -1040,12 +1040,38 @@ static inline __attribute__((always_inline)) void *alloc_counted(struct tstate *
     return p;
 }
 
-void *trace_malloc(size_t n, void *ra) {
+static __attribute__((noinline)) void *trace_malloc_slow(size_t n, void *ra) {
     struct tstate *s = enter();
     if (unlikely(!s)) return plain(n, 0, 0);
     void *p = alloc_counted(s, n, 0, 0, ra);
     leave(s);
     return p;
+}
+
+/* malloc's common case, a function that calls nothing: the thread's last
+ * call site again, no sample and no tick due, and an object on the
+ * thread's page; counted after the pop. Anything else: the slow path.
+ * (A signal handler's malloc in the middle of it may lose a count: the
+ * counters are the owner's plain adds.) */
+void *trace_malloc(size_t n, void *ra) {
+    struct tstate *s = me;
+    uint64_t key = (uintptr_t)ra | !ra;
+    if (likely(s != NULL) && likely(s->last->ra == key) && likely(n < s->left) &&
+        likely(((s->seq + 1) & (TICK - 1)) != 0) && likely(n < load_relaxed(&plain_limit))) {
+        void *p = tc_pop(tc_current, class_of(n));
+        if (likely(p != NULL)) {
+            unsigned b = n ? 64 - (unsigned)__builtin_clzll(n) : 0; /* (n < CLASS_MAX) */
+            struct site *e = s->last;
+            s->seq++;
+            s->left -= n;
+            store_relaxed(&s->sizes.calls[b], s->sizes.calls[b] + 1);
+            store_relaxed(&s->sizes.bytes[b], s->sizes.bytes[b] + n);
+            store_relaxed(&e->calls, e->calls + 1);
+            store_relaxed(&e->bytes, e->bytes + n);
+            return p;
+        }
+    }
+    return trace_malloc_slow(n, ra);
 }
 
 void *trace_alloc(size_t n, size_t align, int zero, void *ra) {
