@@ -84,6 +84,29 @@ def _run_plain(suite, wl, preload, env, wrapper=None):
     return {"ok": True, "seconds": float(m.group(1)), "rss_kib": rss, "check": m.group(3)}
 
 
+def run_rounds(args, workloads, configs, one_run, memalloc, prefix, extra=lambda r: ""):
+    """Every workload args.rounds times, each configuration once a round, in
+    an order rotated from round to round: the results by workload and
+    configuration (one_run(suite, wl, config, memalloc) each; extra(r) adds
+    to a run's log line)."""
+    bindir = Path(args.build_dir).resolve()
+    R.build_workloads(bindir)
+    res = {wl: {c: [] for c in configs} for wl in workloads}
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmpname:
+        suite = R.Suite(bindir, Path(tmpname), 2, args.timeout)
+        suite.prepare(workloads)
+        for wl in workloads:
+            for rnd in range(args.rounds):
+                k = rnd % len(configs)
+                for c in configs[k:] + configs[:k]:
+                    r = one_run(suite, wl, c, memalloc)
+                    res[wl][c].append(r)
+                    R.log(f"{wl} {c} round {rnd + 1}: "
+                          + (f"{r['seconds']:.3f} s, {r['rss_kib'] / 1024:.1f} MiB{extra(r)}"
+                             if r["ok"] else f"FAILED {r.get('error')}"))
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -101,21 +124,7 @@ def main():
         configs.remove("glibc-check3")
     workloads = [w for w in args.only.split(",") if w]
     memalloc = Path(os.path.abspath(args.memalloc))
-    bindir = Path(args.build_dir).resolve()
-    R.build_workloads(bindir)
-    res = {wl: {c: [] for c in configs} for wl in workloads}
-    with tempfile.TemporaryDirectory(prefix="memalloc-check-cost-") as tmpname:
-        suite = R.Suite(bindir, Path(tmpname), 2, args.timeout)
-        suite.prepare(workloads)
-        for wl in workloads:
-            for rnd in range(args.rounds):
-                k = rnd % len(configs)
-                for c in configs[k:] + configs[:k]:
-                    r = one_run(suite, wl, c, memalloc)
-                    res[wl][c].append(r)
-                    R.log(f"{wl} {c} round {rnd + 1}: "
-                          + (f"{r['seconds']:.3f} s, {r['rss_kib'] / 1024:.1f} MiB" if r["ok"]
-                             else f"FAILED {r.get('error')}"))
+    res = run_rounds(args, workloads, configs, one_run, memalloc, "memalloc-check-cost-")
     print(f"\n{args.rounds} rounds; median time (s) and peak RSS (MiB); in brackets the ratio "
           f"to glibc's median\n")
     print("| workload | " + " | ".join(configs) + " |")

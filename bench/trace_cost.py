@@ -28,12 +28,11 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as R  # noqa: E402  (bench/run.py: workloads, launcher, proof of preload)
-from check_cost import _run_plain  # noqa: E402  (a run with a wrapper command)
+from check_cost import _run_plain, run_rounds  # noqa: E402  (a wrapped run; the rounds)
 
 CONFIGS = {
     "memalloc": ("memalloc", {}),
@@ -85,22 +84,8 @@ def main():
         configs.remove("heaptrack")
     workloads = [w for w in args.only.split(",") if w]
     memalloc = Path(os.path.abspath(args.memalloc))
-    bindir = Path(args.build_dir).resolve()
-    R.build_workloads(bindir)
-    res = {wl: {c: [] for c in configs} for wl in workloads}
-    with tempfile.TemporaryDirectory(prefix="memalloc-trace-cost-") as tmpname:
-        suite = R.Suite(bindir, Path(tmpname), 2, args.timeout)
-        suite.prepare(workloads)
-        for wl in workloads:
-            for rnd in range(args.rounds):
-                k = rnd % len(configs)
-                for c in configs[k:] + configs[:k]:
-                    r = one_run(suite, wl, c, memalloc)
-                    res[wl][c].append(r)
-                    R.log(f"{wl} {c} round {rnd + 1}: "
-                          + (f"{r['seconds']:.3f} s, {r['rss_kib'] / 1024:.1f} MiB, "
-                             f"trace {r['trace'] / 1e6:.2f} MB" if r["ok"]
-                             else f"FAILED {r.get('error')}"))
+    res = run_rounds(args, workloads, configs, one_run, memalloc, "memalloc-trace-cost-",
+                     lambda r: f", trace {r['trace'] / 1e6:.2f} MB")
     print(f"\n{args.rounds} rounds; median time (s), peak RSS (MiB) and trace size (MB); in "
           f"brackets the time's ratio to memalloc's untraced median\n")
     print("| workload | " + " | ".join(configs) + " |")

@@ -23,7 +23,6 @@
 #define _GNU_SOURCE
 #include "trace.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -31,7 +30,6 @@
 #include "arena.h"
 #include "chunk.h"
 #include "counters.h"
-#include "init.h"
 #include "large.h"
 #include "msg.h"
 #include "options.h"
