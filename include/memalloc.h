@@ -100,7 +100,8 @@ enum memalloc_option {
     MEMALLOC_OPT_BACKGROUND = 12,        /* 1 (default): a thread gives back the memory of a
                                             large heap that went idle; 0: none */
 };
-/* Set a tunable; returns 0, or EINVAL for an unknown option or bad value. */
+/* Set a tunable; returns 0, or EINVAL for an unknown option or bad value,
+ * or EBUSY for MEMALLOC_OPT_CHECK on while MEMALLOC_TRACE is on. */
 MEMALLOC_API int memalloc_set_option(enum memalloc_option opt, size_t value);
 MEMALLOC_API size_t memalloc_get_option(enum memalloc_option opt);
 

@@ -483,6 +483,9 @@ int ma_trim(size_t pad) {
 
 int ma_set_option(enum ma_opt o, size_t value) {
     ready();
+    /* a trace's sampled blocks are not checked blocks: the check layer
+     * would take them for invalid pointers */
+    if (o == OPT_CHECK && value && load_relaxed(&ma_tracing)) return EBUSY;
     int rc = options_set(o, value);
     if (rc != 0) return rc;
     if (o == OPT_MMAP_THRESHOLD || o == OPT_CHECK) tc_limit_update();

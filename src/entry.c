@@ -42,7 +42,7 @@ void entry_free_slow(void *p, const char *who) {
         dbg_free(p, DBG_MALLOC, 0, who, ENTRY_RA());
         return;
     }
-    if (unlikely(load_relaxed(&ma_tracing))) trace_freed(p);
+    if (unlikely(load_relaxed(&ma_tracing)) && trace_freed(p)) return;
     ma_free_slow(p, who);
 }
 
@@ -63,7 +63,7 @@ void entry_delete_slow(void *p, enum dbg_kind kind, size_t size) {
         dbg_free(p, kind, size, who, ENTRY_RA());
         return;
     }
-    if (unlikely(load_relaxed(&ma_tracing))) trace_freed(p);
+    if (unlikely(load_relaxed(&ma_tracing)) && trace_freed(p)) return;
     ma_free_slow(p, who);
 }
 

@@ -51,6 +51,10 @@ static inline void *entry_aligned(size_t align, size_t n, void *ra) {
 }
 static inline size_t entry_usable_size(const void *p, const char *who, void *ra) {
     if (unlikely(dbg_on() || guard_owns(p))) return dbg_usable_size(p, who, ra);
+    if (unlikely(load_relaxed(&ma_tracing))) {
+        size_t u = trace_usable(p);
+        if (u) return u;
+    }
     return ma_usable_size(p, who);
 }
 

@@ -105,18 +105,30 @@ struct sample {
     uint64_t addr, seq; /* seq: its thread's allocations before it */
     int tid;
     uint32_t stack;
+    uint32_t gen; /* set_gen when it was made: a fork's child writes no FREE of its parent's */
 };
 
 enum { T_OFF, T_ON, T_DONE }; /* T_DONE: failed, or ended at exit */
 static int trace_state;
+static int offgrid_made;     /* once an off-grid block was handed out (sample_block) */
+static uint64_t offgrid_key; /* set at start, from the process's cookie: offgrid_magic */
 static pthread_mutex_t trace_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int trace_fd = -1;
 static char trace_path[4096]; /* MEMALLOC_TRACE: the first process's file */
 static uint64_t start_ns, start_ms, interval;
 static uint64_t maps_hash; /* of the last MAPS written: one that did not change is not */
 static struct tstate *live, *spare;
-static struct site *retired, *merged; /* GLOBAL_SITES each */
-static size_t retired_count;
+/* A table of sites (GLOBAL_SITES slots, open addressing) with the list of
+ * the slots in use, so that it is read and emptied in the time of its
+ * sites, not of its size. */
+struct table {
+    struct site *t;
+    uint32_t *used; /* count of them */
+    size_t count;
+};
+/* retired: the sites of exited threads, and those a thread's table had no
+ * room for; merged: every thread's added up, for SITES */
+static struct table retired, merged;
 static struct sizes retired_sizes;
 static char *scratch;
 static uint64_t *stacks_written; /* a bit per stack id */
@@ -147,15 +159,25 @@ struct rec_hdr {
     uint32_t len;
 };
 
-static void buf_lock(struct tstate *s) {
-    int expected = 0;
-    while (!cas_acquire_strong(&s->lock, &expected, 1)) {
-        expected = 0;
-        os_yield();
+/* The trace's short locks (a buffer's, a shard's): a word, 0 or 1. A
+ * waiter tries a few times, then yields: the holder may be a thread that
+ * waits for a CPU (more threads than cores). */
+static void spin_lock(int *l) {
+    for (unsigned n = 0;; n++) {
+        int expected = 0;
+        if (load_relaxed(l) == 0 && cas_acquire_strong(l, &expected, 1)) return;
+        if (n >= 16) os_yield();
     }
 }
+static void spin_unlock(int *l) {
+    store_release(l, 0);
+}
+
+static void buf_lock(struct tstate *s) {
+    spin_lock(&s->lock);
+}
 static void buf_unlock(struct tstate *s) {
-    store_release(&s->lock, 0);
+    spin_unlock(&s->lock);
 }
 
 static void flush_locked(struct tstate *s) {
@@ -483,18 +505,33 @@ static void put_heap(struct tstate *s, int classes) {
 
 /* ---- call sites and sizes ---- */
 
-static int table_add(struct site *t, size_t *count, uint64_t ra, uint64_t calls, uint64_t bytes) {
+#define TABLE_MAX (GLOBAL_SITES * 3 / 4)
+
+static int table_map(struct table *tb) {
+    tb->t = os_map(GLOBAL_SITES * sizeof *tb->t);
+    tb->used = os_map(TABLE_MAX * sizeof *tb->used);
+    tb->count = 0;
+    return tb->t && tb->used;
+}
+
+static void table_clear(struct table *tb) {
+    for (size_t i = 0; i < tb->count; i++) tb->t[tb->used[i]].ra = 0;
+    tb->count = 0;
+}
+
+static int table_add(struct table *tb, uint64_t ra, uint64_t calls, uint64_t bytes) {
     size_t mask = GLOBAL_SITES - 1;
     for (size_t i = hash64(ra) & mask;; i = (i + 1) & mask) {
-        if (t[i].ra == ra) {
-            t[i].calls += calls;
-            t[i].bytes += bytes;
+        struct site *e = &tb->t[i];
+        if (e->ra == ra) {
+            e->calls += calls;
+            e->bytes += bytes;
             return 1;
         }
-        if (t[i].ra == 0) {
-            if (*count >= GLOBAL_SITES * 3 / 4) return 0;
-            ++*count;
-            t[i] = (struct site){ra, calls, bytes};
+        if (e->ra == 0) {
+            if (tb->count >= TABLE_MAX) return 0;
+            tb->used[tb->count++] = (uint32_t)i;
+            *e = (struct site){ra, calls, bytes};
             return 1;
         }
     }
@@ -533,21 +570,23 @@ static inline __attribute__((always_inline)) void count(struct tstate *s, void *
         }
     }
     pthread_mutex_lock(&trace_mutex); /* no room: the global table */
-    table_add(retired, &retired_count, ra, 1, n);
+    table_add(&retired, ra, 1, n);
     pthread_mutex_unlock(&trace_mutex);
 }
 
 /* SITES, SIZES (every thread's, added up) and MAPS. trace_mutex held. */
 static void put_summary_locked(void) {
-    size_t nmerged = 0;
-    memcpy(merged, retired, GLOBAL_SITES * sizeof *merged);
-    nmerged = retired_count;
+    table_clear(&merged);
+    for (size_t i = 0; i < retired.count; i++) {
+        const struct site *e = &retired.t[retired.used[i]];
+        table_add(&merged, e->ra, e->calls, e->bytes);
+    }
     struct sizes sz = retired_sizes;
     for (struct tstate *s = live; s; s = s->next) {
         for (unsigned i = 0; i < THREAD_SITES; i++) {
             uint64_t ra = load_acquire(&s->sites[i].ra);
             if (ra)
-                table_add(merged, &nmerged, ra, load_relaxed(&s->sites[i].calls),
+                table_add(&merged, ra, load_relaxed(&s->sites[i].calls),
                           load_relaxed(&s->sites[i].bytes));
         }
         for (unsigned b = 0; b < NSIZES; b++) {
@@ -559,10 +598,9 @@ static void put_summary_locked(void) {
     uint64_t t = now_rel();
     uint32_t n = 0;
     size_t off = 16;
-    for (size_t i = 0; i < GLOBAL_SITES; i++) {
-        if (!merged[i].ra) continue;
-        memcpy(p + off, &merged[i], sizeof merged[i]);
-        off += sizeof merged[i];
+    for (size_t i = 0; i < merged.count; i++) {
+        memcpy(p + off, &merged.t[merged.used[i]], sizeof(struct site));
+        off += sizeof(struct site);
         n++;
     }
     uint32_t hdr[2] = {n, 0};
@@ -591,10 +629,11 @@ static void put_summary(void) {
  * that threads that sample every allocation do not queue on one lock. */
 #define SHARDS 64
 static struct shard {
-    _Alignas(64) pthread_mutex_t mutex; /* a cache line or two each */
+    _Alignas(64) int lock; /* spin_lock's; a cache line each */
     struct sample *t;
     size_t cap, count; /* cap: a power of two, or 0 */
 } shards[SHARDS];
+static uint32_t set_gen; /* forks so far: changed only in a child, alone */
 
 static struct shard *shard_of(uint64_t addr) {
     return &shards[(addr >> 4) & (SHARDS - 1)];
@@ -622,36 +661,47 @@ static int set_grow(struct shard *h) {
     return 1;
 }
 
-static int set_insert(void *p, uint64_t seq, int tid, uint32_t stack) {
-    uint64_t addr = (uintptr_t)p;
-    struct shard *h = shard_of(addr);
+/* The slot of addr in h, or of the empty slot where it would go. h->lock
+ * held, h->cap > 0. */
+static size_t set_slot(const struct shard *h, uint64_t addr) {
+    size_t i = slot_of(h, addr);
+    while (h->t[i].addr && h->t[i].addr != addr) i = (i + 1) & (h->cap - 1);
+    return i;
+}
+
+/* e into the set (its gen set here); 0 if its shard is full and could not
+ * grow. A table is grown at half full, so that a failed growth leaves
+ * room for as many again, and an entry just taken out can always go back. */
+static int set_insert(struct sample e) {
+    struct shard *h = shard_of(e.addr);
     int ok = 1;
-    pthread_mutex_lock(&h->mutex);
-    if ((h->count + 1) * 2 > h->cap) ok = set_grow(h);
+    e.gen = set_gen;
+    spin_lock(&h->lock);
+    if ((h->count + 1) * 2 > h->cap && !set_grow(h)) ok = h->count + 1 < h->cap;
     if (ok) {
-        size_t i = slot_of(h, addr);
-        while (h->t[i].addr && h->t[i].addr != addr) i = (i + 1) & (h->cap - 1);
+        size_t i = set_slot(h, e.addr);
         if (!h->t[i].addr) store_relaxed(&h->count, h->count + 1);
-        h->t[i] = (struct sample){addr, seq, tid, stack};
+        h->t[i] = e;
     }
-    pthread_mutex_unlock(&h->mutex);
+    spin_unlock(&h->lock);
     return ok;
 }
 
-/* Take p out of the set; 1 (and its entry in *out) if it was there. */
-static int set_remove(void *p, struct sample *out) {
+/* p's entry into *out; 1 if p is in the set. take: and out of it. */
+static int set_lookup(const void *p, struct sample *out, int take) {
     uint64_t addr = (uintptr_t)p;
     struct shard *h = shard_of(addr);
     if (!load_relaxed(&h->count)) return 0;
     int found = 0;
-    pthread_mutex_lock(&h->mutex);
+    spin_lock(&h->lock);
     if (h->cap) {
         struct sample *t = h->t;
-        size_t mask = h->cap - 1, i = slot_of(h, addr);
-        while (t[i].addr && t[i].addr != addr) i = (i + 1) & mask;
+        size_t mask = h->cap - 1, i = set_slot(h, addr);
         if (t[i].addr) {
             found = 1;
             *out = t[i];
+        }
+        if (found && take) {
             store_relaxed(&h->count, h->count - 1);
             /* backward shift: the entries after i that could sit at i move up */
             for (size_t j = (i + 1) & mask; t[j].addr; j = (j + 1) & mask) {
@@ -664,19 +714,21 @@ static int set_remove(void *p, struct sample *out) {
             t[i].addr = 0;
         }
     }
-    pthread_mutex_unlock(&h->mutex);
+    spin_unlock(&h->lock);
     return found;
 }
 
-/* In a child after fork: empty, unlocked. */
-static void set_reset(void) {
-    for (unsigned i = 0; i < SHARDS; i++) {
-        struct shard *h = &shards[i];
-        pthread_mutex_init(&h->mutex, NULL);
-        if (h->t) os_unmap(h->t, h->cap * sizeof *h->t);
-        h->t = NULL;
-        h->cap = h->count = 0;
-    }
+/* Around fork: the set is the child's too (its off-grid blocks are freed
+ * through it), so no shard may be half-changed in the child. */
+static void set_lock_all(void) {
+    for (unsigned i = 0; i < SHARDS; i++) spin_lock(&shards[i].lock);
+}
+static void set_unlock_all(void) {
+    for (unsigned i = SHARDS; i-- > 0;) spin_unlock(&shards[i].lock);
+}
+static void set_fork_child(void) {
+    for (unsigned i = 0; i < SHARDS; i++) shards[i].lock = 0;
+    set_gen++;
 }
 
 /* ---- thread states ---- */
@@ -708,8 +760,7 @@ static void thread_exit(void *arg) {
     buf_unlock(s);
     for (unsigned i = 0; i < THREAD_SITES; i++)
         if (s->sites[i].ra)
-            table_add(retired, &retired_count, s->sites[i].ra, s->sites[i].calls,
-                      s->sites[i].bytes);
+            table_add(&retired, s->sites[i].ra, s->sites[i].calls, s->sites[i].bytes);
     for (unsigned b = 0; b < NSIZES; b++) {
         retired_sizes.calls[b] += s->sizes.calls[b];
         retired_sizes.bytes[b] += s->sizes.bytes[b];
@@ -823,26 +874,30 @@ static int start_locked(void) {
     }
     memcpy(trace_path, name, len + 1);
     interval = opt_get(OPT_TRACE_SAMPLE);
+    offgrid_key = hash64(os_cookie_value ^ 0x6f666667726964ull);
     scratch = os_map(SCRATCH_BYTES);
-    retired = os_map(GLOBAL_SITES * sizeof *retired);
-    merged = os_map(GLOBAL_SITES * sizeof *merged);
+    int tables = table_map(&retired) && table_map(&merged);
     stacks_written = os_map(STACK_ID_LIMIT / 8);
-    if (!scratch || !retired || !merged || !stacks_written) {
+    if (!scratch || !tables || !stacks_written) {
         warn("out of memory for ", trace_path);
         return 0;
     }
-    for (unsigned i = 0; i < SHARDS; i++) pthread_mutex_init(&shards[i].mutex, NULL);
     if (!open_file(1)) return 0;
     plain_limit_update();
     pthread_key_create(&exit_key, thread_exit);
-    if (!atfork_done) pthread_atfork(NULL, NULL, fork_child); /* may allocate: in_trace */
+    if (!atfork_done)
+        pthread_atfork(set_lock_all, set_unlock_all, fork_child); /* may allocate: in_trace */
     atfork_done = 1;
     return 1;
 }
 
+/* The trace failed to start (or a fork's child failed to open its file):
+ * the fast paths again, unless off-grid blocks may be live (a fork's
+ * parent made some), which only the trace's hooks can free. */
 static void stop_tracing(void) {
+    if (load_relaxed(&offgrid_made)) return;
     store_relaxed(&ma_tracing, 0);
-    tc_limit_update(); /* the fast paths again */
+    tc_limit_update();
 }
 
 static __attribute__((noinline, cold)) int start(void) {
@@ -882,8 +937,11 @@ static inline void leave(struct tstate *s) {
 }
 
 /* In a child after fork: a trace of its own, FILE.PID, from nothing (the
- * parent's records, tables and samples stay the parent's). */
+ * parent's records and tables stay the parent's; its sampled blocks stay
+ * in the set, which frees the off-grid ones, but their FREEs are not
+ * written). */
 static void fork_child(void) {
+    set_fork_child();
     if (load_relaxed(&trace_state) != T_ON) return;
     pthread_mutex_init(&trace_mutex, NULL);
     os_close(trace_fd);
@@ -893,12 +951,10 @@ static void fork_child(void) {
         mine->len = 0;
         live = mine;
     }
-    memset(retired, 0, GLOBAL_SITES * sizeof *retired);
-    retired_count = 0;
+    table_clear(&retired);
     memset(&retired_sizes, 0, sizeof retired_sizes);
     os_unmap(stacks_written, STACK_ID_LIMIT / 8);
     stacks_written = os_map(STACK_ID_LIMIT / 8);
-    set_reset();
     next_heap_ms = next_sum_ms = next_classes_ms = 0;
     peak_mark = 0;
     if (!stacks_written || !open_file(0)) {
@@ -975,54 +1031,134 @@ static void *unpaged(size_t n, size_t align, int zero) {
     return p;
 }
 
+/* An off-grid block: a sample in an object of a page, after a header
+ * that says what the set says of a chunk's sample. The block is off its
+ * page's grid, so the free fast path declines it and every call that
+ * hands it back comes to the trace, which finds the header before it.
+ * (An object of 16 or 32 bytes is never one: its OFFGRID would be on the
+ * grid.) Such a sample costs what the engine's own objects cost, and any
+ * thread frees it without a lock. */
+struct offgrid {
+    uint64_t magic; /* offgrid_magic(block): a header (its free clears it) */
+    uint64_t seq;
+    int tid;
+    uint32_t stack, gen, reserved;
+};
+#define OFFGRID sizeof(struct offgrid)
+_Static_assert(OFFGRID % ALIGNMENT == 0 && OFFGRID == 32, "off-grid blocks stay aligned");
+
+/* Odd: a free object's first word, a pointer, is never one. */
+static uint64_t offgrid_magic(const void *p) {
+    return hash64(offgrid_key ^ (uintptr_t)p) | 1;
+}
+
+/* p's header if p is an off-grid block, else NULL; any p. */
+static struct offgrid *offgrid_of(const void *p) {
+    if (!load_relaxed(&offgrid_made) || ((uintptr_t)p & (ALIGNMENT - 1)) || (uintptr_t)p < OFFGRID)
+        return NULL;
+    struct offgrid *h = (struct offgrid *)((char *)p - OFFGRID);
+    return ma_object_at(h) && h->magic == offgrid_magic(p) ? h : NULL;
+}
+
+static size_t offgrid_usable(const void *p) {
+    return ma_object_at((const char *)p - OFFGRID) - OFFGRID;
+}
+static void offgrid_free(void *p) {
+    struct offgrid *h = (struct offgrid *)((char *)p - OFFGRID);
+    h->magic = 0; /* a second free of p is no off-grid block's */
+    ma_free_object(h);
+}
+
+/* The block of a sample of n bytes: off-grid if an object can hold it,
+ * else unpaged. *off: which. */
+static void *sample_block(size_t n, size_t align, int zero, int *off) {
+    *off = 0;
+    if (n && align <= ALIGNMENT && n <= CLASS_MAX - OFFGRID && n < load_relaxed(&plain_limit)) {
+        size_t usable;
+        char *b = ma_alloc_object(n + OFFGRID > 48 ? n + OFFGRID : 48, &usable);
+        if (b) {
+            if (!load_relaxed(&offgrid_made)) store_relaxed(&offgrid_made, 1);
+            *off = 1;
+            if (zero) memset(b + OFFGRID, 0, n);
+            return b + OFFGRID;
+        }
+    }
+    return unpaged(n, align, zero);
+}
+
 static int sample_due(struct tstate *s, size_t n) {
     return n >= s->left || interval == 1;
 }
 
-/* p, of n bytes, was sampled: its stack (taken now, unless stack says
- * it) and ALLOC. seq: the thread's allocations before this one. */
-static void record_alloc(struct tstate *s, void *p, size_t n, void *ra, uint32_t stack,
-                         uint64_t seq) {
-    if (load_relaxed(&trace_state) != T_ON) return;
+/* The id of a sample's stack: given, or taken now, with its STACK record
+ * if it is new. */
+static uint32_t sample_stack(struct tstate *s, void *ra, uint32_t given) {
+    if (given) return given;
     /* a thread's first walks by libgcc's unwinder, the later ones by
      * libunwind (stack.h: its cache is worth it for a thread that samples
      * much) */
-    uint32_t id = stack                       ? stack
-                  : ++s->walks <= LIGHT_WALKS ? stack_capture_light(ra, TRACE_DEPTH)
-                                              : stack_capture(ra, TRACE_DEPTH);
-    if (!set_insert(p, seq, s->tid, id)) return;
-    if (!stack && id && id < STACK_ID_LIMIT) {
+    uint32_t id = ++s->walks <= LIGHT_WALKS ? stack_capture_light(ra, TRACE_DEPTH)
+                                            : stack_capture(ra, TRACE_DEPTH);
+    if (id && id < STACK_ID_LIMIT) {
         uint64_t bit = (uint64_t)1 << (id & 63);
-        if (!(or_relaxed(&stacks_written[id >> 6], bit) & bit)) {
+        /* read first: threads that sample the same stacks share the word */
+        if (!(load_relaxed(&stacks_written[id >> 6]) & bit) &&
+            !(or_relaxed(&stacks_written[id >> 6], bit) & bit)) {
             void *const *f;
             uint32_t head[2] = {id, stack_frames(id, &f)};
             put(s, R_STACK, head, sizeof head, f, head[1] * sizeof(void *));
         }
     }
-    put_event(s, EV_ALLOC, now_rel(), (uintptr_t)p, n, id, seq);
+    return id;
 }
 
-/* The FREE of sampled block p (e: its entry, taken out of the set); seq:
- * the thread's allocations when it is freed. */
+/* p, of n bytes (off: off-grid), was sampled: its header or its entry in
+ * the set, and its ALLOC with its stack (given, or taken now) while the
+ * trace is on. seq: the thread's allocations before this one. An
+ * off-grid block always is (its header is the record); a chunk's sample
+ * is not followed if the set had no room. */
+static void record_alloc(struct tstate *s, void *p, size_t n, void *ra, uint32_t stack,
+                         uint64_t seq, int off) {
+    int on = load_relaxed(&trace_state) == T_ON;
+    uint32_t id = on ? sample_stack(s, ra, stack) : 0;
+    if (off) {
+        struct offgrid *h = (struct offgrid *)((char *)p - OFFGRID);
+        *h = (struct offgrid){offgrid_magic(p), seq, s->tid, id, set_gen, 0};
+    } else if (!on || !set_insert((struct sample){(uintptr_t)p, seq, s->tid, id, 0})) {
+        return;
+    }
+    if (on) put_event(s, EV_ALLOC, now_rel(), (uintptr_t)p, n, id, seq);
+}
+
+/* The FREE of sampled block p (e: its entry, taken out of the set, or its
+ * header), if this process made it and the trace is on; seq: the
+ * thread's allocations when it is freed. */
 static void put_free(struct tstate *s, void *p, const struct sample *e, uint64_t seq) {
+    if (e->gen != set_gen || load_acquire(&trace_state) != T_ON) return;
     int temporary = e->tid == s->tid && e->seq + 1 == seq;
     put_event(s, EV_FREE | (temporary ? EV_TEMPORARY : 0), now_rel(), (uintptr_t)p, 0, 0, seq);
 }
 
-/* p is about to be freed: its FREE if sampled. */
-static void record_free(struct tstate *s, void *p) {
-    struct sample e;
-    if (p && set_remove(p, &e)) put_free(s, p, &e, s->seq);
+/* p's sample, if it is one: 2 if off-grid (its header into *e), 1 if a
+ * chunk's (its entry, taken out of the set), else 0. */
+static int sample_of(void *p, struct sample *e) {
+    const struct offgrid *h = offgrid_of(p);
+    if (h) {
+        *e = (struct sample){(uintptr_t)p, h->seq, h->tid, h->stack, h->gen};
+        return 2;
+    }
+    return set_lookup(p, e, 1);
 }
 
-/* The allocation the countdown picked: off the pages, recorded, and the
+/* The allocation the countdown picked: a sample block, recorded, and the
  * countdown rearmed; then the tick it may be due for. */
 static __attribute__((noinline)) void *sampled_alloc(struct tstate *s, size_t n, size_t align,
                                                      int zero, void *ra) {
-    void *p = unpaged(n, align, zero);
+    int off;
+    void *p = sample_block(n, align, zero, &off);
     s->left = next_countdown(s);
     if (p) {
-        record_alloc(s, p, n, ra, 0, s->seq - 1);
+        record_alloc(s, p, n, ra, 0, s->seq - 1, off);
         tick(s); /* a large block may make a peak, however few the calls */
     }
     return p;
@@ -1086,16 +1222,43 @@ void *trace_calloc(size_t n, size_t size, void *ra) {
     return trace_alloc(total, 0, 1, ra);
 }
 
-/* q, just allocated by realloc, to be recorded: moved off its page if it
- * is an object of one (a sampled block's free must take the slow path);
- * NULL if it cannot be. */
-static void *unpaged_copy(void *q, size_t n, const char *who) {
-    if (!ma_object_at(q)) return q;
-    void *r = unpaged(n, 0, 0);
-    if (r) {
+/* realloc of off-grid block p (e: its sample) to n > 0 bytes: p itself
+ * where the engine would keep an object in place, else a new block with
+ * p's bytes (a sample block when s, else the engine's), and p freed;
+ * recorded as the same sample (a FREE, then an ALLOC with its stack) when
+ * s. NULL if there is no memory: p as it was. */
+static void *offgrid_realloc(struct tstate *s, void *p, size_t n, const struct sample *e, void *ra,
+                             uint64_t seq) {
+    size_t usable = offgrid_usable(p);
+    int off = 1;
+    void *q = p;
+    if (!s || n > usable || n < usable / 2) { /* untraced: off the grid for good */
+        q = s ? sample_block(n, 0, 0, &off) : plain(n, 0, 0);
+        if (!q) return NULL;
+        memcpy(q, p, n < usable ? n : usable);
+    }
+    if (s) {
+        put_free(s, p, e, seq);
+        record_alloc(s, q, n, ra, e->stack, seq, off);
+    }
+    if (q != p) offgrid_free(p);
+    return q;
+}
+
+/* q, just allocated by realloc for a sample (a FREE, then an ALLOC, or a
+ * block the countdown picked): a sample block with its bytes if q is an
+ * object of a page, and recorded; q as it is if no block can be had. */
+static void *realloc_sampled(struct tstate *s, void *q, size_t n, void *ra, uint32_t stack,
+                             uint64_t seq, const char *who) {
+    int off = 0;
+    void *r = q;
+    if (ma_object_at(q)) {
+        r = sample_block(n, 0, 0, &off);
+        if (!r) return q;
         memcpy(r, q, n);
         ma_free(q, who);
     }
+    record_alloc(s, r, n, ra, stack, seq, off);
     return r;
 }
 
@@ -1103,50 +1266,67 @@ static void *unpaged_copy(void *q, size_t n, const char *who) {
  * runs by the bytes the block grows (a builder grown a byte at a time is
  * not sampled at every step). A sampled block stays sampled (a FREE, then
  * an ALLOC with its stack: no walk); a block not sampled is sampled when
- * the countdown says. */
+ * the countdown says. An off-grid block is the trace's to move or free,
+ * whether the trace is still on or not. */
 void *trace_realloc(void *p, size_t n, const char *who, void *ra) {
     if (!p) return trace_alloc(n, 0, 0, ra);
-    struct tstate *s = enter();
-    if (!s) return ma_realloc(p, n, who);
-    if (n == 0) {
-        record_free(s, p);
-        void *q = ma_realloc(p, 0, who);
-        leave(s);
-        return q;
-    }
     struct sample e;
-    int sampled = set_remove(p, &e);
-    size_t old = sampled ? 0 : ma_block_usable(p);
+    int sampled = sample_of(p, &e), off = sampled == 2;
+    struct tstate *s = enter();
+    if (n == 0) {
+        if (sampled && s) put_free(s, p, &e, s->seq);
+        if (off)
+            offgrid_free(p);
+        else
+            ma_realloc(p, 0, who);
+        if (s) leave(s);
+        return NULL;
+    }
+    if (!s) {
+        /* the trace's own call (never a sample), or after the trace's end */
+        return off ? offgrid_realloc(NULL, p, n, &e, ra, 0) : ma_realloc(p, n, who);
+    }
     uint64_t seq = s->seq;
     count(s, ra, n);
-    void *q = ma_realloc(p, n, who);
-    if (!q) {
-        if (sampled) set_insert(p, e.seq, e.tid, e.stack); /* p is as it was */
-    } else if (sampled) {
-        put_free(s, p, &e, seq);
-        void *r = unpaged_copy(q, n, who);
-        if (r) record_alloc(s, r, n, ra, e.stack, seq);
-        q = r ? r : q;
-    } else if (n > old && n - old >= s->left) {
-        s->left = next_countdown(s);
-        void *r = unpaged_copy(q, n, who);
-        if (r) record_alloc(s, r, n, ra, 0, seq);
-        q = r ? r : q;
-    } else if (n > old) {
-        s->left -= n - old;
+    void *q;
+    if (off) {
+        q = offgrid_realloc(s, p, n, &e, ra, seq);
+    } else {
+        size_t old = sampled ? 0 : ma_block_usable(p);
+        q = ma_realloc(p, n, who);
+        if (!q) {
+            if (sampled) set_insert(e); /* p is as it was */
+        } else if (sampled) {
+            put_free(s, p, &e, seq);
+            q = realloc_sampled(s, q, n, ra, e.stack, seq, who);
+        } else if (n > old && n - old >= s->left) {
+            s->left = next_countdown(s);
+            q = realloc_sampled(s, q, n, ra, 0, seq, who);
+        } else if (n > old) {
+            s->left -= n - old;
+        }
     }
     if ((s->seq & (TICK - 1)) == 0) tick(s);
     leave(s);
     return q;
 }
 
-void trace_freed(void *p) {
-    if (load_relaxed(&shard_of((uintptr_t)p)->count) == 0 || load_acquire(&trace_state) != T_ON)
-        return;
+int trace_freed(void *p) {
+    struct sample e;
+    int sampled = sample_of(p, &e);
+    if (!sampled) return 0;
     struct tstate *s = enter();
-    if (!s) return;
-    record_free(s, p);
-    leave(s);
+    if (s) {
+        put_free(s, p, &e, s->seq);
+        leave(s);
+    }
+    if (sampled != 2) return 0;
+    offgrid_free(p);
+    return 1;
+}
+
+size_t trace_usable(const void *p) {
+    return offgrid_of(p) ? offgrid_usable(p) : 0;
 }
 
 void trace_exit(void) {

@@ -7,9 +7,15 @@
  * the entry points: the trace counts it (per call site, per size) and
  * allocates it as the engine would. About one allocation per
  * MEMALLOC_TRACE_SAMPLE bytes is sampled: recorded with its whole stack,
- * and allocated as a chunk or a mapped block, never as an object of a
- * page, so that its free takes the slow path too and reaches trace_freed.
- * The free fast path is unchanged: unsampled frees cost nothing.
+ * and allocated off its page's grid (16 bytes into an object), or, when
+ * no object holds it, as a chunk or a mapped block, never as an object of
+ * a page, so that its free takes the slow path too and reaches
+ * trace_freed. The free fast path is unchanged: unsampled frees cost
+ * nothing. The entry points hand every pointer that misses their fast
+ * paths to trace_freed, trace_realloc and trace_usable while ma_tracing is
+ * set, which stays set as long as off-grid blocks may be live (after the
+ * trace's end at exit, in a fork's child whose trace failed to open):
+ * only the trace knows where their objects start.
  *
  * Nothing here allocates from the heap: each thread's records go to a
  * buffer of its own (mapped), written out whole with one write(2), and
@@ -32,8 +38,11 @@ void *trace_calloc(size_t n, size_t size, void *ra);
 /* realloc (ma_realloc's contract). */
 void *trace_realloc(void *p, size_t n, const char *who, void *ra);
 /* p is about to be freed by the program (a free that missed the fast
- * path): its FREE record if it was sampled. */
-void trace_freed(void *p);
+ * path): its FREE record if it was sampled; 1 if the trace freed it (an
+ * off-grid block), 0 if the caller frees it as usual. */
+int trace_freed(void *p);
+/* malloc_usable_size of p if it is an off-grid block, else 0. */
+size_t trace_usable(const void *p);
 /* At exit: the last figures, every thread's records, and END. */
 void trace_exit(void);
 

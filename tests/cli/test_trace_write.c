@@ -8,11 +8,15 @@
  * and sizes add up to the calls made; END matches the engine's statistics.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "harness.h"
 #include "memalloc.h"
 #include "trace.h"
@@ -76,6 +80,65 @@ static __attribute__((noinline)) void *aligned_block(void) {
 
 static struct trace tr;
 static const char *path;
+
+/* A sampled block that an object of a page holds is off its page's grid,
+ * 32 bytes into the object (trace.c): the free fast path declines it. */
+static int off_grid(const void *p) {
+    return ma_object_at(p) == 0 && ma_object_at((const char *)p - 32) != 0;
+}
+
+static int filled(const unsigned char *p, size_t n, unsigned char c) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != c) return 0;
+    return 1;
+}
+
+static void *from_thread(void *arg) {
+    (void)arg;
+    return memset(malloc(200), 7, 200);
+}
+
+/* While the trace is on: what the program can do with an off-grid block
+ * is what it can do with any block. Returns one kept for after the end. */
+static void *offgrid_while_on(void) {
+    unsigned char *p = malloc(100);
+    CHECK(off_grid(p));
+    CHECK(malloc_usable_size(p) >= 100);
+    memset(p, 1, malloc_usable_size(p));
+    unsigned char *q = realloc(p, 110); /* fits: in place */
+    CHECK(q == p && filled(q, 100, 1));
+    unsigned char *r = realloc(q, 5000); /* moved, still a sample */
+    CHECK(r != q && off_grid(r) && filled(r, 100, 1));
+    free(r);
+    /* freed by a thread that did not allocate it */
+    pthread_t t;
+    void *other = NULL;
+    pthread_create(&t, NULL, from_thread, NULL);
+    pthread_join(t, &other);
+    CHECK(off_grid(other) && filled(other, 200, 7));
+    free(other);
+    /* a check mode would take the samples for invalid pointers */
+    CHECK(memalloc_set_option(MEMALLOC_OPT_CHECK, 1) == EBUSY);
+    CHECK(memalloc_get_option(MEMALLOC_OPT_CHECK) == 0);
+    /* a fork's child frees its parent's samples */
+    unsigned char *shared = memset(malloc(300), 3, 300);
+    pid_t pid = fork();
+    if (pid == 0) {
+        unsigned char *c = realloc(shared, 600);
+        int ok = c && filled(c, 300, 3) && malloc_usable_size(c) >= 600;
+        free(c);
+        free(memset(malloc(64), 0, 64));
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    char child[4200];
+    snprintf(child, sizeof child, "%s.%d", path, (int)pid);
+    unlink(child);
+    free(shared);
+    return memset(malloc(700), 9, 700);
+}
 
 /* The call site in function fn: the lowest return address above fn's
  * start (each function here has one site). */
@@ -172,9 +235,16 @@ int main(void) {
     note_free(big, 0);
     free(al);
     note_free(al, 1);
+    unsigned char *kept_on = offgrid_while_on();
     struct memalloc_stats st;
     memalloc_get_stats(&st);
     trace_exit();
+    /* after the trace's end, the samples still live are the trace's to
+     * resize and free */
+    CHECK(off_grid(kept_on) && malloc_usable_size(kept_on) >= 700);
+    unsigned char *moved = realloc(kept_on, 800);
+    CHECK(moved && !off_grid(moved) && filled(moved, 700, 9));
+    free(moved);
     RUN(test_file_read_back);
     CHECKF(tr.end.allocs == st.allocs, "END allocs %lu, stats %lu", (unsigned long)tr.end.allocs,
            (unsigned long)st.allocs);
