@@ -25,11 +25,13 @@ static int sample_due(size_t n) {
 /* malloc's slow path reads the check mode after initialisation (ready),
  * which reads MEMALLOC_CHECK: a program's first block is checked too. (A
  * first block from calloc, realloc or memalign is not: blocks that were
- * allocated while no check mode was on are freed as they were.) */
+ * allocated while no check mode was on are freed as they were.) The trace
+ * comes first, as every traced malloc comes here: it is set only by
+ * initialisation, and never with a check mode (options.c, ma_set_option). */
 void *entry_malloc_slow(size_t n) {
+    if (unlikely(load_relaxed(&ma_tracing))) return trace_malloc(n, ENTRY_RA());
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, 0, DBG_MALLOC, 0, ENTRY_RA());
-    if (unlikely(load_relaxed(&ma_tracing))) return trace_malloc(n, ENTRY_RA());
     if (unlikely(sample_due(n))) {
         void *p = dbg_sample(n, ALIGNMENT, DBG_MALLOC, ENTRY_RA());
         if (p) return p;

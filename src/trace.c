@@ -1189,12 +1189,14 @@ static __attribute__((noinline)) void *trace_malloc_slow(size_t n, void *ra) {
  * counters are the owner's plain adds.) */
 void *trace_malloc(size_t n, void *ra) {
     struct tstate *s = me;
-    uint64_t key = (uintptr_t)ra | !ra;
-    if (likely(s != NULL) && likely(s->last->ra == key) && likely(n < s->left) &&
+    /* (a site's ra is never 0: count() keeps ra 0 as 1, in the slow path) */
+    if (likely(s != NULL) && likely(s->last->ra == (uintptr_t)ra) && likely(n < s->left) &&
         likely(((s->seq + 1) & (TICK - 1)) != 0) && likely(n < load_relaxed(&plain_limit))) {
         void *p = tc_pop(tc_current, class_of(n));
         if (likely(p != NULL)) {
-            unsigned b = n ? 64 - (unsigned)__builtin_clzll(n) : 0; /* (n < CLASS_MAX) */
+            /* n > 0 (class 0, malloc(0)'s, has no pages: zero.h) and n <= CLASS_MAX */
+            if (n == 0) __builtin_unreachable();
+            unsigned b = 64 - (unsigned)__builtin_clzll(n);
             struct site *e = s->last;
             s->seq++;
             s->left -= n;
