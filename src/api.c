@@ -410,7 +410,9 @@ static int chunk_resize(struct region *r, struct chunk *c, size_t n) {
  *     place); else at least a quarter more than the old size, if that is
  *     not much more than asked. On failure the old block is untouched.
  */
-void *ma_realloc(void *p, size_t n, const char *who) {
+static inline __attribute__((always_inline)) void *realloc_from(void *p, size_t n, const char *who,
+                                                                size_t *from) {
+    *from = 0;
     if (!p) return ma_malloc(n);
     if (n == 0) {
         ma_free(p, who);
@@ -428,18 +430,18 @@ void *ma_realloc(void *p, size_t n, const char *who) {
     case PTR_ZERO:
         break;
     case PTR_BOOT:
-        old = boot_size(p);
+        old = *from = boot_size(p);
         break;
     case PTR_OBJECT:
-        old = q.g->size;
+        old = *from = q.g->size;
         if (n <= old && n >= old / 2) return p;
         break;
     case PTR_CHUNK:
+        old = *from = usable_size(q.c);
         if (chunk_resize(q.r, q.c, n)) return p;
-        old = usable_size(q.c);
         break;
     case PTR_MAPPED: {
-        old = large_usable(p, who);
+        old = *from = large_usable(p, who);
         void *moved = large_resize(p, n);
         if (moved) return moved;
         break;
@@ -463,6 +465,15 @@ void *ma_realloc(void *p, size_t n, const char *who) {
     memcpy(moved, p, old < n ? old : n);
     ma_free(p, who);
     return moved;
+}
+
+void *ma_realloc(void *p, size_t n, const char *who) {
+    size_t from;
+    return realloc_from(p, n, who, &from);
+}
+
+void *ma_realloc_from(void *p, size_t n, const char *who, size_t *from) {
+    return realloc_from(p, n, who, from);
 }
 
 /* Trim: the calling thread's idle pages go back first (other threads'

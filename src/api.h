@@ -20,6 +20,9 @@ void *ma_malloc_slow(size_t n);
 void ma_free_slow(void *p, const char *who);
 void *ma_calloc(size_t n, size_t size);
 void *ma_realloc(void *p, size_t n, const char *who);
+/* ma_realloc, and *from: p's usable size before (0 for NULL or a block of
+ * size 0), as ma_realloc finds it anyway (the trace's countdown). */
+void *ma_realloc_from(void *p, size_t n, const char *who, size_t *from);
 /* align: a power of two (callers check); anything up to MAX_REQUEST. */
 void *ma_aligned(size_t align, size_t n);
 size_t ma_usable_size(const void *p, const char *who);

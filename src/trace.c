@@ -1294,8 +1294,8 @@ void *trace_realloc(void *p, size_t n, const char *who, void *ra) {
     if (off) {
         q = offgrid_realloc(s, p, n, &e, ra, seq);
     } else {
-        size_t old = sampled ? 0 : ma_block_usable(p);
-        q = ma_realloc(p, n, who);
+        size_t old;
+        q = ma_realloc_from(p, n, who, &old);
         if (!q) {
             if (sampled) set_insert(e); /* p is as it was */
         } else if (sampled) {
