@@ -171,6 +171,24 @@ void analyze(const struct trace *t, struct analysis *a) {
         }
         a->lifetimes[bucket64(fr->t >= al->t ? fr->t - al->t : 0)]++;
     }
+    /* the samples that were only counted (AGGREGATES): never live at a
+     * HEAP record, so neither at the peak nor leaked */
+    const struct tr_aggregates *ag = &t->aggregates;
+    for (uint32_t i = 0; i < ag->count; i++) {
+        const struct tr_agg *g = &ag->v[i];
+        const struct tr_stack *st = trace_stack(t, g->stack);
+        struct an_site *s = &a->sites[st ? site_of_stack[st - t->stacks] : no_stack];
+        s->samples += g->samples;
+        s->sampled_bytes += g->weight;
+        s->temp_samples += g->temps;
+        s->temp_calls += (double)g->temp_calls;
+        a->temp_samples += g->temps;
+        a->temp_calls += (double)g->temp_calls;
+        a->samples += g->samples;
+    }
+    for (unsigned b = 0; b < TR_LIFETIMES && b < sizeof a->lifetimes / sizeof *a->lifetimes; b++)
+        a->lifetimes[b] += ag->lifetimes[b];
+    a->samples += t->nallocs;
     free(site_of_stack);
     uint64_t tp = a->peak_t == UINT64_MAX ? a->run_time : a->peak_t;
     a->classes_at_peak = nearest(t->classes, t->nclasses, sizeof *t->classes, tp);

@@ -38,6 +38,7 @@ struct analysis {
     uint64_t leak_bytes, leak_samples;
     uint64_t temp_samples;
     double temp_calls;
+    uint64_t samples;       /* every sample: those written one by one and those only counted */
     uint64_t lifetimes[65]; /* freed samples: bucket 0: 0 ns; b: [2^(b-1), 2^b) ns */
     size_t classes_at_peak; /* index in classes nearest the peak, or AN_NONE */
     size_t regions_at_peak; /* index in regions nearest the peak, or AN_NONE */

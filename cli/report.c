@@ -349,9 +349,11 @@ static void summary(struct report *r) {
     fputs("</td></tr>\n", o);
     if (t->info.present)
         fprintf(o,
-                "<tr><th>Sampling interval</th><td>one allocation per %s allocated (%zu samples, "
-                "%zu stacks)</td></tr>\n",
-                fmt_bytes(b1, sizeof b1, (double)t->info.sample_bytes), t->nallocs, t->nstacks);
+                "<tr><th>Sampling interval</th><td>one allocation per %s allocated (%" PRIu64
+                " samples, %zu of them recorded one by one, the others freed before the heap "
+                "was next sampled and only counted; %zu stacks)</td></tr>\n",
+                fmt_bytes(b1, sizeof b1, (double)t->info.sample_bytes), a->samples, t->nallocs,
+                t->nstacks);
     fputs("</table>\n", o);
     if (t->unknown || t->malformed || t->orphan_frees || t->dup_stacks)
         fprintf(o,
@@ -533,7 +535,7 @@ static void site_tables(struct report *r) {
 
     fputs("<section id=\"sites-peak\"><h2>Top call sites by memory at the peak</h2>\n", o);
     n = top_sites(a, 0, idx);
-    if (!t->nallocs || a->peak_t == UINT64_MAX) {
+    if (!a->samples || a->peak_t == UINT64_MAX) {
         not_recorded(o, "Sampled allocations (ALLOC records) live at the peak");
     } else {
         fputs("<p>Sampled allocations live at the time of the peak, weighted (each sample stands "
@@ -614,7 +616,7 @@ static void site_tables(struct report *r) {
 
     fputs("<section id=\"sites-leaks\"><h2>Leaks: call sites of memory never freed</h2>\n", o);
     n = top_sites(a, 3, idx);
-    if (!t->nallocs) {
+    if (!a->samples) {
         not_recorded(o, "Sampled allocations (ALLOC records)");
     } else {
         fprintf(o, "<p>Sampled allocations not freed by the end of the trace%s, weighted.</p>\n",

@@ -365,6 +365,29 @@ static int parse_sizes(struct trace *t, const unsigned char *p, size_t len) {
     return 0;
 }
 
+/* AGGREGATES: cumulative, as SITES. */
+static int parse_aggregates(struct trace *t, const unsigned char *p, size_t len) {
+    if (len < 16) return -1;
+    uint64_t tm = rd64(p);
+    uint32_t n = rd32(p + 8), nlife = rd32(p + 12);
+    if (nlife > 1024 || (len - 16) / 8 < nlife || (len - 16 - 8 * (size_t)nlife) / 40 < n)
+        return -1;
+    if (t->aggregates.present && tm < t->aggregates.t) return 0;
+    free(t->aggregates.v);
+    struct tr_aggregates *a = &t->aggregates;
+    memset(a, 0, sizeof *a);
+    a->present = 1;
+    a->t = tm;
+    for (uint32_t b = 0; b < nlife; b++)
+        a->lifetimes[b < TR_LIFETIMES ? b : TR_LIFETIMES - 1] += rd64(p + 16 + 8 * (size_t)b);
+    a->count = n;
+    a->v = xcalloc(n ? n : 1, sizeof *a->v);
+    const unsigned char *q = p + 16 + 8 * (size_t)nlife;
+    for (uint32_t i = 0; i < n; i++, q += 40)
+        a->v[i] = (struct tr_agg){rd32(q), rd64(q + 8), rd64(q + 16), rd64(q + 24), rd64(q + 32)};
+    return 0;
+}
+
 static void forget(struct trace *t);
 
 /* The process exec'd: the program so far joins the list of earlier ones,
@@ -412,6 +435,10 @@ static int parse_events(struct trace *t, const unsigned char *p, uint32_t rlen, 
         if (!rdvar(&q, end, &dt) || !rdvar(&q, end, &za)) return -1;
         if (!(kind & 1) && (!rdvar(&q, end, &size) || !rdvar(&q, end, &stack))) return -1;
         if (!rdvar(&q, end, &dseq)) return -1;
+        if (kind & 4) { /* signed: an ALLOC written late, earlier than the event before */
+            dt = (uint64_t)((int64_t)(dt >> 1) ^ -(int64_t)(dt & 1));
+            dseq = (uint64_t)((int64_t)(dseq >> 1) ^ -(int64_t)(dseq & 1));
+        }
         tm += dt;
         addr += (uint64_t)((int64_t)(za >> 1) ^ -(int64_t)(za & 1));
         seq += dseq;
@@ -517,6 +544,9 @@ int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err
         case TR_SIZES:
             rc = parse_sizes(t, p, rlen);
             break;
+        case TR_AGGREGATES:
+            rc = parse_aggregates(t, p, rlen);
+            break;
         case TR_END:
             if (rlen < 48) {
                 rc = -1;
@@ -602,6 +632,7 @@ static void forget(struct trace *t) {
     free(t->regions);
     free(t->sites.v);
     free(t->sizes.v);
+    free(t->aggregates.v);
     free(t->stack_ids);
     free(t->stack_idx);
     char **programs = t->programs;

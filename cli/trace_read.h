@@ -22,6 +22,7 @@ enum {
     TR_SIZES = 10,
     TR_END = 11,
     TR_EVENTS = 12,
+    TR_AGGREGATES = 13,
 };
 
 /* No free matched: the block was still live when the trace ends. */
@@ -111,6 +112,23 @@ struct tr_sizes {
     struct tr_bucket *v;
 };
 
+/* AGGREGATES: samples that were only counted (freed before any HEAP
+ * record came in their life), per stack; cumulative, the latest kept. */
+#define TR_LIFETIMES 65 /* bucket 0: 0 ns; b: [2^(b-1), 2^b) ns */
+
+struct tr_agg {
+    uint32_t stack;
+    uint64_t samples, weight, temps, temp_calls;
+};
+
+struct tr_aggregates {
+    int present;
+    uint64_t t;
+    uint64_t lifetimes[TR_LIFETIMES];
+    uint32_t count;
+    struct tr_agg *v;
+};
+
 struct tr_end {
     int present;
     uint64_t t, allocs, frees, peak_in_use, peak_rss, in_use;
@@ -132,8 +150,9 @@ struct trace {
     size_t nclasses;
     struct tr_regions *regions; /* by time */
     size_t nregions;
-    struct tr_sites sites; /* the latest SITES record (the most complete) */
-    struct tr_sizes sizes; /* the latest SIZES record */
+    struct tr_sites sites;           /* the latest SITES record (the most complete) */
+    struct tr_sizes sizes;           /* the latest SIZES record */
+    struct tr_aggregates aggregates; /* the latest AGGREGATES record */
     struct tr_end end;
     /* The programs the process ran before the last one, which replaced
      * them by exec (each began with an INFO: the records kept are those

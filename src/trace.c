@@ -52,7 +52,8 @@ enum {
     R_SITES,
     R_SIZES,
     R_END,
-    R_EVENTS
+    R_EVENTS,
+    R_AGGREGATES
 };
 
 #define BUF_BYTES     ((size_t)64 << 10)
@@ -63,6 +64,10 @@ enum {
 #define LIGHT_WALKS   64 /* stack_capture_light's, per thread */
 #define SCRATCH_BYTES ((size_t)16 << 20)
 #define TICK          256u /* a thread looks at the clock every TICK allocations */
+#define RING          256u /* a thread's samples whose ALLOC waits (a power of two, <= 4096) */
+#define THREAD_AGGS   512u /* a thread's stacks of samples folded into AGGREGATES; a power of two */
+#define GLOBAL_AGGS   ((size_t)1 << 16)
+#define NLIFETIMES    65 /* bucket 0: 0 ns; b: [2^(b-1), 2^b) ns */
 /* HEAP records every HEAP_EVERY_MS at most, and SITES, SIZES and MAPS every
  * SUM_EVERY_MS, or a thousandth and a tenth of the time since the start
  * if that is longer: a long run's trace grows with the log of its length
@@ -78,6 +83,23 @@ struct site {
 
 struct sizes {
     uint64_t calls[NSIZES], bytes[NSIZES];
+};
+
+/* An off-grid sample whose ALLOC is not written yet (pend_put): the block
+ * (NULL: a free slot; taken by one thread only, pend_take) and what the
+ * ALLOC would say, with the HEAP records written before it (epoch). */
+struct pend {
+    void *p;
+    uint64_t t, size, seq, epoch;
+    uint32_t stack, reserved;
+};
+
+/* The samples of one stack (key: its id + 1; 0: a free slot) that were
+ * freed before any HEAP record was written in their life, and were not
+ * written one by one (aggregate): counted, with their weights, and those
+ * of them that were temporaries, with their calls (weight / size). */
+struct agg {
+    uint64_t key, samples, weight, temps, temp_calls;
 };
 
 struct tstate {
@@ -98,14 +120,23 @@ struct tstate {
     uint64_t ev_t, ev_addr, ev_seq;
     struct sizes sizes;
     struct site sites[THREAD_SITES];
+    struct agg aggs[THREAD_AGGS];
+    uint64_t lifetimes[NLIFETIMES]; /* of the aggregated samples */
+    uint32_t ring_head;             /* the next slot of ring */
+    unsigned naggs;
+    /* (state_reset keeps the ring: other threads read it; it is empty when
+     * a state is reused, after its thread's exit) */
+    struct pend ring[RING];
     char buf[BUF_BYTES];
 };
+_Static_assert(RING <= 4096, "a ring slot fits in a state's page offset");
 
 struct sample {
     uint64_t addr, seq; /* seq: its thread's allocations before it */
     int tid;
     uint32_t stack;
-    uint32_t gen; /* set_gen when it was made: a fork's child writes no FREE of its parent's */
+    uint32_t gen;     /* gen16() when it was made: a fork's child writes no FREE of its parent's */
+    uint64_t pending; /* where its ALLOC waits (as struct offgrid's), or 0 */
 };
 
 enum { T_OFF, T_ON, T_DONE }; /* T_DONE: failed, or ended at exit */
@@ -129,6 +160,18 @@ struct table {
 /* retired: the sites of exited threads, and those a thread's table had no
  * room for; merged: every thread's added up, for SITES */
 static struct table retired, merged;
+/* HEAP records written so far (a sample that lived across one is written
+ * one by one: it may be live at the peak) */
+static uint64_t heap_epoch;
+/* aggregated samples: of exited threads and of full thread tables; every
+ * thread's added up, for AGGREGATES; their lifetimes (exited threads') */
+struct agg_table {
+    struct agg *t;
+    uint32_t *used;
+    size_t count;
+};
+static struct agg_table aggs_retired, aggs_merged;
+static uint64_t lifetimes_retired[NLIFETIMES];
 static struct sizes retired_sizes;
 static char *scratch;
 static uint64_t *stacks_written; /* a bit per stack id */
@@ -215,7 +258,11 @@ static void put(struct tstate *s, unsigned type, const void *a, size_t alen, con
  * them in a thread's buffer, each event a kind byte then varints of its
  * differences from the previous event (docs/trace-format.md): about 12
  * bytes an event where ALLOC and FREE records take 56 and 40. */
-enum { EV_ALLOC = 0, EV_FREE = 1, EV_TEMPORARY = 2 };
+enum { EV_ALLOC = 0, EV_FREE = 1, EV_TEMPORARY = 2, EV_SIGNED = 4 };
+
+static uint64_t zigzag(uint64_t d) {
+    return (d << 1) ^ (uint64_t)((int64_t)d >> 63);
+}
 
 static size_t varint(uint8_t *o, uint64_t v) {
     size_t n = 0;
@@ -247,15 +294,21 @@ static void put_event(struct tstate *s, unsigned kind, uint64_t t, uint64_t addr
     }
     uint8_t *o = (uint8_t *)s->buf + s->len;
     size_t n = 0;
-    int64_t da = (int64_t)(addr - s->ev_addr);
+    /* an ALLOC written late (EV_SIGNED) may be earlier than the event
+     * before it, in time and in order */
+    uint64_t dt = t - s->ev_t, dseq = seq - s->ev_seq;
+    if (kind & EV_SIGNED) {
+        dt = zigzag(dt);
+        dseq = zigzag(dseq);
+    }
     o[n++] = (uint8_t)kind;
-    n += varint(o + n, t - s->ev_t);
-    n += varint(o + n, ((uint64_t)da << 1) ^ (uint64_t)(da >> 63)); /* zigzag */
+    n += varint(o + n, dt);
+    n += varint(o + n, zigzag(addr - s->ev_addr));
     if ((kind & 1) == EV_ALLOC) {
         n += varint(o + n, size);
         n += varint(o + n, stack);
     }
-    n += varint(o + n, seq - s->ev_seq);
+    n += varint(o + n, dseq);
     s->len += n;
     char *rec = s->buf + s->ev_at - 1;
     uint32_t len, count;
@@ -475,6 +528,7 @@ static void put_heap_locked(struct tstate *s, int classes) {
             sum[k].used += h.cls[k].used;
         }
     }
+    __atomic_add_fetch(&heap_epoch, 1, __ATOMIC_SEQ_CST); /* before its time (aggregate) */
     uint64_t t = now_rel();
     size_t heap_free = st.heap_free > unopened ? st.heap_free - unopened : 0;
     uint64_t r[11] = {
@@ -574,7 +628,134 @@ static inline __attribute__((always_inline)) void count(struct tstate *s, void *
     pthread_mutex_unlock(&trace_mutex);
 }
 
-/* SITES, SIZES (every thread's, added up) and MAPS. trace_mutex held. */
+/* ---- aggregated samples ---- */
+
+#define AGGS_MAX (GLOBAL_AGGS * 3 / 4)
+
+static int agg_map(struct agg_table *tb) {
+    tb->t = os_map(GLOBAL_AGGS * sizeof *tb->t);
+    tb->used = os_map(AGGS_MAX * sizeof *tb->used);
+    tb->count = 0;
+    return tb->t && tb->used;
+}
+
+static void agg_clear(struct agg_table *tb) {
+    for (size_t i = 0; i < tb->count; i++) tb->t[tb->used[i]].key = 0;
+    tb->count = 0;
+}
+
+/* e's counters into tb, at e's key. trace_mutex held. */
+static void agg_merge(struct agg_table *tb, const struct agg *e) {
+    size_t mask = GLOBAL_AGGS - 1;
+    for (size_t i = hash64(e->key) & mask;; i = (i + 1) & mask) {
+        struct agg *x = &tb->t[i];
+        if (x->key == e->key) {
+            x->samples += e->samples;
+            x->weight += e->weight;
+            x->temps += e->temps;
+            x->temp_calls += e->temp_calls;
+            return;
+        }
+        if (x->key == 0) {
+            if (tb->count >= AGGS_MAX) return;
+            tb->used[tb->count++] = (uint32_t)i;
+            *x = *e;
+            return;
+        }
+    }
+}
+
+static unsigned lifetime_bucket(uint64_t ns) {
+    return ns ? 64 - (unsigned)__builtin_clzll(ns) : 0;
+}
+
+static uint64_t weight_of(uint64_t size) {
+    return interval <= 1 || size >= interval ? size : interval;
+}
+
+/* A sample of stack, of size bytes, freed life ns after its allocation
+ * (temporary: the next allocation of its thread had not come yet), folded
+ * into s's table (the owner's plain adds, as count's). */
+static void aggregate(struct tstate *s, uint32_t stack, uint64_t size, uint64_t life,
+                      int temporary) {
+    uint64_t w = weight_of(size), calls = temporary ? w / (size ? size : 1) : 0;
+    unsigned b = lifetime_bucket(life);
+    store_relaxed(&s->lifetimes[b], s->lifetimes[b] + 1);
+    struct agg one = {(uint64_t)stack + 1, 1, w, (uint64_t) !!temporary, calls};
+    unsigned mask = THREAD_AGGS - 1;
+    for (unsigned i = (unsigned)hash64(one.key) & mask;; i = (i + 1) & mask) {
+        struct agg *e = &s->aggs[i];
+        uint64_t key = load_relaxed(&e->key);
+        if (key == one.key) {
+            store_relaxed(&e->samples, e->samples + 1);
+            store_relaxed(&e->weight, e->weight + w);
+            store_relaxed(&e->temps, e->temps + one.temps);
+            store_relaxed(&e->temp_calls, e->temp_calls + calls);
+            return;
+        }
+        if (key == 0) {
+            if (s->naggs >= THREAD_AGGS * 3 / 4) break;
+            s->naggs++;
+            store_relaxed(&e->samples, one.samples);
+            store_relaxed(&e->weight, one.weight);
+            store_relaxed(&e->temps, one.temps);
+            store_relaxed(&e->temp_calls, one.temp_calls);
+            store_release(&e->key, one.key);
+            return;
+        }
+    }
+    pthread_mutex_lock(&trace_mutex); /* no room: the shared table */
+    agg_merge(&aggs_retired, &one);
+    pthread_mutex_unlock(&trace_mutex);
+}
+
+/* s's table and lifetimes into the shared ones (s's thread exits).
+ * trace_mutex held. */
+static void aggs_retire(struct tstate *s) {
+    for (unsigned i = 0; i < THREAD_AGGS; i++)
+        if (s->aggs[i].key) agg_merge(&aggs_retired, &s->aggs[i]);
+    for (unsigned b = 0; b < NLIFETIMES; b++) lifetimes_retired[b] += s->lifetimes[b];
+}
+
+/* AGGREGATES: every thread's aggregated samples, added up, in scratch.
+ * trace_mutex held. */
+static void put_aggregates(uint64_t t) {
+    uint64_t life[NLIFETIMES];
+    memcpy(life, lifetimes_retired, sizeof life);
+    agg_clear(&aggs_merged);
+    for (size_t i = 0; i < aggs_retired.count; i++)
+        agg_merge(&aggs_merged, &aggs_retired.t[aggs_retired.used[i]]);
+    for (struct tstate *s = live; s; s = s->next) {
+        for (unsigned i = 0; i < THREAD_AGGS; i++) {
+            const struct agg *e = &s->aggs[i];
+            uint64_t key = load_acquire(&e->key);
+            if (!key) continue;
+            struct agg x = {key, load_relaxed(&e->samples), load_relaxed(&e->weight),
+                            load_relaxed(&e->temps), load_relaxed(&e->temp_calls)};
+            agg_merge(&aggs_merged, &x);
+        }
+        for (unsigned b = 0; b < NLIFETIMES; b++) life[b] += load_relaxed(&s->lifetimes[b]);
+    }
+    if (!aggs_merged.count) return;
+    char *p = scratch + sizeof(struct rec_hdr);
+    uint32_t hdr[2] = {(uint32_t)aggs_merged.count, NLIFETIMES};
+    memcpy(p, &t, 8);
+    memcpy(p + 8, hdr, 8);
+    memcpy(p + 16, life, sizeof life);
+    size_t off = 16 + sizeof life;
+    for (size_t i = 0; i < aggs_merged.count; i++) {
+        const struct agg *e = &aggs_merged.t[aggs_merged.used[i]];
+        uint32_t id[2] = {(uint32_t)(e->key - 1), 0};
+        uint64_t v[4] = {e->samples, e->weight, e->temps, e->temp_calls};
+        memcpy(p + off, id, sizeof id);
+        memcpy(p + off + sizeof id, v, sizeof v);
+        off += sizeof id + sizeof v;
+    }
+    put_scratch(R_AGGREGATES, off);
+}
+
+/* SITES, SIZES, AGGREGATES (every thread's, added up) and MAPS.
+ * trace_mutex held. */
 static void put_summary_locked(void) {
     table_clear(&merged);
     for (size_t i = 0; i < retired.count; i++) {
@@ -614,6 +795,7 @@ static void put_summary_locked(void) {
         memcpy(p + 24 + b * 16, &sz.bytes[b], 8);
     }
     put_scratch(R_SIZES, 16 + NSIZES * 16);
+    put_aggregates(t);
     put_maps();
 }
 
@@ -634,6 +816,10 @@ static struct shard {
     size_t cap, count; /* cap: a power of two, or 0 */
 } shards[SHARDS];
 static uint32_t set_gen; /* forks so far: changed only in a child, alone */
+
+static uint32_t gen16(void) {
+    return set_gen & 0xffff; /* as an off-grid header keeps it */
+}
 
 static struct shard *shard_of(uint64_t addr) {
     return &shards[(addr >> 4) & (SHARDS - 1)];
@@ -675,7 +861,7 @@ static size_t set_slot(const struct shard *h, uint64_t addr) {
 static int set_insert(struct sample e) {
     struct shard *h = shard_of(e.addr);
     int ok = 1;
-    e.gen = set_gen;
+    e.gen = gen16();
     spin_lock(&h->lock);
     if ((h->count + 1) * 2 > h->cap && !set_grow(h)) ok = h->count + 1 < h->cap;
     if (ok) {
@@ -743,7 +929,7 @@ static uint64_t next_countdown(struct tstate *s) {
 }
 
 static void state_reset(struct tstate *s) {
-    memset(s, 0, offsetof(struct tstate, buf));
+    memset(s, 0, offsetof(struct tstate, ring));
     s->tid = os_gettid();
     s->rng = hash64(os_cookie_value ^ (uint64_t)s->tid) | 1;
     s->left = next_countdown(s);
@@ -751,10 +937,14 @@ static void state_reset(struct tstate *s) {
     s->last = &s->sites[0];
 }
 
+static void pend_flush(struct tstate *s, int all);
+
 static void thread_exit(void *arg) {
     struct tstate *s = arg;
     in_trace = 1;
     pthread_mutex_lock(&trace_mutex);
+    pend_flush(s, 1);
+    aggs_retire(s);
     buf_lock(s);
     flush_locked(s);
     buf_unlock(s);
@@ -876,7 +1066,8 @@ static int start_locked(void) {
     interval = opt_get(OPT_TRACE_SAMPLE);
     offgrid_key = hash64(os_cookie_value ^ 0x6f666667726964ull);
     scratch = os_map(SCRATCH_BYTES);
-    int tables = table_map(&retired) && table_map(&merged);
+    int tables = table_map(&retired) && table_map(&merged) && agg_map(&aggs_retired) &&
+                 agg_map(&aggs_merged);
     stacks_written = os_map(STACK_ID_LIMIT / 8);
     if (!scratch || !tables || !stacks_written) {
         warn("out of memory for ", trace_path);
@@ -948,10 +1139,13 @@ static void fork_child(void) {
     live = spare = NULL;
     if (mine) {
         state_reset(mine);
+        memset(mine->ring, 0, sizeof mine->ring); /* the parent's samples: alone here */
         mine->len = 0;
         live = mine;
     }
     table_clear(&retired);
+    agg_clear(&aggs_retired);
+    memset(lifetimes_retired, 0, sizeof lifetimes_retired);
     memset(&retired_sizes, 0, sizeof retired_sizes);
     os_unmap(stacks_written, STACK_ID_LIMIT / 8);
     stacks_written = os_map(STACK_ID_LIMIT / 8);
@@ -990,6 +1184,85 @@ static inline void *plain(size_t n, size_t align, int zero) {
     return ma_malloc_slow(n);
 }
 
+/* ---- samples whose ALLOC waits ----
+ *
+ * With sampling (not MEMALLOC_TRACE_SAMPLE=1), a sample's ALLOC is not
+ * written at once: it waits in a ring of its thread's. A sample
+ * freed before any HEAP record was written in its life (most of them:
+ * temporaries, buffers of a loop) cannot be live at the peak nor leak, so
+ * it is only counted (aggregate): the trace then grows with what outlives
+ * a HEAP record, not with the allocations. A sample that lived across one
+ * has its ALLOC written when it is freed; one the ring has no more room
+ * for, once a second if a HEAP record came in its life, and at its
+ * thread's exit and at exit, when it is still live. The block's header
+ * (a chunk's: its entry in the set) names its slot; whoever empties a slot (compare-and-swap of its
+ * block) is the only one to write its ALLOC or count it. */
+
+/* e's fields, as the slot's holder of p reads them (other threads may
+ * read them too, and at exit the owner may be writing them anew). */
+static struct pend pend_read(const struct pend *e, void *p) {
+    return (struct pend){p,
+                         load_relaxed(&e->t),
+                         load_relaxed(&e->size),
+                         load_relaxed(&e->seq),
+                         load_relaxed(&e->epoch),
+                         load_relaxed(&e->stack),
+                         0};
+}
+
+static void put_late_alloc(struct tstate *s, const struct pend *w) {
+    put_event(s, EV_ALLOC | EV_SIGNED, w->t, (uintptr_t)w->p, w->size, w->stack, w->seq);
+}
+
+/* The slot of s's ring that now holds p (of size bytes, at t, seq, with
+ * stack); the ALLOC of the sample it held is written. Owner only. */
+static uint32_t pend_put(struct tstate *s, void *p, uint64_t t, uint64_t size, uint64_t seq,
+                         uint32_t stack) {
+    uint32_t i = s->ring_head++ & (RING - 1);
+    struct pend *e = &s->ring[i];
+    void *old = exchange_acquire(&e->p, NULL);
+    if (old) {
+        struct pend w = pend_read(e, old);
+        put_late_alloc(s, &w);
+    }
+    store_relaxed(&e->t, t);
+    store_relaxed(&e->size, size);
+    store_relaxed(&e->seq, seq);
+    store_relaxed(&e->epoch, __atomic_load_n(&heap_epoch, __ATOMIC_SEQ_CST));
+    store_relaxed(&e->stack, stack);
+    store_release(&e->p, p);
+    return i;
+}
+
+/* Empty the slot that pending names (a header's: state | slot) if it
+ * still holds p: 1, and its fields in *out (read before the exchange,
+ * which proves them p's). 0 if p's ALLOC was written. Any thread. */
+static int pend_take(uint64_t pending, void *p, struct pend *out) {
+    if (!pending) return 0;
+    struct tstate *o = (struct tstate *)(uintptr_t)(pending & ~(uint64_t)4095);
+    struct pend *e = &o->ring[pending & 4095];
+    if (load_acquire(&e->p) != p) return 0;
+    *out = pend_read(e, p);
+    void *expected = p;
+    return cas_acquire_strong(&e->p, &expected, NULL);
+}
+
+/* Write the ALLOCs waiting in s's ring: all of them, or (!all) those
+ * that a HEAP record came after (their ALLOC will be written anyway:
+ * now, a program killed later still has them). */
+static void pend_flush(struct tstate *s, int all) {
+    uint64_t epoch = __atomic_load_n(&heap_epoch, __ATOMIC_SEQ_CST);
+    for (unsigned i = 0; i < RING; i++) {
+        struct pend *e = &s->ring[i];
+        if (!load_relaxed(&e->p) || (!all && load_relaxed(&e->epoch) == epoch)) continue;
+        void *old = exchange_acquire(&e->p, NULL);
+        if (old) {
+            struct pend w = pend_read(e, old);
+            put_late_alloc(s, &w);
+        }
+    }
+}
+
 /* Every TICK allocations of a thread: its buffer out if it waited a
  * second; HEAP every HEAP_EVERY_MS of the whole process (or longer,
  * above), and at each new peak (1/16 above the last), with the summary
@@ -1000,6 +1273,7 @@ static __attribute__((noinline)) void tick(struct tstate *s) {
     plain_limit_update(); /* the dynamic mmap threshold may have risen */
     if (ms >= s->flush_ms) {
         s->flush_ms = ms + FLUSH_EVERY_MS;
+        pend_flush(s, 0);
         buf_lock(s);
         flush_locked(s);
         buf_unlock(s);
@@ -1039,12 +1313,14 @@ static void *unpaged(size_t n, size_t align, int zero) {
  * grid.) Such a sample costs what the engine's own objects cost, and any
  * thread frees it without a lock. */
 struct offgrid {
-    uint64_t magic; /* offgrid_magic(block): a header (its free clears it) */
-    uint64_t seq;
+    uint64_t magic;   /* offgrid_magic(block): a header (its free clears it) */
+    uint64_t pending; /* its allocating thread's state | the ring slot its ALLOC waits in, or 0 */
+    uint64_t seq_gen; /* seq (48 bits), gen16() << 48 */
     int tid;
-    uint32_t stack, gen, reserved;
+    uint32_t stack;
 };
-#define OFFGRID sizeof(struct offgrid)
+#define SEQ_MASK (((uint64_t)1 << 48) - 1)
+#define OFFGRID  sizeof(struct offgrid)
 _Static_assert(OFFGRID % ALIGNMENT == 0 && OFFGRID == 32, "off-grid blocks stay aligned");
 
 /* Odd: a free object's first word, a pointer, is never one. */
@@ -1121,22 +1397,39 @@ static void record_alloc(struct tstate *s, void *p, size_t n, void *ra, uint32_t
                          uint64_t seq, int off) {
     int on = load_relaxed(&trace_state) == T_ON;
     uint32_t id = on ? sample_stack(s, ra, stack) : 0;
+    /* with every allocation sampled, every ALLOC is written at once */
+    uint64_t pending =
+        on && interval > 1 ? (uintptr_t)s | pend_put(s, p, now_rel(), n, seq, id) : 0;
     if (off) {
         struct offgrid *h = (struct offgrid *)((char *)p - OFFGRID);
-        *h = (struct offgrid){offgrid_magic(p), seq, s->tid, id, set_gen, 0};
-    } else if (!on || !set_insert((struct sample){(uintptr_t)p, seq, s->tid, id, 0})) {
+        *h = (struct offgrid){offgrid_magic(p), pending, (seq & SEQ_MASK) | (uint64_t)gen16() << 48,
+                              s->tid, id};
+    } else if (!on || !set_insert((struct sample){(uintptr_t)p, seq, s->tid, id, 0, pending})) {
+        struct pend w;
+        pend_take(pending, p, &w); /* not followed: its ALLOC is not written either */
         return;
     }
-    if (on) put_event(s, EV_ALLOC, now_rel(), (uintptr_t)p, n, id, seq);
+    if (on && !pending) put_event(s, EV_ALLOC, now_rel(), (uintptr_t)p, n, id, seq);
 }
 
-/* The FREE of sampled block p (e: its entry, taken out of the set, or its
- * header), if this process made it and the trace is on; seq: the
- * thread's allocations when it is freed. */
+/* The free of sampled block p (e: its entry, taken out of the set, or
+ * its header's) by s (NULL: untraced) at seq (the thread's allocations
+ * so far), if this process made it and the trace is on: its ALLOC if that
+ * waited, then its FREE; or only its count if its ALLOC waited and no
+ * HEAP record came in its life (aggregate). Its slot is emptied
+ * whatever s and the trace's state. */
 static void put_free(struct tstate *s, void *p, const struct sample *e, uint64_t seq) {
-    if (e->gen != set_gen || load_acquire(&trace_state) != T_ON) return;
+    struct pend w = {0};
+    int waited = pend_take(e->pending, p, &w);
+    if (!s || e->gen != gen16() || load_acquire(&trace_state) != T_ON) return;
     int temporary = e->tid == s->tid && e->seq + 1 == seq;
-    put_event(s, EV_FREE | (temporary ? EV_TEMPORARY : 0), now_rel(), (uintptr_t)p, 0, 0, seq);
+    uint64_t now = now_rel();
+    if (waited && w.epoch == __atomic_load_n(&heap_epoch, __ATOMIC_SEQ_CST)) {
+        aggregate(s, w.stack, w.size, now > w.t ? now - w.t : 0, temporary);
+        return;
+    }
+    if (waited) put_late_alloc(s, &w);
+    put_event(s, EV_FREE | (temporary ? EV_TEMPORARY : 0), now, (uintptr_t)p, 0, 0, seq);
 }
 
 /* p's sample, if it is one: 2 if off-grid (its header into *e), 1 if a
@@ -1144,7 +1437,8 @@ static void put_free(struct tstate *s, void *p, const struct sample *e, uint64_t
 static int sample_of(void *p, struct sample *e) {
     const struct offgrid *h = offgrid_of(p);
     if (h) {
-        *e = (struct sample){(uintptr_t)p, h->seq, h->tid, h->stack, h->gen};
+        *e = (struct sample){(uintptr_t)p, h->seq_gen & SEQ_MASK,        h->tid,
+                             h->stack,     (uint32_t)(h->seq_gen >> 48), h->pending};
         return 2;
     }
     return set_lookup(p, e, 1);
@@ -1239,10 +1533,8 @@ static void *offgrid_realloc(struct tstate *s, void *p, size_t n, const struct s
         if (!q) return NULL;
         memcpy(q, p, n < usable ? n : usable);
     }
-    if (s) {
-        put_free(s, p, e, seq);
-        record_alloc(s, q, n, ra, e->stack, seq, off);
-    }
+    put_free(s, p, e, seq); /* (its slot emptied, untraced too) */
+    if (s) record_alloc(s, q, n, ra, e->stack, seq, off);
     if (q != p) offgrid_free(p);
     return q;
 }
@@ -1276,7 +1568,7 @@ void *trace_realloc(void *p, size_t n, const char *who, void *ra) {
     int sampled = sample_of(p, &e), off = sampled == 2;
     struct tstate *s = enter();
     if (n == 0) {
-        if (sampled && s) put_free(s, p, &e, s->seq);
+        if (sampled) put_free(s, p, &e, s ? s->seq : 0);
         if (off)
             offgrid_free(p);
         else
@@ -1318,10 +1610,8 @@ int trace_freed(void *p) {
     int sampled = sample_of(p, &e);
     if (!sampled) return 0;
     struct tstate *s = enter();
-    if (s) {
-        put_free(s, p, &e, s->seq);
-        leave(s);
-    }
+    put_free(s, p, &e, s ? s->seq : 0);
+    if (s) leave(s);
     if (sampled != 2) return 0;
     offgrid_free(p);
     return 1;
@@ -1337,6 +1627,7 @@ void trace_exit(void) {
     me = NULL; /* from now on this thread's allocations are untraced */
     put_heap(mine, 1);
     pthread_mutex_lock(&trace_mutex);
+    for (struct tstate *s = live; s; s = s->next) pend_flush(s, 1);
     put_summary_locked();
     for (struct tstate *s = live; s; s = s->next) {
         buf_lock(s);

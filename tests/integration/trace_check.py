@@ -13,6 +13,10 @@ is well formed, and print what the tests compare, one fact per line:
   heap=N classes=N regions=N    HEAP, CLASSES and REGIONS records
   stack_first_frame_is_site=0|1 every sampled ALLOC's stack starts at a site
   threads=N                     distinct thread ids of sampled ALLOCs
+  aggregated CALLS samples=N weight=W temporary=T   samples only counted
+                                (AGGREGATES), per call site (by the site's
+                                calls in SITES, as "site" lines)
+  aggregated_lifetimes=N        the AGGREGATES lifetime histogram, summed
 
 Records before the last INFO (an earlier program of the same process,
 before an exec) are checked, then set aside. Exits 1 with a message on
@@ -23,8 +27,13 @@ import sys
 from collections import defaultdict
 
 NAMES = {1: "INFO", 2: "MAPS", 3: "STACK", 4: "ALLOC", 5: "FREE", 6: "HEAP", 7: "CLASSES",
-         8: "REGIONS", 9: "SITES", 10: "SIZES", 11: "END", 12: "EVENTS"}
-MIN_LEN = {1: 44, 2: 8, 3: 8, 4: 48, 5: 32, 6: 88, 7: 16, 9: 16, 10: 16, 11: 48, 12: 16}
+         8: "REGIONS", 9: "SITES", 10: "SIZES", 11: "END", 12: "EVENTS", 13: "AGGREGATES"}
+MIN_LEN = {1: 44, 2: 8, 3: 8, 4: 48, 5: 32, 6: 88, 7: 16, 9: 16, 10: 16, 11: 48, 12: 16,
+           13: 16}
+
+
+def unzigzag(z):
+    return (z >> 1) ^ -(z & 1)
 
 
 def varint(p, o):
@@ -52,13 +61,17 @@ def decode_events(p, interval):
         o += 1
         dt, o = varint(p, o)
         za, o = varint(p, o)
+        if kind & 4:  # signed: an ALLOC written late
+            dt = unzigzag(dt)
         t += dt
-        addr = (addr + ((za >> 1) ^ -(za & 1))) & (2**64 - 1)
+        addr = (addr + unzigzag(za)) & (2**64 - 1)
         if kind & 1 == 0:
             size, o = varint(p, o)
             stack, o = varint(p, o)
+        elif kind & 4:
+            fail("EVENTS: a FREE with the signed flag")
         dseq, o = varint(p, o)
-        seq += dseq
+        seq += unzigzag(dseq) if kind & 4 else dseq
         if kind & 1 == 0:
             weight = size if interval <= 1 or size >= interval else interval
             allocs.append((t, addr, size, weight, stack, tid, seq))
@@ -83,7 +96,8 @@ def main():
 
     def new_segment():
         return {"stacks": {}, "allocs": [], "frees": [], "sites": None, "sizes": None,
-                "end": None, "heap": 0, "classes": 0, "regions": 0, "info": None}
+                "end": None, "heap": 0, "classes": 0, "regions": 0, "info": None,
+                "aggregates": None}
 
     while off < len(data):
         if off + 8 > len(data):
@@ -157,6 +171,14 @@ def main():
             seg["sizes"] = [struct.unpack_from("<QQ", p, 16 + 16 * i) for i in range(count)]
         elif rtype == 11:
             seg["end"] = struct.unpack_from("<QQQQQQ", p)
+        elif rtype == 13:
+            t, count, nlife = struct.unpack_from("<QII", p)
+            if length != 16 + 8 * nlife + 40 * count:
+                fail(f"AGGREGATES of {count} and {nlife} lifetimes in {length} bytes")
+            life = struct.unpack_from(f"<{nlife}Q", p, 16)
+            rows = [struct.unpack_from("<IIQQQQ", p, 16 + 8 * nlife + 40 * i) for i in range(count)]
+            if seg["aggregates"] is None or t >= seg["aggregates"][0]:
+                seg["aggregates"] = (t, life, rows)
 
     if seg is None:
         fail("no INFO record")
@@ -195,6 +217,21 @@ def main():
     print(f"stack_first_frame_is_site={int(ok)}")
     print(f"threads={len({a[5] for a in seg['allocs']})}")
     print(f"heap={seg['heap']} classes={seg['classes']} regions={seg['regions']}")
+    if seg["aggregates"]:
+        _, life, rows = seg["aggregates"]
+        calls_of = {ra: calls for ra, calls, _ in sites}
+        per_site = defaultdict(lambda: [0, 0, 0])
+        for stack, _, samples, weight, temps, _ in rows:
+            if stack and stack not in seg["stacks"]:
+                fail(f"AGGREGATES names stack {stack}, which no STACK record gives")
+            frames = seg["stacks"].get(stack)
+            key = calls_of.get(frames[0], "?") if frames else "?"
+            for i, v in enumerate((samples, weight, temps)):
+                per_site[key][i] += v
+        for key in sorted(per_site, key=str):
+            n, w, temp = per_site[key]
+            print(f"aggregated {key} samples={n} weight={w} temporary={temp}")
+        print(f"aggregated_lifetimes={sum(life)}")
 
 
 if __name__ == "__main__":
