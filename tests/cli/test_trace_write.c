@@ -205,11 +205,79 @@ TEST(test_sites_and_sizes_add_up) {
     CHECK(tr.sizes.v[6].calls >= N && tr.sizes.v[6].bytes >= 40 * N);
 }
 
+/* With sampling (ctest's second run: one sample per 1000 bytes), the
+ * samples freed before the heap was next sampled come back counted in
+ * AGGREGATES, the others one by one: together, the blocks sampled. */
+#define AGG_BLOCKS 20000
+static __attribute__((noinline)) void short_lived(void) {
+    for (int i = 0; i < AGG_BLOCKS; i++) {
+        char *p = malloc(100);
+        p[0] = (char)i;
+        free(p);
+    }
+}
+static __attribute__((noinline)) void *long_lived(void) {
+    return memset(malloc(50000), 1, 50000); /* sampled: over the interval */
+}
+
+static int aggregates_main(void) {
+    short_lived();
+    void *kept_block = long_lived();
+    trace_exit();
+    char err[256];
+    int rc = trace_read(path, &tr, err, sizeof err);
+    CHECKF(rc == 0, "%s: %s", path, err);
+    if (rc != 0) return harness_finish();
+    CHECK(tr.end.present && !tr.cut_short && tr.malformed == 0 && tr.unknown == 0);
+    CHECK(tr.info.sample_bytes == 1000);
+    const struct tr_site *site = site_near((uintptr_t)short_lived);
+    CHECK(site && site->calls == AGG_BLOCKS);
+    if (!site) return harness_finish();
+    /* the short-lived blocks' samples: counted, or listed (a HEAP record
+     * came in their life), with their stacks' first frame at the site */
+    uint64_t counted = 0, temps = 0, lives = 0, listed = 0, stackless = 0;
+    for (uint32_t i = 0; i < tr.aggregates.count; i++) {
+        const struct tr_agg *g = &tr.aggregates.v[i];
+        const struct tr_stack *st = trace_stack(&tr, g->stack);
+        if (!st || st->depth < 1) {
+            stackless++;
+            continue;
+        }
+        if (st->frames[0] != site->ra) continue;
+        counted += g->samples;
+        temps += g->temps;
+        CHECK(g->weight == g->samples * 1000); /* 100 bytes: the interval's weight */
+    }
+    for (unsigned b = 0; b < TR_LIFETIMES; b++) lives += tr.aggregates.lifetimes[b];
+    int long_found = 0;
+    for (size_t i = 0; i < tr.nallocs; i++) {
+        const struct tr_alloc *a = &tr.allocs[i];
+        const struct tr_stack *st = trace_stack(&tr, a->stack);
+        if (a->addr == (uintptr_t)kept_block && a->size == 50000) {
+            long_found = a->free == TR_NOT_FREED; /* written at exit, live */
+            continue;
+        }
+        if (st && st->depth && st->frames[0] == site->ra && a->size == 100) listed++;
+    }
+    /* 2 MB in 100-byte blocks, a sample per 500-1500 bytes */
+    CHECKF(counted + listed >= 1300 && counted + listed <= 4000, "%lu counted, %lu listed",
+           (unsigned long)counted, (unsigned long)listed);
+    CHECKF(counted > 10 * listed, "%lu counted, %lu listed", (unsigned long)counted,
+           (unsigned long)listed);
+    CHECK(temps == counted && lives >= counted && stackless == 0);
+    CHECK(long_found);
+    trace_free(&tr);
+    unlink(path);
+    free(kept_block);
+    return harness_finish();
+}
+
 int main(void) {
     path = getenv("MEMALLOC_TRACE");
-    if (!path ||
-        strcmp(getenv("MEMALLOC_TRACE_SAMPLE") ? getenv("MEMALLOC_TRACE_SAMPLE") : "", "1")) {
-        fprintf(stderr, "run with MEMALLOC_TRACE=FILE MEMALLOC_TRACE_SAMPLE=1 (ctest does)\n");
+    const char *sample = getenv("MEMALLOC_TRACE_SAMPLE");
+    if (!path || !sample || (strcmp(sample, "1") && strcmp(sample, "1000"))) {
+        fprintf(stderr, "run with MEMALLOC_TRACE=FILE MEMALLOC_TRACE_SAMPLE=1 or 1000 (ctest "
+                        "does)\n");
         return 2;
     }
     /* the trace started before main: FILE, or FILE.PID if an earlier
@@ -217,6 +285,7 @@ int main(void) {
     static char own[4096];
     snprintf(own, sizeof own, "%s.%d", path, (int)getpid());
     if (access(own, F_OK) == 0) path = own;
+    if (strcmp(sample, "1000") == 0) return aggregates_main();
     static void *keep[N];
     temporaries();
     kept(keep);
