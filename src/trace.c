@@ -192,6 +192,8 @@ static uint64_t hash64(uint64_t v) {
     v ^= v >> 33;
     v *= 0xff51afd7ed558ccdull;
     v ^= v >> 33;
+    v *= 0xc4ceb9fe1a85ec53ull;
+    v ^= v >> 33;
     return v;
 }
 
@@ -822,7 +824,9 @@ static uint32_t gen16(void) {
 }
 
 static struct shard *shard_of(uint64_t addr) {
-    return &shards[(addr >> 4) & (SHARDS - 1)];
+    /* by the hash's high bits (the slot takes its low ones): aligned
+     * blocks share their low address bits */
+    return &shards[hash64(addr) >> 58];
 }
 
 static size_t slot_of(const struct shard *h, uint64_t addr) {
@@ -1172,7 +1176,10 @@ static void plain_limit_update(void) {
 }
 
 static inline void *plain(size_t n, size_t align, int zero) {
-    if (zero) return ma_calloc(n, 1);
+    if (zero) {
+        void *p = n < load_relaxed(&plain_limit) ? tc_pop(tc_current, class_of(n)) : NULL;
+        return p ? memset(p, 0, n) : ma_calloc(n, 1);
+    }
     if (align > ALIGNMENT) {
         void *p = n < load_relaxed(&plain_limit) ? ma_aligned_object(align, n) : NULL;
         return p ? p : ma_aligned(align, n);
@@ -1476,12 +1483,12 @@ static __attribute__((noinline)) void *trace_malloc_slow(size_t n, void *ra) {
     return p;
 }
 
-/* malloc's common case, a function that calls nothing: the thread's last
+/* malloc's and calloc's common case, with no call: the thread's last
  * call site again, no sample and no tick due, and an object on the
- * thread's page; counted after the pop. Anything else: the slow path.
- * (A signal handler's malloc in the middle of it may lose a count: the
- * counters are the owner's plain adds.) */
-void *trace_malloc(size_t n, void *ra) {
+ * thread's page, counted after the pop; NULL for anything else (the slow
+ * path). (A signal handler's malloc in the middle of it may lose a count:
+ * the counters are the owner's plain adds.) */
+static inline __attribute__((always_inline)) void *fast_pop(size_t n, void *ra) {
     struct tstate *s = me;
     /* (a site's ra is never 0: count() keeps ra 0 as 1, in the slow path) */
     if (likely(s != NULL) && likely(s->last->ra == (uintptr_t)ra) && likely(n < s->left) &&
@@ -1501,7 +1508,12 @@ void *trace_malloc(size_t n, void *ra) {
             return p;
         }
     }
-    return trace_malloc_slow(n, ra);
+    return NULL;
+}
+
+void *trace_malloc(size_t n, void *ra) {
+    void *p = fast_pop(n, ra);
+    return likely(p != NULL) ? p : trace_malloc_slow(n, ra);
 }
 
 void *trace_alloc(size_t n, size_t align, int zero, void *ra) {
@@ -1515,7 +1527,8 @@ void *trace_alloc(size_t n, size_t align, int zero, void *ra) {
 void *trace_calloc(size_t n, size_t size, void *ra) {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) return ma_calloc(n, size); /* ENOMEM */
-    return trace_alloc(total, 0, 1, ra);
+    void *p = fast_pop(total, ra);
+    return likely(p != NULL) ? memset(p, 0, total) : trace_alloc(total, 0, 1, ra);
 }
 
 /* realloc of off-grid block p (e: its sample) to n > 0 bytes: p itself
