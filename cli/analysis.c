@@ -193,6 +193,7 @@ void analyze(const struct trace *t, struct analysis *a) {
     uint64_t tp = a->peak_t == UINT64_MAX ? a->run_time : a->peak_t;
     a->classes_at_peak = nearest(t->classes, t->nclasses, sizeof *t->classes, tp);
     a->regions_at_peak = nearest(t->regions, t->nregions, sizeof *t->regions, tp);
+    a->arenas_at_peak = nearest(t->arenas, t->narenas, sizeof *t->arenas, tp);
 }
 
 void analysis_free(struct analysis *a) {

@@ -42,6 +42,7 @@ struct analysis {
     uint64_t lifetimes[65]; /* freed samples: bucket 0: 0 ns; b: [2^(b-1), 2^b) ns */
     size_t classes_at_peak; /* index in classes nearest the peak, or AN_NONE */
     size_t regions_at_peak; /* index in regions nearest the peak, or AN_NONE */
+    size_t arenas_at_peak;  /* index in arenas nearest the peak, or AN_NONE */
 };
 
 void analyze(const struct trace *t, struct analysis *a);

@@ -1002,6 +1002,40 @@ static void classes(struct report *r) {
     fputs("</tbody></table>\n</section>\n", o);
 }
 
+static void arenas(struct report *r) {
+    FILE *o = r->o;
+    const struct trace *t = r->t;
+    char b[64];
+    fputs("<section id=\"arenas\"><h2>Arenas at the peak</h2>\n", o);
+    if (r->a->arenas_at_peak == AN_NONE) {
+        not_recorded(o, "Each arena's figures (ARENAS records)");
+        fputs("</section>\n", o);
+        return;
+    }
+    const struct tr_arenas *g = &t->arenas[r->a->arenas_at_peak];
+    fprintf(o,
+            "<p>Each arena's heap, as recorded at %s (the record nearest the peak): what of "
+            "its regions is open, and the free memory inside it, in free chunks and in free "
+            "slots of its size classes' pages; threads: the thread caches that take their "
+            "pages from it.</p>\n",
+            fmt_time(b, sizeof b, (double)g->t));
+    static const char *const cols[] = {"Arena",         "Heap mapped", "Free in chunks",
+                                       "Free in pages", "Free",        "Threads"};
+    table_head(o, "table-arenas", cols, 6);
+    for (uint32_t i = 0; i < g->count; i++) {
+        const struct tr_arena *x = &g->v[i];
+        fputs("<tr>", o);
+        td_count(o, (double)i);
+        td_bytes(o, (double)x->mapped);
+        td_bytes(o, (double)x->free_chunks);
+        td_bytes(o, (double)x->free_objects);
+        td_bytes(o, (double)(x->free_chunks + x->free_objects));
+        td_count(o, (double)x->threads);
+        fputs("</tr>\n", o);
+    }
+    fputs("</tbody></table>\n</section>\n", o);
+}
+
 #define RG_W    1000
 #define RG_ROW  16
 #define RG_ROWS 300
@@ -1183,6 +1217,7 @@ static void page(struct report *r) {
     flamegraph(r);
     histograms(r);
     classes(r);
+    arenas(r);
     regions(r);
     fprintf(o, "<script>\n%s</script>\n</body></html>\n", SCRIPT);
 }

@@ -292,6 +292,21 @@ static int parse_classes(struct trace *t, const unsigned char *p, size_t len, si
     return 0;
 }
 
+static int parse_arenas(struct trace *t, const unsigned char *p, size_t len, size_t *cap) {
+    if (len < 16) return -1;
+    uint32_t n = rd32(p + 8);
+    if ((len - 16) / 32 < n) return -1;
+    struct tr_arenas *a = PUSH(t->arenas, t->narenas, *cap);
+    a->t = rd64(p);
+    a->count = n;
+    a->v = xcalloc(n ? n : 1, sizeof *a->v);
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *q = p + 16 + 32 * (size_t)i;
+        a->v[i] = (struct tr_arena){rd64(q), rd64(q + 8), rd64(q + 16), rd64(q + 24)};
+    }
+    return 0;
+}
+
 static int parse_regions(struct trace *t, const unsigned char *p, size_t len, size_t *cap) {
     if (len < 16) return -1;
     uint32_t n = rd32(p + 8);
@@ -466,7 +481,7 @@ int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err
         return -1;
     }
     size_t cap_maps = 0, cap_stacks = 0, cap_allocs = 0, cap_frees = 0, cap_heaps = 0,
-           cap_classes = 0, cap_regions = 0;
+           cap_classes = 0, cap_regions = 0, cap_arenas = 0;
     size_t off = sizeof MAGIC;
     while (off < len) {
         if (len - off < 8) {
@@ -547,6 +562,9 @@ int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err
         case TR_AGGREGATES:
             rc = parse_aggregates(t, p, rlen);
             break;
+        case TR_ARENAS:
+            rc = parse_arenas(t, p, rlen, &cap_arenas);
+            break;
         case TR_END:
             if (rlen < 48) {
                 rc = -1;
@@ -571,6 +589,7 @@ int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err
     sort_by_time(t->heaps, t->nheaps, sizeof *t->heaps);
     sort_by_time(t->classes, t->nclasses, sizeof *t->classes);
     sort_by_time(t->regions, t->nregions, sizeof *t->regions);
+    sort_by_time(t->arenas, t->narenas, sizeof *t->arenas);
     sort_by_time(t->maps, t->nmaps, sizeof *t->maps);
     match(t);
     return 0;
@@ -630,6 +649,8 @@ static void forget(struct trace *t) {
         free(t->regions[i].v);
     }
     free(t->regions);
+    for (size_t i = 0; i < t->narenas; i++) free(t->arenas[i].v);
+    free(t->arenas);
     free(t->sites.v);
     free(t->sizes.v);
     free(t->aggregates.v);

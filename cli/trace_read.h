@@ -23,6 +23,7 @@ enum {
     TR_END = 11,
     TR_EVENTS = 12,
     TR_AGGREGATES = 13,
+    TR_ARENAS = 14,
 };
 
 /* No free matched: the block was still live when the trace ends. */
@@ -76,6 +77,17 @@ struct tr_classes {
     uint64_t t;
     uint32_t count;
     struct tr_class *v;
+};
+
+/* ARENAS: each arena's heap, with each HEAP record. */
+struct tr_arena {
+    uint64_t mapped, free_chunks, free_objects, threads;
+};
+
+struct tr_arenas {
+    uint64_t t;
+    uint32_t count;
+    struct tr_arena *v;
 };
 
 struct tr_region {
@@ -148,6 +160,8 @@ struct trace {
     size_t nheaps;
     struct tr_classes *classes; /* by time */
     size_t nclasses;
+    struct tr_arenas *arenas; /* by time */
+    size_t narenas;
     struct tr_regions *regions; /* by time */
     size_t nregions;
     struct tr_sites sites;           /* the latest SITES record (the most complete) */

@@ -53,7 +53,8 @@ enum {
     R_SIZES,
     R_END,
     R_EVENTS,
-    R_AGGREGATES
+    R_AGGREGATES,
+    R_ARENAS
 };
 
 #define BUF_BYTES     ((size_t)64 << 10)
@@ -514,16 +515,32 @@ static void put_regions(uint64_t t) {
 /* HEAP: the heap's own figures now, and CLASSES and REGIONS with them if
  * classes; trace_mutex held. Heap mapped counts the accessible part of each region (the rest is
  * address space only), with the mapped blocks and the cached mappings. */
+#define ARENAS_MAX 63 /* in an ARENAS record (more: the first 63; put()'s bound without a state)   \
+                       */
+
 static void put_heap_locked(struct tstate *s, int classes) {
     struct memalloc_stats st;
     stats_get(&st, NULL);
     static struct stats_heap h;              /* trace_mutex (a few KiB: not on the stack) */
     static struct stats_class sum[NCLASSES]; /* trace_mutex */
+    static uint64_t arenas[ARENAS_MAX][4];   /* trace_mutex: ARENAS's */
     size_t open = 0, unopened = 0;
+    unsigned narenas = 0;
     memset(sum, 0, sizeof sum);
     for (unsigned i = 0; stats_heap(i, &h); i++) {
         open += h.open;
         unopened += h.mapped - h.open;
+        if (i < ARENAS_MAX) {
+            uint64_t objects = 0;
+            for (unsigned k = 1; k < NCLASSES; k++)
+                objects += (uint64_t)(h.cls[k].objects - h.cls[k].used) * class_size[k];
+            size_t closed = h.mapped - h.open; /* the free top past the open mark */
+            arenas[i][0] = h.open;
+            arenas[i][1] = h.free_bytes > closed ? h.free_bytes - closed : 0;
+            arenas[i][2] = objects;
+            arenas[i][3] = h.caches;
+            narenas = i + 1;
+        }
         for (unsigned k = 0; classes && k < NCLASSES; k++) {
             sum[k].pages += h.cls[k].pages;
             sum[k].objects += h.cls[k].objects;
@@ -547,6 +564,8 @@ static void put_heap_locked(struct tstate *s, int classes) {
         st.peak_in_use,
     };
     put(s, R_HEAP, r, sizeof r, NULL, 0);
+    uint64_t head[2] = {t, narenas};
+    put(s, R_ARENAS, head, sizeof head, arenas, narenas * sizeof *arenas);
     if (classes) {
         put_classes(s, t, sum);
         put_regions(t);

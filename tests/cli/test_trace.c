@@ -75,6 +75,13 @@ TEST(test_events_round_trip) {
     CHECK(trace_stack(&t, GEN_STACKS + 1) == NULL && trace_stack(&t, 0) == NULL);
 
     CHECKF(t.nheaps == g.nheaps, "%zu heaps", t.nheaps);
+    CHECKF(t.narenas == g.nheaps, "%zu arenas records", t.narenas);
+    for (size_t i = 0; i < t.narenas && i < g.nheaps; i++)
+        CHECKF(t.arenas[i].t == g.heaps[i].t && t.arenas[i].count == 2 &&
+                   t.arenas[i].v[0].mapped == g.heaps[i].heap_mapped / 2 &&
+                   t.arenas[i].v[1].free_objects == g.heaps[i].heap_free / 4 &&
+                   t.arenas[i].v[1].threads == 2,
+               "arenas %zu", i);
     for (size_t i = 0; i < t.nheaps && i < g.nheaps; i++)
         CHECKF(memcmp(&t.heaps[i], &g.heaps[i], sizeof g.heaps[i]) == 0, "heap %zu", i);
     CHECK(t.nclasses == g.nclasses && t.nregions == g.nregions);

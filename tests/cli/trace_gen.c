@@ -396,6 +396,18 @@ int gen_write(const char *path, int flags, uint32_t pid, uint32_t ppid, struct g
             at = rec_begin(b, 6);
             for (uint64_t *p = &h->t; p <= &h->peak_in_use; p++) put64(b, *p);
             rec_end(b, at);
+            /* ARENAS: two, splitting the heap's figures */
+            at = rec_begin(b, 14);
+            put64(b, h->t);
+            put32(b, 2);
+            put32(b, 0);
+            for (int i = 0; i < 2; i++) {
+                put64(b, h->heap_mapped / 2);
+                put64(b, h->heap_free / 4);
+                put64(b, h->heap_free / 4);
+                put64(b, (uint64_t)i + 1);
+            }
+            rec_end(b, at);
             g->nheaps++;
         }
         if (op % 150 == 75) { /* CLASSES and REGIONS */

@@ -9,7 +9,7 @@
 load helpers
 
 SECTIONS=(summary timeline sites-peak sites-calls sites-temporary sites-leaks flamegraph
-    sizes lifetimes classes regions)
+    sizes lifetimes classes arenas regions)
 
 setup() {
     memalloc_setup
@@ -48,7 +48,7 @@ assert_sections() {
     ! grep -q 'id="not-ended"' "$T/gen.trace.html" || fail "a complete trace reported as not ended"
     # the charts and tables have their content
     grep -q '<polyline class="s-inuse" points="[0-9]' "$T/gen.trace.html" || fail "no in-use line"
-    for id in table-peak table-calls table-temporary table-leaks table-classes; do
+    for id in table-peak table-calls table-temporary table-leaks table-classes table-arenas; do
         grep -A2 "<table id=\"$id\"" "$T/gen.trace.html" | grep -q '<td' || fail "table $id is empty"
     done
     # the generator's heap at the peak: 1 MiB free, in use + 1 MiB mapped
@@ -199,7 +199,7 @@ assert_sections() {
     assert_sections "$T/bare.trace.html"
     local id
     for id in timeline sites-peak sites-calls sites-temporary sites-leaks flamegraph sizes \
-        lifetimes classes regions; do
+        lifetimes classes arenas regions; do
         sed -n "/<section id=\"$id\">/,/<\/section>/p" "$T/bare.trace.html" |
             grep -q 'not recorded in this trace' || fail "section $id does not say not recorded"
     done

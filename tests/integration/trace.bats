@@ -81,6 +81,10 @@ has() {
     ! grep -q '^sampled 100 ' "$T/facts" || fail "100-byte blocks were sampled"
     grep -Eq '^heap=[1-9][0-9]* classes=[1-9][0-9]* regions=[1-9]' "$T/facts" ||
         fail "no HEAP, CLASSES or REGIONS" "$(tail -n 3 "$T/facts")"
+    # an ARENAS record with each HEAP record
+    local heaps
+    heaps=$(sed -n 's/^heap=\([0-9]*\) .*/\1/p' "$T/facts")
+    has "$T/facts" "arenas=$heaps arenas_per_record=1"
 }
 
 @test "trace: samples freed before the heap was next sampled are counted, not listed" {

@@ -11,6 +11,7 @@ is well formed, and print what the tests compare, one fact per line:
   site CALLS BYTES              one line per call site of the last SITES
   sampled SIZE allocs=N frees=N temporary=N live=N   per sampled size
   heap=N classes=N regions=N    HEAP, CLASSES and REGIONS records
+  arenas=N arenas_per_record=N  ARENAS records, and the arenas of the last
   stack_first_frame_is_site=0|1 every sampled ALLOC's stack starts at a site
   threads=N                     distinct thread ids of sampled ALLOCs
   aggregated CALLS samples=N weight=W temporary=T   samples only counted
@@ -27,9 +28,10 @@ import sys
 from collections import defaultdict
 
 NAMES = {1: "INFO", 2: "MAPS", 3: "STACK", 4: "ALLOC", 5: "FREE", 6: "HEAP", 7: "CLASSES",
-         8: "REGIONS", 9: "SITES", 10: "SIZES", 11: "END", 12: "EVENTS", 13: "AGGREGATES"}
+         8: "REGIONS", 9: "SITES", 10: "SIZES", 11: "END", 12: "EVENTS", 13: "AGGREGATES",
+         14: "ARENAS"}
 MIN_LEN = {1: 44, 2: 8, 3: 8, 4: 48, 5: 32, 6: 88, 7: 16, 9: 16, 10: 16, 11: 48, 12: 16,
-           13: 16}
+           13: 16, 14: 16}
 
 
 def unzigzag(z):
@@ -97,7 +99,7 @@ def main():
     def new_segment():
         return {"stacks": {}, "allocs": [], "frees": [], "sites": None, "sizes": None,
                 "end": None, "heap": 0, "classes": 0, "regions": 0, "info": None,
-                "aggregates": None}
+                "aggregates": None, "arenas": 0, "arenas_last": 0}
 
     while off < len(data):
         if off + 8 > len(data):
@@ -171,6 +173,16 @@ def main():
             seg["sizes"] = [struct.unpack_from("<QQ", p, 16 + 16 * i) for i in range(count)]
         elif rtype == 11:
             seg["end"] = struct.unpack_from("<QQQQQQ", p)
+        elif rtype == 14:
+            t, count = struct.unpack_from("<QI", p)
+            if length != 16 + 32 * count or count == 0:
+                fail(f"ARENAS of {count} in {length} bytes")
+            for i in range(count):
+                mapped, free_chunks, free_objects, threads = struct.unpack_from("<QQQQ", p, 16 + 32 * i)
+                if free_chunks + free_objects > mapped:
+                    fail(f"ARENAS: arena {i} has {free_chunks + free_objects} free of {mapped}")
+            seg["arenas"] += 1
+            seg["arenas_last"] = count
         elif rtype == 13:
             t, count, nlife = struct.unpack_from("<QII", p)
             if length != 16 + 8 * nlife + 40 * count:
@@ -217,6 +229,7 @@ def main():
     print(f"stack_first_frame_is_site={int(ok)}")
     print(f"threads={len({a[5] for a in seg['allocs']})}")
     print(f"heap={seg['heap']} classes={seg['classes']} regions={seg['regions']}")
+    print(f"arenas={seg['arenas']} arenas_per_record={seg['arenas_last']}")
     if seg["aggregates"]:
         _, life, rows = seg["aggregates"]
         calls_of = {ra: calls for ra, calls, _ in sites}
