@@ -342,7 +342,7 @@ static uint64_t now_rel(void) {
 /* INFO: who the process is. trace_mutex held. */
 static void put_info(void) {
     char *p = scratch + sizeof(struct rec_hdr);
-    uint32_t head[4] = {1, (uint32_t)os_getpid(), (uint32_t)os_getppid(), (uint32_t)os_page_size()};
+    uint32_t head[4] = {2, (uint32_t)os_getpid(), (uint32_t)os_getppid(), (uint32_t)os_page_size()};
     uint64_t times[3] = {interval, os_real_ns(), start_ns};
     memcpy(p, head, sizeof head);
     memcpy(p + sizeof head, times, sizeof times);

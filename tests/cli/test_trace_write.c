@@ -154,7 +154,8 @@ TEST(test_file_read_back) {
     int rc = trace_read(path, &tr, err, sizeof err);
     CHECKF(rc == 0, "%s: %s", path, err);
     if (rc != 0) return;
-    CHECK(tr.info.present && tr.info.pid == (uint32_t)getpid() && tr.info.sample_bytes == 1);
+    CHECK(tr.info.present && tr.info.version == 2 && tr.info.pid == (uint32_t)getpid() &&
+          tr.info.sample_bytes == 1);
     CHECK(tr.info.nstrings >= 2 && strstr(tr.info.strings[0], "test_trace_write") != NULL);
     CHECK(tr.end.present && !tr.cut_short && !tr.truncated && tr.malformed == 0);
     CHECK(tr.nheaps >= 2 && tr.nclasses >= 1 && tr.nmaps >= 1);

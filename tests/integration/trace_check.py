@@ -120,7 +120,7 @@ def main():
             seg = new_segment()
             ver, pid, ppid, page, sample, real, mono, n = struct.unpack_from("<IIIIQQQI", p)
             strings = p[44:].split(b"\0")[:n]
-            if ver != 1 or page == 0 or sample == 0 or len(strings) != n:
+            if ver not in (1, 2) or page == 0 or sample == 0 or len(strings) != n:
                 fail(f"bad INFO {ver} {page} {sample} {len(strings)}/{n}")
             seg["info"] = (pid, ppid, [s.decode(errors="replace") for s in strings])
             seg["interval"] = sample
