@@ -232,7 +232,8 @@ static size_t aligned_gap(const struct chunk *c, size_t align, size_t off) {
     return q - p;
 }
 
-void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
+void *heap_alloc_aligned_fresh(struct heap *h, size_t nb, size_t align, size_t off,
+                               char **untouched) {
     struct chunk *c = bin_take(&h->bins, nb);
     if (c && aligned_gap(c, align, off) + nb > chunk_size(c)) {
         bin_insert(&h->bins, c);
@@ -252,8 +253,16 @@ void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
         set_head(c2, size - lead, purged);
         c = c2;
     }
+    char *fresh = region_of(c)->fresh;
     carve(h, c, nb);
+    char *end = (char *)chunk_next(c);
+    *untouched = fresh < (char *)c ? (char *)c : fresh < end ? fresh : end;
     return chunk_payload(c);
+}
+
+void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
+    char *untouched;
+    return heap_alloc_aligned_fresh(h, nb, align, off, &untouched);
 }
 
 const char *heap_blame(const struct region *r, const struct chunk *c, const char *who) {
