@@ -84,8 +84,7 @@ void os_sleep_ms(unsigned ms);
  * memory count themselves: os_map (os_map_aligned through the os_map
  * calls it makes), os_remap, os_purge, os_reserve, os_protect and
  * os_map_file; not os_advise_huge nor os_populate, hints whose refusal
- * changes nothing,
- * nor os_unmap. The nth counted call from now fails as its system call
+ * changes nothing, nor os_unmap. The nth counted call from now fails as its system call
  * would (NULL, or ENOMEM; errno kept), once; n == 0: none fails.
  * os_fault_calls: the calls counted so far; os_fault_refused: the name of
  * the call refused since os_fault_after, or NULL. */

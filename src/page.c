@@ -188,7 +188,7 @@ int page_extend(struct page *g) {
 }
 
 void page_grow(struct page *g) {
-    if (g->nwin == 1 && g->start + g->fresh < g->end) g->grows = 1;
+    if (g->nwin == 1 && page_bump(g) == g->start && g->start + g->fresh < g->end) g->grows = 1;
 }
 
 void page_validate(const struct page *g, const void *p, const char *who) {

@@ -241,8 +241,8 @@ int page_collect(struct page *g);
  * boundary (at least one object); 0 if it has no room. (page_grow: the
  * OS pages ahead are faulted in first.) */
 int page_extend(struct page *g);
-/* g, a new page of a class whose page before it filled, is likely to
- * fill too: from now on, page_extend faults in the OS pages of g that
+/* g, a new page (nothing handed out yet) of a class whose page before it
+ * filled, is likely to fill too: from now on, page_extend faults in the OS pages of g that
  * were never resident a step ahead of the objects it hands out, a step
  * as large as what g has handed out (so at most as much again is made
  * resident for nothing), in one system call each rather than a fault per
