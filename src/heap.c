@@ -30,10 +30,15 @@
 
 /*
  * The working set. A pass purges only the dirty free memory (spans,
- * tops, empty regions) above keep, the larger of:
+ * tops, empty regions) above keep, the largest of:
  *  - the heap's highest in_use over the last one to two epochs of
  *    WS_EPOCH_MS, less in_use now: what the program held moments ago and
  *    is likely to ask for again;
+ *  - what the heap faulted in (carved from purged or never-touched
+ *    memory) in this epoch: a heap that grows at about the same in_use
+ *    (blocks of varied sizes, freed and taken again, leave holes that
+ *    best fit fills later) needs that much more than it holds; purged,
+ *    the holes fault in again at once;
  *  - the slack, learnt from the program: memory purged and then faulted
  *    in again (carved from purged or never-touched memory) within the
  *    same two epochs is added to it (at once: ws_keep), up to the peak of
@@ -83,6 +88,8 @@ static size_t ws_keep(struct heap *h, uint64_t now) {
     size_t purged = h->purged_now + h->purged_before;
     size_t slack = h->slack + (h->faulted < purged ? h->faulted : purged);
     if (slack > peak) slack = peak > h->slack ? peak : h->slack;
+    size_t grew = h->faulted < peak ? h->faulted : peak;
+    if (keep < grew) keep = grew;
     return keep > slack ? keep : slack;
 }
 
@@ -232,7 +239,8 @@ static size_t aligned_gap(const struct chunk *c, size_t align, size_t off) {
     return q - p;
 }
 
-void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
+void *heap_alloc_aligned_fresh(struct heap *h, size_t nb, size_t align, size_t off,
+                               char **untouched) {
     struct chunk *c = bin_take(&h->bins, nb);
     if (c && aligned_gap(c, align, off) + nb > chunk_size(c)) {
         bin_insert(&h->bins, c);
@@ -252,8 +260,16 @@ void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
         set_head(c2, size - lead, purged);
         c = c2;
     }
+    char *fresh = region_of(c)->fresh;
     carve(h, c, nb);
+    char *end = (char *)chunk_next(c);
+    *untouched = fresh < (char *)c ? (char *)c : fresh < end ? fresh : end;
     return chunk_payload(c);
+}
+
+void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off) {
+    char *untouched;
+    return heap_alloc_aligned_fresh(h, nb, align, off, &untouched);
 }
 
 const char *heap_blame(const struct region *r, const struct chunk *c, const char *who) {

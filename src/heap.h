@@ -48,6 +48,11 @@ void *heap_alloc(struct heap *h, size_t nb, size_t *zero_len);
 /* Allocate a chunk of size nb whose byte at offset off (CHUNK_HDR: the
  * payload; 0: the chunk itself) is a multiple of align; its payload. */
 void *heap_alloc_aligned(struct heap *h, size_t nb, size_t align, size_t off);
+/* As heap_alloc_aligned; *untouched is where the chunk's bytes never
+ * touched begin (its region's fresh mark before the carve, within the
+ * chunk): from there to the chunk's end no OS page is resident. */
+void *heap_alloc_aligned_fresh(struct heap *h, size_t nb, size_t align, size_t off,
+                               char **untouched);
 /* Free in-use chunk c of h. A region it empties stays, binned, until a
  * purge pass finds it above the working set (then onto h->gone). */
 void heap_free(struct heap *h, struct chunk *c);

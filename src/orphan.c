@@ -10,7 +10,7 @@
  * age there), else given back. A purge pass becomes due: the idle
  * orphans it finds older than the purge delay give their memory back. */
 static void orphan_idle(struct orphans *o, struct page *g) {
-    size_t touched = (size_t)(page_bump(g) - page_base(g));
+    size_t touched = (size_t)(page_reach(g) - page_base(g));
     struct page **ring = &o->ring[g->k];
     ma_assert(g->used == 0 && g->owner == NULL && g->kept == 0);
     ring_del(ring, g);
@@ -22,7 +22,7 @@ static void orphan_idle(struct orphans *o, struct page *g) {
     g->kept = (uint32_t)touched;
     g->idle = (uint32_t)os_now_ms();
     o->kept += touched;
-    if (page_bump(g) > g->start) heap_purge_soon(region_of(g)->heap);
+    if (page_reach(g) > g->start) heap_purge_soon(region_of(g)->heap);
 }
 
 /* Take g off its ring, and out of the budget if it counted there. */
@@ -72,8 +72,8 @@ int orphans_purge(struct orphans *o, uint64_t now, uint64_t delay) {
         do {
             /* idle, with objects beyond its header's OS page handed out */
             char *from = (char *)align_up((uintptr_t)g + PAGE_HDR, pg);
-            char *to = (char *)align_up((uintptr_t)page_bump(g), pg);
-            if (g->kept && page_bump(g) > g->start && to > from) {
+            char *to = (char *)align_up((uintptr_t)page_reach(g), pg);
+            if (g->kept && page_reach(g) > g->start && to > from) {
                 if ((uint32_t)now - g->idle < delay) {
                     left = 1;
                 } else if (os_purge(from, (size_t)(to - from)) == 0) {
@@ -82,6 +82,7 @@ int orphans_purge(struct orphans *o, uint64_t now, uint64_t delay) {
                      * which so bounds the idle orphans' address space) */
                     g->free = NULL;
                     store_relaxed(&g->handed, 0);
+                    g->grows = 0;
                 }
             }
             g = g->next;

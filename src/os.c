@@ -277,6 +277,19 @@ void os_advise_huge(void *p, size_t size) {
     errno = saved;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+static int no_populate; /* the kernel does not know MADV_POPULATE_WRITE */
+
+void os_populate(void *p, size_t size) {
+    if (load_relaxed(&no_populate)) return;
+    int saved = errno;
+    if (madvise(p, size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        store_relaxed(&no_populate, 1);
+    errno = saved;
+}
+
 /* Through syscall(), which sits next to mmap in the C library, rather than
  * sched_getaffinity: the program faults in no other stretch of the C
  * library's code for it. */

@@ -37,6 +37,10 @@ uint64_t os_purged_bytes(void);
 /* Ask for transparent huge pages for [p, p+size) (a hint: where the system
  * does not honour it, nothing changes). */
 void os_advise_huge(void *p, size_t size);
+/* Fault in [p, p+size) (whole OS pages of a read-write mapping) for
+ * writing, in one system call rather than a fault per OS page (a hint:
+ * where the system cannot, the pages fault in when first written). */
+void os_populate(void *p, size_t size);
 
 /* Reserve size bytes of address space, inaccessible until os_protect
  * opens parts of it. NULL on failure. */
@@ -79,8 +83,8 @@ void os_sleep_ms(unsigned ms);
  * tests/faults). The calls that map, remap, purge, reserve or protect
  * memory count themselves: os_map (os_map_aligned through the os_map
  * calls it makes), os_remap, os_purge, os_reserve, os_protect and
- * os_map_file; not os_advise_huge, a hint whose refusal changes nothing,
- * nor os_unmap. The nth counted call from now fails as its system call
+ * os_map_file; not os_advise_huge nor os_populate, hints whose refusal
+ * changes nothing, nor os_unmap. The nth counted call from now fails as its system call
  * would (NULL, or ENOMEM; errno kept), once; n == 0: none fails.
  * os_fault_calls: the calls counted so far; os_fault_refused: the name of
  * the call refused since os_fault_after, or NULL. */

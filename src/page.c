@@ -76,7 +76,8 @@ static uint64_t grid_factor(uint32_t size) {
  *     free() of an address in it finds the page.
  */
 struct page *page_carve(struct heap *h, struct tcache *owner, unsigned k) {
-    char *p = heap_alloc_aligned(h, page_len[k], WINDOW_SIZE, 0);
+    char *untouched;
+    char *p = heap_alloc_aligned_fresh(h, page_len[k], WINDOW_SIZE, 0, &untouched);
     if (!p) return NULL;
     char *base = (char *)payload_chunk(p);
     struct page *g = page_header((uintptr_t)base);
@@ -89,6 +90,8 @@ struct page *page_carve(struct heap *h, struct tcache *owner, unsigned k) {
     g->k = (uint16_t)k;
     g->nwin = (uint8_t)(page_len[k] >> WINDOW_SHIFT);
     g->tag = obj_key(g);
+    if (untouched < g->start) untouched = g->start;
+    g->fresh = (uint32_t)(align_up((uintptr_t)untouched, os_page_size()) - (uintptr_t)g->start);
     ma_assert(g->start >= (char *)g + PAGE_HDR && g->end > g->start &&
               (size_t)(g->end - g->start) / g->size >= PAGE_MIN_OBJS);
     store_relaxed(&g->owner, owner);
@@ -109,6 +112,8 @@ int page_reclass(struct page *g, unsigned k) {
     g->end = grid_end(g, k, g->start);
     g->grid = grid_factor(g->size);
     g->k = (uint16_t)k;
+    g->fresh = (uint32_t)(g->end - g->start); /* (page_grow: nothing to do) */
+    g->grows = 0;
     return 1;
 }
 
@@ -145,6 +150,19 @@ int page_collect(struct page *g) {
     return 1;
 }
 
+/* A page that grows is about to hand out objects up to to: fault in, from
+ * its fresh mark, up to twice what it will have handed out. */
+static void grow_step(struct page *g, const char *to) {
+    char *from = g->start + g->fresh; /* (an OS page boundary) */
+    if (to <= from) return;
+    size_t page = os_page_size();
+    uintptr_t want = align_up((uintptr_t)to + (size_t)(to - g->start), page);
+    uintptr_t end = align_up((uintptr_t)g->end, page);
+    if (want > end) want = end;
+    g->fresh = (uint32_t)((char *)want - g->start);
+    os_populate(from, want - (uintptr_t)from);
+}
+
 int page_extend(struct page *g) {
     char *bump = page_bump(g);
     if (bump >= g->end) return 0;
@@ -152,6 +170,7 @@ int page_extend(struct page *g) {
     char *edge = (char *)align_up((uintptr_t)bump + 1, os_page_size());
     size_t n = (size_t)(edge - bump + size - 1) / size;
     if (n > left) n = left;
+    if (g->grows) grow_step(g, bump + n * size);
     struct tblock *head = g->free;
     for (size_t i = n; i-- > 0;) { /* handed out in address order */
         struct tblock *b = (struct tblock *)(void *)(bump + i * size);
@@ -166,6 +185,10 @@ int page_extend(struct page *g) {
     g->free = head;
     ma_assert(page_bump(g) <= g->end);
     return 1;
+}
+
+void page_grow(struct page *g) {
+    if (g->nwin == 1 && page_bump(g) == g->start && g->start + g->fresh < g->end) g->grows = 1;
 }
 
 void page_validate(const struct page *g, const void *p, const char *who) {
@@ -201,6 +224,9 @@ const char *page_check(const struct page *g, unsigned k, const struct tcache *ow
     if (bump < g->start || bump > g->end || (size_t)(bump - g->start) % g->size)
         return "page bump out of the grid";
     if (g->nwin != page_len[k] >> WINDOW_SHIFT) return "page window count wrong";
+    if (g->grows && (g->nwin != 1 || (uintptr_t)(g->start + g->fresh) % os_page_size() ||
+                     g->start + g->fresh > page_base(g) + WINDOW_SIZE))
+        return "page faulted in ahead off its window";
     const struct region *r = region_of(g);
     for (size_t i = 0; i < g->nwin; i++)
         if (r->win[page_index(g) + i] != page_offset(r, g)) return "page windows not marked";

@@ -82,12 +82,14 @@ struct page {
     /* line 1: what the owner's malloc and free write; the slow paths' */
     _Alignas(64) struct tblock *free; /* the owner's free list */
     uint32_t used;                    /* handed out, less what came back (thread_free not yet) */
-    struct page *next;                /* a ring: a cache's queue of class k, or an arena's */
-    struct page *prev;                /* orphans of class k; both NULL while on no ring */
-    uintptr_t tag;                    /* os_cookie_value ^ address: a sane header */
-    char *end;                        /* past the last object */
-    uint32_t kept; /* an idle orphan: the bytes it counts against its arena's budget */
-    uint32_t idle; /* an idle orphan: os_now_ms() when it became idle (low 32 bits) */
+    uint32_t fresh;    /* page_grow: from start, the first OS page it has not faulted in */
+    struct page *next; /* a ring: a cache's queue of class k, or an arena's */
+    struct page *prev; /* orphans of class k; both NULL while on no ring */
+    uintptr_t tag;     /* os_cookie_value ^ address: a sane header */
+    char *end;         /* past the last object */
+    uint32_t kept;     /* an idle orphan: the bytes it counts against its arena's budget */
+    uint32_t idle;     /* an idle orphan: os_now_ms() when it became idle (low 32 bits) */
+    uint8_t grows;     /* page_grow: page_extend faults in OS pages ahead, in steps */
     /* line 2: other threads' frees: a stack of objects and how many it
      * holds, in one word (tf_top, tf_count), so that the owner takes it
      * whole without walking it */
@@ -141,6 +143,14 @@ static inline struct page *page_of(const struct region *r, const void *p) {
  * read it while the owner extends the page). */
 static inline char *page_bump(const struct page *g) {
     return g->start + load_relaxed(&g->handed);
+}
+
+/* The end of what g may have made resident past its header: its bump,
+ * or, for a page that grows (page_grow), the OS pages faulted in ahead
+ * of it. */
+static inline char *page_reach(const struct page *g) {
+    char *bump = page_bump(g), *ahead = g->start + g->fresh;
+    return g->grows && ahead > bump ? ahead : bump;
 }
 
 /*
@@ -228,8 +238,18 @@ void page_release(struct page *g);
  * its arena's lock for an orphan); 1 if there were any. */
 int page_collect(struct page *g);
 /* Grow g's free list from its never-used room, up to the next OS page
- * boundary (at least one object); 0 if it has no room. */
+ * boundary (at least one object); 0 if it has no room. (page_grow: the
+ * OS pages ahead are faulted in first.) */
 int page_extend(struct page *g);
+/* g, a new page (nothing handed out yet) of a class whose page before it
+ * filled, is likely to fill too: from now on, page_extend faults in the OS pages of g that
+ * were never resident a step ahead of the objects it hands out, a step
+ * as large as what g has handed out (so at most as much again is made
+ * resident for nothing), in one system call each rather than a fault per
+ * OS page. Only for a page of one window (objects of at most a few KiB,
+ * which programs write whole) carved from memory never used: a heap that
+ * grows. */
+void page_grow(struct page *g);
 /* Validate p as an object of page g in use; abort, naming who, if not. */
 void page_validate(const struct page *g, const void *p, const char *who);
 /* Stop the program: the key of free object b was overwritten (a write to

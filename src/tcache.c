@@ -226,7 +226,8 @@ void *tc_alloc_slow(struct tcache *t, unsigned k) {
     }
     g = page_new(t, k);
     if (!g) return NULL;
-    if (!g->free) page_extend(g); /* touched out of the lock */
+    if (old != &tc_nopage) page_grow(g); /* old filled: so will g, likely */
+    if (!g->free) page_extend(g);        /* touched out of the lock */
 found:
     if (old != &tc_nopage) ring_add(&t->queue[k], old);
     t->cur[k] = g;

@@ -468,6 +468,49 @@ TEST(test_regret_counts_at_once) {
     CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
 }
 
+/* Memory the heap faulted in within the epoch is its working set too: a
+ * program that frees a buffer and takes a bigger one that does not fit
+ * the hole (so the heap grows, at about the same in_use) reuses the hole
+ * soon; purged, it would fault in again. It goes when the epochs pass. */
+TEST(test_memory_faulted_in_stays_for_the_epoch) {
+    enum { HOLE = 800000 }; /* a span under 1 MiB, on the purge delay */
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 10) == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 8 << 20) == 0);
+    memalloc_trim(0);
+    /* blocks of HOLE bytes until one lies between two others (the heap's
+     * free chunks from the tests before serve the first ones) */
+    enum { NB = 16 };
+    static char *b[NB];
+    char *hole = NULL;
+    for (int i = 0; i < NB && !hole; i++) {
+        REQUIRE((b[i] = memalloc(HOLE)) != NULL);
+        memset(b[i], 3, HOLE);
+        if (i >= 2 && chunk_next(payload_chunk(b[i - 2])) == payload_chunk(b[i - 1]) &&
+            chunk_next(payload_chunk(b[i - 1])) == payload_chunk(b[i]))
+            hole = b[i - 1];
+    }
+    REQUIRE(hole != NULL);
+    forget(); /* what the blocks faulted in is an epoch past */
+    memfree(hole);
+    enum { W = HOLE + 80000 };
+    char *w = memalloc(W); /* too big for the hole: memory the heap faults in */
+    REQUIRE(w != NULL && (w + W <= hole || w >= hole + HOLE));
+    memset(w, 4, W);
+    advance(20); /* past the purge delay, within the epoch */
+    kick();
+    size_t res = resident_pages(hole, HOLE);
+    CHECKF(res >= HOLE / 4096 - 2, "%zu OS pages of the hole resident", res);
+    forget();
+    res = resident_pages(hole, HOLE);
+    CHECKF(res < 8, "%zu OS pages of the hole resident after two epochs", res);
+    memfree(w);
+    for (int i = 0; i < NB; i++)
+        if (b[i] && b[i] != hole) memfree(b[i]);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 << 10) == 0);
+    CHECK(memalloc_check() == 0);
+    CHECK(memalloc_set_option(MEMALLOC_OPT_PURGE_DELAY, 0) == 0);
+}
+
 TEST(test_alignment) {
     for (size_t a = 1; a <= ((size_t)32 << 20); a <<= 1) {
         size_t sizes[] = {0, 1, 100, 5000, 200000};
@@ -655,6 +698,7 @@ int main(void) {
     RUN(test_purge_from_large_calls);
     RUN(test_small_spans_follow_the_working_set);
     RUN(test_regret_counts_at_once);
+    RUN(test_memory_faulted_in_stays_for_the_epoch);
     RUN(test_alignment);
     RUN(test_checker_sees_corruption);
     RUN(test_misuse_reports);

@@ -330,6 +330,56 @@ TEST(test_light_page_touches_one_system_page) {
     CHECK(memalloc_check() == 0);
 }
 
+/* A class that grows (its page before filled) on memory never used
+ * faults its next page in a step ahead of the objects handed out, a
+ * step as large as what the page handed out, in one system call: the
+ * OS pages ahead are resident before the program writes them; no more
+ * than that. */
+TEST(test_growing_page_faults_ahead) {
+    enum { N = 200 };
+    static char *v[N];
+    if (thp_always()) SKIP("transparent huge pages are 'always' here");
+    trim_all();
+    size_t sys = (size_t)sysconf(_SC_PAGESIZE);
+    /* objects of 1000 bytes (class 1024): a page holds about 60 */
+    struct page *first = NULL, *second = NULL;
+    int i = 0;
+    for (; i < N; i++) {
+        REQUIRE((v[i] = memalloc(1000)) != NULL);
+        struct page *g = page_of(region_of(v[i]), v[i]);
+        if (!first) first = g;
+        if (g != first) {
+            second = g;
+            break;
+        }
+    }
+    REQUIRE(first && second && i < N);
+    /* the first page of the class: one OS page at a time */
+    CHECK(!first->grows);
+    CHECK(second->grows);
+    /* the second, as it fills: OS pages past those its objects handed out
+     * lie on resident, never more than twice what it handed out */
+    long ahead = 0;
+    for (;;) {
+        size_t handed = (size_t)(page_bump(second) - page_base(second));
+        long r = resident(page_base(second), WINDOW_SIZE);
+        long on = (long)((handed + sys - 1) / sys); /* OS pages the objects lie on */
+        if (r - on > ahead) ahead = r - on;
+        if (!(r >= on && (size_t)r * sys <= 2 * handed + 2 * sys)) {
+            CHECKF(0, "%ld OS pages resident, %zu bytes handed out", r, handed);
+            break;
+        }
+        if (++i == N) break;
+        REQUIRE((v[i] = memalloc(1000)) != NULL);
+        if (page_of(region_of(v[i]), v[i]) != second) break;
+    }
+    CHECKF(ahead >= 2, "at most %ld OS pages resident ahead", ahead);
+    CHECK(resident(page_base(second), WINDOW_SIZE) == (long)(WINDOW_SIZE / sys));
+    for (int j = 0; j <= i && j < N; j++) memfree(v[j]);
+    CHECK(memalloc_check() == 0);
+    trim_all();
+}
+
 TEST(test_realloc_growth_leaves_the_pages) {
     /* an object grown past 1 KiB moves to a chunk of the engine, which
      * can grow in place from then on; smaller growth stays in the pages */
@@ -696,6 +746,7 @@ int main(void) {
     RUN(test_pages_come_and_go);
     RUN(test_idle_pages_serve_other_classes);
     RUN(test_light_page_touches_one_system_page);
+    RUN(test_growing_page_faults_ahead);
     RUN(test_realloc_growth_leaves_the_pages);
     RUN(test_misuse_of_cached_blocks);
     RUN(test_zero_size_blocks);
