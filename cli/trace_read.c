@@ -506,7 +506,7 @@ int trace_parse(const unsigned char *buf, size_t len, struct trace *t, char *err
             if (t->info.present && rlen >= 44) { /* an exec: a new program from here */
                 exec_program(t);
                 cap_maps = cap_stacks = cap_allocs = cap_frees = cap_heaps = cap_classes =
-                    cap_regions = 0;
+                    cap_regions = cap_arenas = 0;
             }
             rc = parse_info(t, p, rlen);
             break;

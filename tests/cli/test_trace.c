@@ -179,6 +179,8 @@ TEST(test_exec_before) {
     CHECK(t.nmaps == 1 && !strstr(t.maps[0].text, "/usr/bin/env"));
     CHECKF(t.nallocs == g.nallocs && t.nfrees == g.nfrees && t.nheaps == g.nheaps,
            "%zu allocs, %zu frees, %zu heaps", t.nallocs, t.nfrees, t.nheaps);
+    /* the earlier program's ARENAS and AGGREGATES forgotten too */
+    CHECKF(t.narenas == g.nheaps && !t.aggregates.present, "%zu arenas records", t.narenas);
     for (size_t i = 0; i < t.nallocs && i < g.nallocs; i++)
         CHECKF(t.allocs[i].t == g.allocs[i].t && t.allocs[i].addr == g.allocs[i].addr &&
                    (g.allocs[i].free < 0 ? t.allocs[i].free == TR_NOT_FREED

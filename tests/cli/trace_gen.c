@@ -239,6 +239,25 @@ static void exec_before(struct buf *b, uint32_t pid, uint32_t ppid) {
     at = rec_begin(b, 6);
     for (int k = 0; k < 11; k++) put64(b, k == 0 ? 200 : 999999999);
     rec_end(b, at);
+    /* ARENAS and AGGREGATES of the earlier program too (forgotten at the
+     * exec, as every other record) */
+    for (int r = 0; r < 40; r++) { /* more than an array's first capacity */
+        at = rec_begin(b, 14);
+        put64(b, 200 + (uint64_t)r);
+        put32(b, 1);
+        put32(b, 0);
+        for (int k = 0; k < 4; k++) put64(b, 999999999);
+        rec_end(b, at);
+    }
+    at = rec_begin(b, 13);
+    put64(b, 300);
+    put32(b, 1);
+    put32(b, 65);
+    for (int k = 0; k < 65; k++) put64(b, 999999999);
+    put32(b, 1);
+    put32(b, 0);
+    for (int k = 0; k < 4; k++) put64(b, 999999999);
+    rec_end(b, at);
 }
 
 int gen_write(const char *path, int flags, uint32_t pid, uint32_t ppid, struct gen_trace *g) {
