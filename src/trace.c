@@ -515,8 +515,9 @@ static void put_regions(uint64_t t) {
 /* HEAP: the heap's own figures now, and CLASSES and REGIONS with them if
  * classes; trace_mutex held. Heap mapped counts the accessible part of each region (the rest is
  * address space only), with the mapped blocks and the cached mappings. */
-#define ARENAS_MAX 63 /* in an ARENAS record (more: the first 63; put()'s bound without a state)   \
-                       */
+/* The arenas in an ARENAS record (more: the first ones): put()'s bound
+ * for a record written without a state. */
+#define ARENAS_MAX 63
 
 static void put_heap_locked(struct tstate *s, int classes) {
     struct memalloc_stats st;
