@@ -58,8 +58,8 @@ enum {
 };
 
 #define BUF_BYTES     ((size_t)64 << 10)
-#define THREAD_SITES  2048u /* per thread; a power of two */
-#define GLOBAL_SITES  ((size_t)1 << 16)
+#define THREAD_SITES  2048u             /* per thread; a power of two */
+#define GLOBAL_CELLS  ((size_t)1 << 16) /* a shared table's slots (struct table) */
 #define NSIZES        49
 #define TRACE_DEPTH   32
 #define LIGHT_WALKS   64 /* stack_capture_light's, per thread */
@@ -67,8 +67,7 @@ enum {
 #define TICK          256u /* a thread looks at the clock every TICK allocations */
 #define RING          256u /* a thread's samples whose ALLOC waits (a power of two, <= 4096) */
 #define THREAD_AGGS   512u /* a thread's stacks of samples folded into AGGREGATES; a power of two */
-#define GLOBAL_AGGS   ((size_t)1 << 16)
-#define NLIFETIMES    65 /* bucket 0: 0 ns; b: [2^(b-1), 2^b) ns */
+#define NLIFETIMES    65   /* bucket 0: 0 ns; b: [2^(b-1), 2^b) ns */
 /* HEAP records every HEAP_EVERY_MS at most, and SITES, SIZES and MAPS every
  * SUM_EVERY_MS, or a thousandth and a tenth of the time since the start
  * if that is longer: a long run's trace grows with the log of its length
@@ -150,11 +149,16 @@ static char trace_path[4096]; /* MEMALLOC_TRACE: the first process's file */
 static uint64_t start_ns, start_ms, interval;
 static uint64_t maps_hash; /* of the last MAPS written: one that did not change is not */
 static struct tstate *live, *spare;
-/* A table of sites (GLOBAL_SITES slots, open addressing) with the list of
- * the slots in use, so that it is read and emptied in the time of its
- * sites, not of its size. */
+/* A shared table, under trace_mutex: up to four counters per key (0: a
+ * free slot), GLOBAL_CELLS slots of open addressing, with the list of the
+ * slots in use, so that it is read and emptied in the time of its keys,
+ * not of its size. The sites' cells hold calls and bytes; the aggregated
+ * samples' a struct agg's counters. */
+struct cell {
+    uint64_t key, v[4];
+};
 struct table {
-    struct site *t;
+    struct cell *t;
     uint32_t *used; /* count of them */
     size_t count;
 };
@@ -166,12 +170,7 @@ static struct table retired, merged;
 static uint64_t heap_epoch;
 /* aggregated samples: of exited threads and of full thread tables; every
  * thread's added up, for AGGREGATES; their lifetimes (exited threads') */
-struct agg_table {
-    struct agg *t;
-    uint32_t *used;
-    size_t count;
-};
-static struct agg_table aggs_retired, aggs_merged;
+static struct table aggs_retired, aggs_merged;
 static uint64_t lifetimes_retired[NLIFETIMES];
 static struct sizes retired_sizes;
 static char *scratch;
@@ -581,36 +580,39 @@ static void put_heap(struct tstate *s, int classes) {
 
 /* ---- call sites and sizes ---- */
 
-#define TABLE_MAX (GLOBAL_SITES * 3 / 4)
+#define TABLE_MAX (GLOBAL_CELLS * 3 / 4)
 
 static int table_map(struct table *tb) {
-    tb->t = os_map(GLOBAL_SITES * sizeof *tb->t);
+    tb->t = os_map(GLOBAL_CELLS * sizeof *tb->t);
     tb->used = os_map(TABLE_MAX * sizeof *tb->used);
     tb->count = 0;
     return tb->t && tb->used;
 }
 
 static void table_clear(struct table *tb) {
-    for (size_t i = 0; i < tb->count; i++) tb->t[tb->used[i]].ra = 0;
+    for (size_t i = 0; i < tb->count; i++) tb->t[tb->used[i]].key = 0;
     tb->count = 0;
 }
 
-static int table_add(struct table *tb, uint64_t ra, uint64_t calls, uint64_t bytes) {
-    size_t mask = GLOBAL_SITES - 1;
-    for (size_t i = hash64(ra) & mask;; i = (i + 1) & mask) {
-        struct site *e = &tb->t[i];
-        if (e->ra == ra) {
-            e->calls += calls;
-            e->bytes += bytes;
-            return 1;
-        }
-        if (e->ra == 0) {
+/* v's counters added at key (not 0); 0 if the table is full. */
+static int table_add(struct table *tb, uint64_t key, const uint64_t v[4]) {
+    size_t mask = GLOBAL_CELLS - 1;
+    for (size_t i = hash64(key) & mask;; i = (i + 1) & mask) {
+        struct cell *e = &tb->t[i];
+        if (e->key == 0) {
             if (tb->count >= TABLE_MAX) return 0;
             tb->used[tb->count++] = (uint32_t)i;
-            *e = (struct site){ra, calls, bytes};
+            *e = (struct cell){key, {0, 0, 0, 0}}; /* (table_clear left the old counts) */
+        }
+        if (e->key == key) {
+            for (int k = 0; k < 4; k++) e->v[k] += v[k];
             return 1;
         }
     }
+}
+
+static int table_add_site(struct table *tb, uint64_t ra, uint64_t calls, uint64_t bytes) {
+    return table_add(tb, ra, (const uint64_t[4]){calls, bytes, 0, 0});
 }
 
 static inline __attribute__((always_inline)) void count(struct tstate *s, void *where, size_t n) {
@@ -646,45 +648,15 @@ static inline __attribute__((always_inline)) void count(struct tstate *s, void *
         }
     }
     pthread_mutex_lock(&trace_mutex); /* no room: the global table */
-    table_add(&retired, ra, 1, n);
+    table_add_site(&retired, ra, 1, n);
     pthread_mutex_unlock(&trace_mutex);
 }
 
 /* ---- aggregated samples ---- */
 
-#define AGGS_MAX (GLOBAL_AGGS * 3 / 4)
-
-static int agg_map(struct agg_table *tb) {
-    tb->t = os_map(GLOBAL_AGGS * sizeof *tb->t);
-    tb->used = os_map(AGGS_MAX * sizeof *tb->used);
-    tb->count = 0;
-    return tb->t && tb->used;
-}
-
-static void agg_clear(struct agg_table *tb) {
-    for (size_t i = 0; i < tb->count; i++) tb->t[tb->used[i]].key = 0;
-    tb->count = 0;
-}
-
-/* e's counters into tb, at e's key. trace_mutex held. */
-static void agg_merge(struct agg_table *tb, const struct agg *e) {
-    size_t mask = GLOBAL_AGGS - 1;
-    for (size_t i = hash64(e->key) & mask;; i = (i + 1) & mask) {
-        struct agg *x = &tb->t[i];
-        if (x->key == e->key) {
-            x->samples += e->samples;
-            x->weight += e->weight;
-            x->temps += e->temps;
-            x->temp_calls += e->temp_calls;
-            return;
-        }
-        if (x->key == 0) {
-            if (tb->count >= AGGS_MAX) return;
-            tb->used[tb->count++] = (uint32_t)i;
-            *x = *e;
-            return;
-        }
-    }
+/* e's counters into tb (a shared table), at e's key. trace_mutex held. */
+static void agg_merge(struct table *tb, const struct agg *e) {
+    table_add(tb, e->key, (const uint64_t[4]){e->samples, e->weight, e->temps, e->temp_calls});
 }
 
 static unsigned lifetime_bucket(uint64_t ns) {
@@ -744,9 +716,11 @@ static void aggs_retire(struct tstate *s) {
 static void put_aggregates(uint64_t t) {
     uint64_t life[NLIFETIMES];
     memcpy(life, lifetimes_retired, sizeof life);
-    agg_clear(&aggs_merged);
-    for (size_t i = 0; i < aggs_retired.count; i++)
-        agg_merge(&aggs_merged, &aggs_retired.t[aggs_retired.used[i]]);
+    table_clear(&aggs_merged);
+    for (size_t i = 0; i < aggs_retired.count; i++) {
+        const struct cell *e = &aggs_retired.t[aggs_retired.used[i]];
+        table_add(&aggs_merged, e->key, e->v);
+    }
     for (struct tstate *s = live; s; s = s->next) {
         for (unsigned i = 0; i < THREAD_AGGS; i++) {
             const struct agg *e = &s->aggs[i];
@@ -766,12 +740,11 @@ static void put_aggregates(uint64_t t) {
     memcpy(p + 16, life, sizeof life);
     size_t off = 16 + sizeof life;
     for (size_t i = 0; i < aggs_merged.count; i++) {
-        const struct agg *e = &aggs_merged.t[aggs_merged.used[i]];
+        const struct cell *e = &aggs_merged.t[aggs_merged.used[i]];
         uint32_t id[2] = {(uint32_t)(e->key - 1), 0};
-        uint64_t v[4] = {e->samples, e->weight, e->temps, e->temp_calls};
         memcpy(p + off, id, sizeof id);
-        memcpy(p + off + sizeof id, v, sizeof v);
-        off += sizeof id + sizeof v;
+        memcpy(p + off + sizeof id, e->v, sizeof e->v);
+        off += sizeof id + sizeof e->v;
     }
     put_scratch(R_AGGREGATES, off);
 }
@@ -781,16 +754,16 @@ static void put_aggregates(uint64_t t) {
 static void put_summary_locked(void) {
     table_clear(&merged);
     for (size_t i = 0; i < retired.count; i++) {
-        const struct site *e = &retired.t[retired.used[i]];
-        table_add(&merged, e->ra, e->calls, e->bytes);
+        const struct cell *e = &retired.t[retired.used[i]];
+        table_add(&merged, e->key, e->v);
     }
     struct sizes sz = retired_sizes;
     for (struct tstate *s = live; s; s = s->next) {
         for (unsigned i = 0; i < THREAD_SITES; i++) {
             uint64_t ra = load_acquire(&s->sites[i].ra);
             if (ra)
-                table_add(&merged, ra, load_relaxed(&s->sites[i].calls),
-                          load_relaxed(&s->sites[i].bytes));
+                table_add_site(&merged, ra, load_relaxed(&s->sites[i].calls),
+                               load_relaxed(&s->sites[i].bytes));
         }
         for (unsigned b = 0; b < NSIZES; b++) {
             sz.calls[b] += load_relaxed(&s->sizes.calls[b]);
@@ -802,8 +775,10 @@ static void put_summary_locked(void) {
     uint32_t n = 0;
     size_t off = 16;
     for (size_t i = 0; i < merged.count; i++) {
-        memcpy(p + off, &merged.t[merged.used[i]], sizeof(struct site));
-        off += sizeof(struct site);
+        const struct cell *e = &merged.t[merged.used[i]];
+        uint64_t site[3] = {e->key, e->v[0], e->v[1]}; /* ra, calls, bytes */
+        memcpy(p + off, site, sizeof site);
+        off += sizeof site;
         n++;
     }
     uint32_t hdr[2] = {n, 0};
@@ -974,7 +949,7 @@ static void thread_exit(void *arg) {
     buf_unlock(s);
     for (unsigned i = 0; i < THREAD_SITES; i++)
         if (s->sites[i].ra)
-            table_add(&retired, s->sites[i].ra, s->sites[i].calls, s->sites[i].bytes);
+            table_add_site(&retired, s->sites[i].ra, s->sites[i].calls, s->sites[i].bytes);
     for (unsigned b = 0; b < NSIZES; b++) {
         retired_sizes.calls[b] += s->sizes.calls[b];
         retired_sizes.bytes[b] += s->sizes.bytes[b];
@@ -1090,8 +1065,8 @@ static int start_locked(void) {
     interval = opt_get(OPT_TRACE_SAMPLE);
     offgrid_key = hash64(os_cookie_value ^ 0x6f666667726964ull);
     scratch = os_map(SCRATCH_BYTES);
-    int tables = table_map(&retired) && table_map(&merged) && agg_map(&aggs_retired) &&
-                 agg_map(&aggs_merged);
+    int tables = table_map(&retired) && table_map(&merged) && table_map(&aggs_retired) &&
+                 table_map(&aggs_merged);
     stacks_written = os_map(STACK_ID_LIMIT / 8);
     if (!scratch || !tables || !stacks_written) {
         warn("out of memory for ", trace_path);
@@ -1168,7 +1143,7 @@ static void fork_child(void) {
         live = mine;
     }
     table_clear(&retired);
-    agg_clear(&aggs_retired);
+    table_clear(&aggs_retired);
     memset(lifetimes_retired, 0, sizeof lifetimes_retired);
     memset(&retired_sizes, 0, sizeof retired_sizes);
     os_unmap(stacks_written, STACK_ID_LIMIT / 8);
