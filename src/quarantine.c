@@ -3,14 +3,15 @@
  *
  * A thread pushes onto and takes from its own ring without a lock; the
  * bytes held by all rings are one relaxed counter, which the caller's
- * limit bounds. A ring is mapped at a thread's first push and never
- * unmapped; its pages are touched only as far as it fills. When its
- * thread exits (a pthread key's destructor) the ring is orphaned with its
- * blocks: the next thread that needs a ring adopts it, blocks and all, so
- * that FIFO order and the bound hold across threads that come and go, and
- * a push that finds the quarantine over its limit takes from orphaned
- * rings too. The registry (all rings, under one lock) is for adoption, the
- * drain at exit, and the search of a report.
+ * limit bounds. A ring adds its own changes to that counter only once
+ * they reach PUBLISH bytes either way (an atomic addition per push and
+ * per take would cost more than the rest of the ring's work), and judges
+ * the limit by the counter plus what it has not added yet. A ring is mapped at a thread's first
+ * push and never unmapped; its pages are touched only as far as it fills. When its thread exits (a
+ * pthread key's destructor) the ring is orphaned with its blocks: the next thread that needs a ring
+ * adopts it, blocks and all, so that FIFO order and the bound hold across threads that come and go,
+ * and a push that finds the quarantine over its limit takes from orphaned rings too. The registry
+ * (all rings, under one lock) is for adoption, the drain at exit, and the search of a report.
  */
 #include "quarantine.h"
 
@@ -20,11 +21,13 @@
 #include "util.h"
 
 #define RING_SLOTS ((size_t)1 << 13) /* a power of two: 192 KiB of entries */
+#define PUBLISH    ((ptrdiff_t)64 << 10)
 
 struct ring {
     struct ring *next; /* the registry */
     int owned;         /* a live thread's (else orphaned: the registry's lock guards it) */
     size_t head, count, held;
+    ptrdiff_t unpublished; /* of held's changes, not in total yet */
     struct quarantined e[RING_SLOTS];
 };
 
@@ -38,8 +41,25 @@ static int key_made;
 static __thread struct ring *mine __attribute__((tls_model("initial-exec")));
 static __thread int gone __attribute__((tls_model("initial-exec"))); /* its thread exits */
 
+/* r's bytes as the rings' total stands with them. */
+static inline size_t total_with(const struct ring *r) {
+    return load_relaxed(&total) + (size_t)r->unpublished;
+}
+
+static inline void publish(struct ring *r) {
+    add_relaxed(&total, (size_t)r->unpublished);
+    r->unpublished = 0;
+}
+
+/* held changed by delta bytes (held itself already changed). */
+static inline void held_changed(struct ring *r, ptrdiff_t delta) {
+    r->unpublished += delta;
+    if (unlikely(r->unpublished >= PUBLISH || r->unpublished <= -PUBLISH)) publish(r);
+}
+
 static void leave(void *arg) {
     struct ring *r = arg;
+    publish(r);
     pthread_mutex_lock(&q_mutex);
     r->owned = 0;
     store_relaxed(&orphan_bytes, orphan_bytes + r->held);
@@ -76,7 +96,7 @@ static inline __attribute__((always_inline)) void take_oldest(struct ring *r,
     store_relaxed(&r->head, (r->head + 1) & (RING_SLOTS - 1));
     store_relaxed(&r->count, r->count - 1);
     r->held -= out->bytes;
-    sub_relaxed(&total, out->bytes); /* other threads push and take too */
+    held_changed(r, -(ptrdiff_t)out->bytes);
 }
 
 /* Take from r while the quarantine is over limit or r is full, keeping
@@ -84,7 +104,7 @@ static inline __attribute__((always_inline)) void take_oldest(struct ring *r,
 static unsigned evict_ring(struct ring *r, size_t limit, size_t keep, struct quarantined *out,
                            unsigned max) {
     unsigned n = 0;
-    while (n < max && r->count > keep && (load_relaxed(&total) > limit || r->count == RING_SLOTS))
+    while (n < max && r->count > keep && (total_with(r) > limit || r->count == RING_SLOTS))
         take_oldest(r, &out[n++]);
     return n;
 }
@@ -97,6 +117,7 @@ static unsigned evict_orphans(size_t limit, struct quarantined *out, unsigned ma
         if (r->owned) continue;
         size_t before = r->held;
         n += evict_ring(r, limit, 0, out + n, max - n);
+        publish(r);
         store_relaxed(&orphan_bytes, orphan_bytes - (before - r->held));
     }
     pthread_mutex_unlock(&q_mutex);
@@ -105,9 +126,9 @@ static unsigned evict_orphans(size_t limit, struct quarantined *out, unsigned ma
 
 unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max) {
     unsigned n = 0;
-    if (load_relaxed(&orphan_bytes) && load_relaxed(&total) > limit)
-        n = evict_orphans(limit, out, max);
     struct ring *r = mine;
+    if (load_relaxed(&orphan_bytes) && (r ? total_with(r) : load_relaxed(&total)) > limit)
+        n = evict_orphans(limit, out, max);
     if (r) n += evict_ring(r, limit, 1, out + n, max - n);
     return n;
 }
@@ -124,11 +145,11 @@ int quarantine_push(void *p, size_t bytes, uint32_t free_id, size_t limit, struc
     store_relaxed(&e->free_id, free_id);
     store_relaxed(&r->count, r->count + 1);
     r->held += bytes;
-    add_relaxed(&total, bytes);
+    held_changed(r, (ptrdiff_t)bytes);
     /* the orphans' blocks first: they are older */
-    if (load_relaxed(&total) > limit && load_relaxed(&orphan_bytes) && n < max)
+    if (total_with(r) > limit && load_relaxed(&orphan_bytes) && n < max)
         n += evict_orphans(limit, out + n, max - n);
-    while (load_relaxed(&total) > limit && r->count > 1 && n < max) take_oldest(r, &out[n++]);
+    while (total_with(r) > limit && r->count > 1 && n < max) take_oldest(r, &out[n++]);
     return (int)n;
 }
 
@@ -139,6 +160,7 @@ unsigned quarantine_drain(struct quarantined *out, unsigned max) {
         if (r->owned && r != mine) continue; /* a live thread's: it may push meanwhile */
         size_t before = r->held;
         n += evict_ring(r, 0, 0, out + n, max - n);
+        publish(r);
         if (!r->owned) store_relaxed(&orphan_bytes, orphan_bytes - (before - r->held));
     }
     pthread_mutex_unlock(&q_mutex);
@@ -185,6 +207,7 @@ void quarantine_fork_child(void) {
     pthread_mutex_init(&q_mutex, NULL);
     size_t o = 0;
     for (struct ring *r = rings; r; r = r->next) {
+        if (r != mine && r->owned) publish(r); /* its thread's changes, as fork copied them */
         if (r != mine) r->owned = 0;
         if (!r->owned) o += r->held;
     }
