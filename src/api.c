@@ -255,8 +255,13 @@ static void object_free(struct page *g, void *p);
 void *ma_alloc_object(size_t n, size_t *usable) {
     if (unlikely(!ready()) || n > CLASS_MAX || n >= mmap_threshold()) return NULL;
     unsigned k = class_of(n ? n : 1); /* (class 0 has no pages: zero.h) */
-    int failed = 0;
-    void *p = object_malloc(k, &failed);
+    /* the thread's current page first, as malloc's fast path takes it
+     * (a thread without a cache has the empty one: NULL) */
+    void *p = tc_pop(tc_current, k);
+    if (unlikely(!p)) {
+        int failed = 0;
+        p = object_malloc(k, &failed);
+    }
     if (p) *usable = class_size[k];
     return p;
 }
@@ -271,7 +276,11 @@ size_t ma_object_at(const void *p) {
 void ma_free_object(void *p) {
     struct page *g = page_of(region_of(p), p);
     ((struct tblock *)p)->key = 0; /* it may look free: the pushes below set it */
-    object_free(g, p);
+    struct tcache *t = tc_current; /* as free's fast path: a page's owner is a live cache */
+    if (likely(load_relaxed(&g->owner) == t))
+        tc_push_own(t, g, p);
+    else
+        object_free(g, p);
 }
 
 size_t ma_unpaged_usable(const void *p, int strict) {
