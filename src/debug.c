@@ -36,6 +36,9 @@
 
 #include <errno.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "api.h"
 #include "chunk.h"
@@ -79,10 +82,8 @@ struct hdr {
 static uint64_t key; /* the secret of check words and canaries */
 static int faults_caught;
 
-static uint64_t secret(void) {
-    uint64_t k = load_relaxed(&key);
-    if (likely(k)) return k;
-    k = os_cookie_value * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+static __attribute__((noinline)) uint64_t secret_slow(void) {
+    uint64_t k = os_cookie_value * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
     /* every byte non-zero, so every canary byte is */
     for (int i = 0; i < 64; i += 8)
         if (((k >> i) & 0xff) == 0) k |= (uint64_t)0x3c << i;
@@ -90,7 +91,12 @@ static uint64_t secret(void) {
     return k;
 }
 
-static uint32_t check_word(const void *p, uint64_t meta, uint32_t alloc_id) {
+static inline uint64_t secret(void) {
+    uint64_t k = load_relaxed(&key);
+    return likely(k) ? k : secret_slow();
+}
+
+static inline uint32_t check_word(const void *p, uint64_t meta, uint32_t alloc_id) {
     uint64_t h = ((uint64_t)(uintptr_t)p ^ secret()) * 0xff51afd7ed558ccdull;
     h ^= (meta & ~STATE_MASK) + 0x9e3779b97f4a7c15ull + (h >> 29);
     h *= 0xc4ceb9fe1a85ec53ull;
@@ -116,7 +122,7 @@ typedef uint64_t v2 __attribute__((vector_size(16)));
 
 /* Fill [from, to) with a pattern whose first 8 bytes are the word w and
  * which repeats every 8 bytes. */
-static void pattern_fill(char *from, char *to, uint64_t w) {
+static inline void pattern_fill(char *from, char *to, uint64_t w) {
     size_t len = (size_t)(to - from);
     if (len < 16) {
         for (size_t i = 0; i < len; i++) from[i] = (char)(w >> ((i & 7) * 8));
@@ -131,10 +137,63 @@ static void pattern_fill(char *from, char *to, uint64_t w) {
     memcpy(to - 16, &tt, 16);
 }
 
+#if defined(__x86_64__)
+/*
+ * pattern_broken over 64 bytes or more with AVX2 (a 32-byte register per
+ * load): 64 bytes per test, then the rest in at most two overlapping
+ * 32-byte loads. NULL if [from, to) is whole, else where the bytewise
+ * search for the first broken byte starts. Run only where the processor
+ * has AVX2 (wide).
+ */
+__attribute__((target("avx2"))) static const char *pattern_broken_wide(const char *from,
+                                                                       const char *to, uint64_t w) {
+    __m256i ww = _mm256_set1_epi64x((long long)w), x;
+    const char *q = from;
+    for (; q + 64 <= to; q += 64) {
+        x = _mm256_or_si256(_mm256_xor_si256(_mm256_loadu_si256((const void *)q), ww),
+                            _mm256_xor_si256(_mm256_loadu_si256((const void *)(q + 32)), ww));
+        if (!_mm256_testz_si256(x, x)) return q;
+    }
+    if (q == to) return NULL;
+    if (to - q > 32) {
+        x = _mm256_xor_si256(_mm256_loadu_si256((const void *)q), ww);
+        if (!_mm256_testz_si256(x, x)) return q;
+    }
+    __m256i tt = _mm256_set1_epi64x((long long)rotr(w, (unsigned)((to - 32 - from) & 7) * 8));
+    x = _mm256_xor_si256(_mm256_loadu_si256((const void *)(to - 32)), tt);
+    return _mm256_testz_si256(x, x) ? NULL : to - 32;
+}
+#endif
+
+static int wide = -1; /* AVX2: pattern_broken_wide (-1: not asked yet) */
+
 /* The first byte of [from, to) that breaks the pattern of pattern_fill,
- * or NULL: 64 bytes at a time, then 16, then the last 16 overlapping. */
+ * or NULL: with AVX2 from 64 bytes on; else under 64 bytes a word at a
+ * time, then the last word overlapping; else 64 bytes at a time, then
+ * 16, then the last 16 overlapping. */
 static const char *pattern_broken(const char *from, const char *to, uint64_t w) {
     const char *q = from;
+#if defined(__x86_64__)
+    if (to - from >= 64) {
+        int v = load_relaxed(&wide);
+        if (unlikely(v < 0)) store_relaxed(&wide, v = os_cpu_avx2());
+        if (v) {
+            if ((q = pattern_broken_wide(from, to, w)) == NULL) return NULL;
+            goto bytes;
+        }
+    }
+#endif
+    if (to - from < 64 && to - from >= 8) { /* a canary, mostly: word by word */
+        uint64_t a;
+        for (; q + 8 <= to; q += 8) {
+            memcpy(&a, q, 8);
+            if (a != w) goto bytes;
+        }
+        if (q == to) return NULL;
+        memcpy(&a, to - 8, 8);
+        if (a == rotr(w, (unsigned)((to - 8 - from) & 7) * 8)) return NULL;
+        goto bytes;
+    }
     if (to - from >= 16) {
         v2 ww = {w, w}, a, b, c, d, x;
         for (; q + 64 <= to; q += 64) {
@@ -163,7 +222,7 @@ bytes:
     return NULL;
 }
 
-static void canary_fill(char *from, char *to) {
+static inline void canary_fill(char *from, char *to) {
     pattern_fill(from, to, canary_word((uintptr_t)from));
 }
 
@@ -885,7 +944,7 @@ static void *alloc_block(size_t n, size_t align, enum dbg_kind kind, int zero, s
                  : written               ? "realloc"
                                          : "malloc",
                  ra);
-    uint32_t id = stack_capture(ra, depth());
+    uint32_t id = stack_capture_fast(ra, depth());
     char *p = NULL, *end = NULL, *base = NULL;
     struct hdr *h = NULL;
     uint64_t mem_flag = 0; /* SLOT, OBJECT or neither */
@@ -1055,7 +1114,7 @@ static int mark_freed(struct hdr *h, size_t n) {
 /* Free checked block b (verified) into quarantine. */
 static void retire(struct blk *b, const char *who, void *ra) {
     if (!mark_freed(b->h, b->n)) double_free(b, who, ra); /* another thread freed it first */
-    uint32_t free_id = stack_capture(ra, depth());
+    uint32_t free_id = stack_capture_fast(ra, depth());
     size_t bytes;
     /* the fill runs over the canary after the block too: a write past
      * its end while it is freed is found as the block leaves */
@@ -1088,7 +1147,7 @@ static int object_free_fast(void *pv, unsigned kind, size_t size, const char *wh
     if (lead_damaged(base, h, m) || canary_damaged(p + n, end)) return 0;
     if (!mark_freed(h, n)) return 0; /* the general path reports the double free */
     free_fill(p, end);
-    hold(p, osize, stack_capture(ra, depth()), who, ra);
+    hold(p, osize, stack_capture_fast(ra, depth()), who, ra);
     return 1;
 }
 

@@ -9,6 +9,9 @@
 #include "os.h"
 
 #include <errno.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -301,6 +304,20 @@ unsigned os_ncpu(void) {
     unsigned n = 0;
     for (long i = 0; i < bytes / 8; i++) n += (unsigned)__builtin_popcountll(mask[i]);
     return n > 0 ? n : 1;
+}
+
+int os_cpu_avx2(void) {
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0; /* the kernel saves the SSE and AVX state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b & bit_AVX2) != 0;
+#else
+    return 0;
+#endif
 }
 
 static uint64_t clock_fixed; /* os_clock_set's time; 0: the real clock */

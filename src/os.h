@@ -66,6 +66,9 @@ void os_catch_faults(os_fault_fn fn);
 
 /* Number of CPUs this process may run on (at least 1). */
 unsigned os_ncpu(void);
+/* 1 if the processor runs AVX2 instructions and the kernel saves their
+ * registers (x86-64; elsewhere 0). */
+int os_cpu_avx2(void);
 /* A monotonic clock in milliseconds (coarse: a few ms of resolution),
  * never 0. */
 uint64_t os_now_ms(void);

@@ -147,18 +147,10 @@ static uint32_t intern(void *const *f, unsigned n) {
     return id;
 }
 
-/* One-frame stacks, by far the most common, are looked up here first: a
- * thread's last ids by return address, direct-mapped (a stack's id never
- * changes once interned). */
-#define RECENT 16
-struct recent {
-    void *ra;
-    uint32_t id;
-};
-static __thread struct recent recent[RECENT] __attribute__((tls_model("initial-exec")));
+__thread struct stack_recent stack_recent[STACK_RECENT] __attribute__((tls_model("initial-exec")));
 
 static uint32_t one_frame(void *ra) {
-    struct recent *e = &recent[((uintptr_t)ra >> 2 ^ (uintptr_t)ra >> 7) & (RECENT - 1)];
+    struct stack_recent *e = stack_recent_of(ra);
     if (likely(e->ra == ra && e->id)) return e->id;
     uint32_t id = intern(&ra, 1);
     e->ra = ra;

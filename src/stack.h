@@ -27,6 +27,25 @@
  * full or out of memory.
  */
 uint32_t stack_capture(void *ra, unsigned depth);
+/* One-frame stacks, by far the most common, are looked up first in the
+ * thread's last ids by return address, direct-mapped (a stack's id never
+ * changes once interned): stack_capture_fast finds them there without a
+ * call. */
+#define STACK_RECENT 16
+struct stack_recent {
+    void *ra;
+    uint32_t id;
+};
+extern MA_HIDDEN __thread struct stack_recent stack_recent[STACK_RECENT]
+    __attribute__((tls_model("initial-exec")));
+static inline struct stack_recent *stack_recent_of(const void *ra) {
+    return &stack_recent[((uintptr_t)ra >> 2 ^ (uintptr_t)ra >> 7) & (STACK_RECENT - 1)];
+}
+static inline uint32_t stack_capture_fast(void *ra, unsigned depth) {
+    const struct stack_recent *e = stack_recent_of(ra);
+    if (likely(depth <= 1 && e->ra == ra && e->id)) return e->id;
+    return stack_capture(ra, depth);
+}
 /* The same, by libgcc's unwinder (glibc's backtrace) when a trace is on:
  * slower per frame than libunwind, but without libunwind's cache of each
  * thread's frames, which it maps and fills for every thread it walks: for

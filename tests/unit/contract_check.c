@@ -279,6 +279,93 @@ static void write_after_thread_free(void *arg) {
     exit(8); /* not found */
 }
 
+/*
+ * A damaged byte is found at its own address, in blocks of every
+ * length the fill's and the canary's scans treat apart (under 16, under
+ * 64, and longer, where 64-byte strides, a last stride that overlaps and,
+ * with AVX2, 32-byte registers meet): bytes of a freed block and of its
+ * canary, then of a live block's canary after it, damaged in turn
+ * (probed), named by memalloc_check's line. In a child whose stderr is a
+ * pipe that it reads back itself; exits 1 at the first miss (written to
+ * the parent's stderr, saved as fd 9).
+ */
+static int damaged_at(int rd, const void *block, const void *at) {
+    char line[512], want[128];
+    ssize_t r = read(rd, line, sizeof line - 1);
+    line[r > 0 ? r : 0] = '\0';
+    snprintf(want, sizeof want, "memalloc: check: checked block %p damaged at %p", block, at);
+    if (strncmp(line, want, strlen(want)) == 0) return 1;
+    dprintf(9, "block %p byte %p: got \"%.200s\"\n", block, at, line);
+    return 0;
+}
+/* Which bytes of a stretch of len are damaged in turn: each report
+ * names the block's stack, which costs a look into the module's symbols,
+ * so not all: the ends, each side of every 8-byte word boundary in the
+ * first 72 bytes, and each side of every 32-byte one. */
+static int probed(size_t i, size_t len) {
+    return i < 2 || i + 2 >= len || (i < 72 && (i % 8 == 0 || i % 8 == 7)) || i % 32 == 0 ||
+           i % 32 == 31;
+}
+static const size_t scan_sizes[] = {1,   7,   8,   9,   15,  16,  17,  31,   32,  33,
+                                    47,  48,  49,  63,  64,  65,  95,  96,   97,  127,
+                                    128, 129, 200, 255, 256, 300, 513, 1000, 4000};
+#define SCANS (sizeof scan_sizes / sizeof scan_sizes[0])
+static size_t scan_tail[SCANS]; /* the canary's length after each block */
+static void scan_bytes(void *arg) {
+    int *fds = arg;
+    for (size_t s = 0; s < SCANS; s++) {
+        size_t n = scan_sizes[s], len = n + scan_tail[s];
+        unsigned char *p = malloc(opaque(n));
+        unsigned char *q = malloc(opaque(n)); /* live: its canary */
+        if (!p || !q) exit(2);
+        free(p);
+        for (size_t i = 0; i < len; i++) { /* the block and its canary */
+            if (!probed(i, len)) continue;
+            p[i] ^= 0x10;
+            int found = memalloc_check() == 1 && damaged_at(fds[0], p, p + i);
+            p[i] ^= 0x10;
+            if (!found) exit(1);
+        }
+        for (size_t i = n; i < len; i++) {
+            if (!probed(i - n, len - n)) continue;
+            q[i] ^= 0x10;
+            int found = memalloc_check() == 1 && damaged_at(fds[0], q, q + i);
+            q[i] ^= 0x10;
+            if (!found) exit(1);
+        }
+        free(q);
+    }
+    exit(memalloc_check() == 0 ? 0 : 3);
+}
+static void scan_child(void *arg) {
+    (void)arg;
+    int fds[2];
+    if (pipe(fds) != 0 || dup2(2, 9) != 9 || dup2(fds[1], 2) != 2) exit(4);
+    scan_bytes(fds);
+}
+
+TEST(test_level1_damaged_bytes) {
+    /* a block of n bytes is an object of the class of n + 48 (debug.c:
+     * 32 bytes before it, at least 16 of canary after), the canary the
+     * rest of the object */
+    for (size_t s = 0; s < SCANS; s++) {
+        size_t n = scan_sizes[s];
+        void *o = malloc(opaque(n + 48));
+        REQUIRE(o != NULL);
+        scan_tail[s] = malloc_usable_size(o) - 32 - n;
+        CHECKF(scan_tail[s] >= 16, "%zu bytes: a canary of %zu", n, scan_tail[s]);
+        free(o);
+    }
+    set_check(1);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) scan_child(NULL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+}
+
 TEST(test_level1_reports) {
     set_check(1);
     victim_n = 24;
@@ -400,6 +487,7 @@ TEST(test_sample) {
 }
 
 int main(void) {
+    RUN(test_level1_damaged_bytes); /* first: memalloc_check's walks are short */
     RUN(test_level1_reuse_keeps_the_free_fill);
     RUN(test_level1_correct_use);
     RUN(test_level1_large_blocks);
