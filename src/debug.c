@@ -249,15 +249,16 @@ static const char *fill_damaged(const char *from, const char *to) {
 
 /* Where the fill of a freed block [p, end) stops, and where it starts
  * again (equal if it covers everything). */
-static void fill_spans(char *p, char *end, char **lo, char **hi) {
-    size_t ps = os_page_size();
+static inline void fill_spans(char *p, char *end, char **lo, char **hi) {
     *lo = *hi = end;
+    if (likely((size_t)(end - p) <= FILL_MAX)) return;
+    size_t ps = os_page_size();
     if ((size_t)(end - p) <= FILL_MAX + 2 * ps) return;
     *lo = (char *)align_up((uintptr_t)(p + FILL_MAX), ps);
     *hi = (char *)align_down((uintptr_t)end, ps);
 }
 
-static void free_fill(char *p, char *end) {
+static inline void free_fill(char *p, char *end) {
     char *lo, *hi;
     fill_spans(p, end, &lo, &hi);
     memset(p, FREE_FILL, (size_t)(lo - p));
@@ -512,7 +513,7 @@ static unsigned depth(void) {
 /* The first damaged byte before the header of a block whose header is
  * valid (meta), from base: a chunk's canary up to its alignment; an
  * object's canary and key. */
-static const char *lead_damaged(const char *base, const struct hdr *h, uint64_t meta) {
+static inline const char *lead_damaged(const char *base, const struct hdr *h, uint64_t meta) {
     if (meta & SLOT) return NULL;
     if (meta & OBJECT) {
         uint64_t lead[2] = {obj_key(base), canary_word((uintptr_t)base)};
