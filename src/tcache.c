@@ -139,13 +139,8 @@ static struct page *page_new(struct tcache *t, unsigned k) {
 
 /* A foreign object of class k for t, or NULL; counted as a call served. */
 static void *foreign_pop(struct tcache *t, unsigned k) {
-    struct tblock *b = t->foreign[k];
-    if (!b) return NULL;
-    if (unlikely(b->key != obj_key(b))) page_freed_written(b);
-    t->foreign[k] = b->next;
-    t->nforeign[k]--;
-    b->key = 0;
-    store_relaxed(&t->armed[k], t->armed[k] + 1);
+    struct tblock *b = foreign_take(t, k);
+    if (b) store_relaxed(&t->armed[k], t->armed[k] + 1);
     return b;
 }
 
