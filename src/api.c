@@ -160,6 +160,10 @@ static void *zero_malloc(void) {
 }
 
 void *ma_malloc_slow(size_t n) {
+    if (likely(n != 0 && n < load_relaxed(&tc_limit))) {
+        void *p = tc_pop_foreign(tc_current, class_of(n));
+        if (p) return p;
+    }
     if (unlikely(!ready())) return boot_alloc(n, ALIGNMENT);
     if (unlikely(n == 0)) {
         void *z = zero_malloc();

@@ -163,9 +163,9 @@ __attribute__((target("avx2"))) static const char *pattern_broken_wide(const cha
     x = _mm256_xor_si256(_mm256_loadu_si256((const void *)(to - 32)), tt);
     return _mm256_testz_si256(x, x) ? NULL : to - 32;
 }
-#endif
 
 static int wide = -1; /* AVX2: pattern_broken_wide (-1: not asked yet) */
+#endif
 
 /* The first byte of [from, to) that breaks the pattern of pattern_fill,
  * or NULL: with AVX2 from 64 bytes on; else under 64 bytes a word at a

@@ -41,9 +41,12 @@ static int key_made;
 static __thread struct ring *mine __attribute__((tls_model("initial-exec")));
 static __thread int gone __attribute__((tls_model("initial-exec"))); /* its thread exits */
 
-/* r's bytes as the rings' total stands with them. */
+/* The rings' bytes with r's own changes. (Each other ring's part of the
+ * total is off its bytes by less than PUBLISH either way: the sum may
+ * even be below zero, and is read signed.) */
 static inline size_t total_with(const struct ring *r) {
-    return load_relaxed(&total) + (size_t)r->unpublished;
+    ptrdiff_t t = (ptrdiff_t)(load_relaxed(&total) + (size_t)r->unpublished);
+    return t > 0 ? (size_t)t : 0;
 }
 
 static inline void publish(struct ring *r) {

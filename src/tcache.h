@@ -108,26 +108,28 @@ static inline struct tblock *foreign_take(struct tcache *t, size_t k) {
     return b;
 }
 
-/* Pop an object of class k, or NULL: the current page has none and the
- * thread no foreign object of the class, or the class's countdown ran out
- * (the slow path's turn: tc_rearm). Budget: about a dozen instructions
- * when the page has one. (A thread that frees other threads' objects, as
- * a server's do, takes them back here: the slow path would cost ten times
- * the pop.) */
+/* Pop an object of class k, or NULL: the current page has none, or the
+ * class's countdown ran out (the slow path's turn: tc_rearm). Budget:
+ * about a dozen instructions. */
 static inline void *tc_pop(struct tcache *t, size_t k) {
     uint64_t left = t->left[k] - 1; /* a new cache's are 1 (tc_new) */
     if (unlikely(left == 0)) return NULL;
     struct tblock *b = free_list_pop(t->cur[k]);
-    if (unlikely(b == NULL)) {
-        /* a foreign object; one written after its free is reported by the
-         * slow path's take (foreign_take), so that this path calls nothing */
-        b = t->foreign[k];
-        if (b == NULL || unlikely(b->key != obj_key(b))) return NULL;
-        t->foreign[k] = b->next;
-        t->nforeign[k]--;
-        b->key = 0;
-    }
-    store_relaxed(&t->left[k], left);
+    if (likely(b != NULL)) store_relaxed(&t->left[k], left);
+    return b;
+}
+
+/* tc_pop's second chance, first thing on malloc's slow path: one of t's
+ * foreign objects of class k, counted as the pop it stands for, or NULL
+ * (none, or the countdown ran out). A thread that frees other threads'
+ * objects, as a server's do, allocates them again here, at a tenth of the
+ * rest of the slow path's cost, while the pop keeps its dozen
+ * instructions. */
+static inline void *tc_pop_foreign(struct tcache *t, size_t k) {
+    uint64_t left = t->left[k] - 1;
+    if (unlikely(left == 0)) return NULL;
+    struct tblock *b = foreign_take(t, k);
+    if (b != NULL) store_relaxed(&t->left[k], left);
     return b;
 }
 
