@@ -6,12 +6,15 @@
  * limit bounds. A ring adds its own changes to that counter only once
  * they reach PUBLISH bytes either way (an atomic addition per push and
  * per take would cost more than the rest of the ring's work), and judges
- * the limit by the counter plus what it has not added yet. A ring is mapped at a thread's first
- * push and never unmapped; its pages are touched only as far as it fills. When its thread exits (a
- * pthread key's destructor) the ring is orphaned with its blocks: the next thread that needs a ring
- * adopts it, blocks and all, so that FIFO order and the bound hold across threads that come and go,
- * and a push that finds the quarantine over its limit takes from orphaned rings too. The registry
- * (all rings, under one lock) is for adoption, the drain at exit, and the search of a report.
+ * the limit by the counter plus what it has not added yet. A ring is
+ * mapped at a thread's first push and never unmapped; its pages are
+ * touched only as far as it fills. When its thread exits (a pthread key's
+ * destructor) the ring is orphaned with its blocks: the next thread that
+ * needs a ring adopts it, blocks and all, so that FIFO order and the bound
+ * hold across threads that come and go, and a push that finds the
+ * quarantine over its limit takes from orphaned rings too. The registry
+ * (all rings, under one lock) is for adoption, the drain at exit, and the
+ * search of a report.
  */
 #include "quarantine.h"
 
@@ -41,11 +44,11 @@ static int key_made;
 static __thread struct ring *mine __attribute__((tls_model("initial-exec")));
 static __thread int gone __attribute__((tls_model("initial-exec"))); /* its thread exits */
 
-/* The rings' bytes with r's own changes. (Each other ring's part of the
- * total is off its bytes by less than PUBLISH either way: the sum may
- * even be below zero, and is read signed.) */
+/* The rings' bytes with r's own changes (r may be NULL). (Each other
+ * ring's part of the total is off its bytes by less than PUBLISH either
+ * way: the sum may even be below zero, and is read signed.) */
 static inline size_t total_with(const struct ring *r) {
-    ptrdiff_t t = (ptrdiff_t)(load_relaxed(&total) + (size_t)r->unpublished);
+    ptrdiff_t t = (ptrdiff_t)(load_relaxed(&total) + (size_t)(r ? r->unpublished : 0));
     return t > 0 ? (size_t)t : 0;
 }
 
@@ -130,8 +133,7 @@ static unsigned evict_orphans(size_t limit, struct quarantined *out, unsigned ma
 unsigned quarantine_evict(size_t limit, struct quarantined *out, unsigned max) {
     unsigned n = 0;
     struct ring *r = mine;
-    if (load_relaxed(&orphan_bytes) && (r ? total_with(r) : load_relaxed(&total)) > limit)
-        n = evict_orphans(limit, out, max);
+    if (load_relaxed(&orphan_bytes) && total_with(r) > limit) n = evict_orphans(limit, out, max);
     if (r) n += evict_ring(r, limit, 1, out + n, max - n);
     return n;
 }
