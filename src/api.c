@@ -471,6 +471,10 @@ static inline __attribute__((always_inline)) void *realloc_from(void *p, size_t 
      * object of a page must move to a larger class */
     if (n > old && want >= REALLOC_CHUNK && want <= CLASS_MAX && want < mmap_threshold())
         moved = chunk_malloc(want, NULL);
+    /* growing past the growth threshold: a mapping, which grows by mremap
+     * next time (options.h) */
+    else if (n > old && want >= mmap_threshold_grow())
+        moved = mapped_malloc(want, ALIGNMENT, 0);
     if (!moved && want != n) moved = ma_malloc(want);
     if (!moved) moved = ma_malloc(n);
     if (!moved) return NULL;

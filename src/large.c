@@ -350,8 +350,9 @@ void large_free(void *p, const char *who) {
     char *base = (char *)c - c->prev_foot;
     size_t len = chunk_size(c) + c->prev_foot;
     /* A mapping no larger than the mmap threshold (which this free may
-     * just have raised to its size) could serve no request whole: blocks
-     * that small come from the heap now. Unmap it rather than keep it. */
+     * just have raised to its size) could serve no new block whole: those
+     * come from the heap now (and a block that realloc grows takes a
+     * mapping of its own size). Unmap it rather than keep it. */
     if (chunk_size(c) <= mmap_threshold())
         os_unmap(base, len);
     else
@@ -361,7 +362,8 @@ void large_free(void *p, const char *who) {
 /*
  * Resize a mapped block to n bytes:
  *  1. if the new length fits the mapping and uses at least half of it, keep it;
- *  2. below the mmap threshold, let the caller move it into the heap;
+ *  2. below the threshold of growth (mmap_threshold_grow), let the caller
+ *     move it into the heap;
  *  3. else mremap the whole mapping (it may move; the lead stays the same).
  *     Growing, take half as much again (at most 64 MiB more): a block grown
  *     a little at a time then needs a system call per half its size, not
@@ -372,7 +374,7 @@ void *large_resize(void *p, size_t n) {
     size_t lead = c->prev_foot, len = chunk_size(c) + lead;
     size_t need = align_up(n + CHUNK_HDR + lead, os_page_size());
     if (need <= len && need >= len / 2) return p;
-    if (n < mmap_threshold()) return NULL;
+    if (n < mmap_threshold_grow()) return NULL;
     if (need > len) {
         size_t extra = len / 2 < ((size_t)64 << 20) ? len / 2 : (size_t)64 << 20;
         if (need < len + extra && len + extra <= MAX_REQUEST)

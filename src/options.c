@@ -17,7 +17,7 @@ struct option_def {
 
 /* What each does: options.h and README.md. */
 static const struct option_def defs[OPT_COUNT] = {
-    [OPT_MMAP_THRESHOLD] = {"MEMALLOC_MMAP_THRESHOLD", 128 * 1024, 0, MMAP_THRESHOLD_MAX},
+    [OPT_MMAP_THRESHOLD] = {"MEMALLOC_MMAP_THRESHOLD", (size_t)4 << 20, 0, MMAP_THRESHOLD_MAX},
     [OPT_TRIM_THRESHOLD] = {"MEMALLOC_TRIM_THRESHOLD", 128 * 1024, 0, TRIM_THRESHOLD_MAX},
     [OPT_STATS] = {"MEMALLOC_STATS", 0, 0, STATS_TABLE},
     [OPT_TCACHE] = {"MEMALLOC_TCACHE", 1, 0, 1},
@@ -45,7 +45,7 @@ void options_raise_mmap_threshold(size_t size) {
 }
 
 size_t ma_options[OPT_COUNT] = {
-    [OPT_MMAP_THRESHOLD] = 128 * 1024,
+    [OPT_MMAP_THRESHOLD] = (size_t)4 << 20,
     [OPT_TRIM_THRESHOLD] = 128 * 1024,
     [OPT_STATS] = 0,
     [OPT_TCACHE] = 1,

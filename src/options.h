@@ -48,18 +48,34 @@ static inline int opt_fixed(enum ma_opt o) {
 }
 
 /*
- * The dynamic thresholds, as glibc has them: unless a program (or the
- * environment) set the mmap threshold, freeing a mapped block of up to
- * 32 MiB raises it to that block's size, and the trim threshold to twice
- * that: a program that allocates and frees such blocks over and over gets
- * them from the heap, whose pages are reused, instead of a new mapping
- * whose pages fault in every time.
+ * The mmap threshold: requests of at least mmap_threshold() bytes get a
+ * mapping of their own. Unless a program (or the environment) set it,
+ * it is dynamic, as glibc's: freeing a mapped block of up to 32 MiB
+ * raises it to that block's size, and the trim threshold to twice that,
+ * so that a program that allocates and frees such blocks over and over
+ * gets them from the heap, whose pages are reused, instead of a new
+ * mapping whose pages fault in every time. It starts at 4 MiB, not at
+ * glibc's 128 KiB: a program's first buffers of 128 KiB to 4 MiB come
+ * from the heap too, rather than each being faulted in and unmapped until
+ * the frees have raised the threshold.
+ *
+ * mmap_threshold_grow() is where a block that realloc grows, and must
+ * move, moves to a mapping instead, which grows by mremap without a copy
+ * (in the heap every move copies it and leaves a hole of its old size):
+ * from glibc's 128 KiB (MMAP_GROW_MIN) or the raised threshold, unless
+ * the threshold was set.
  */
+#define MMAP_GROW_MIN ((size_t)128 << 10)
 static inline size_t mmap_threshold(void) {
     size_t t = opt_get(OPT_MMAP_THRESHOLD);
     if (opt_fixed(OPT_MMAP_THRESHOLD)) return t;
     size_t d = load_relaxed(&ma_dyn_mmap);
     return d > t ? d : t;
+}
+static inline size_t mmap_threshold_grow(void) {
+    if (opt_fixed(OPT_MMAP_THRESHOLD)) return opt_get(OPT_MMAP_THRESHOLD);
+    size_t d = load_relaxed(&ma_dyn_mmap);
+    return d > MMAP_GROW_MIN ? d : MMAP_GROW_MIN;
 }
 static inline size_t trim_threshold(void) {
     size_t t = opt_get(OPT_TRIM_THRESHOLD);

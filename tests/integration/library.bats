@@ -135,7 +135,7 @@ MA_API_NAMES=(memalloc defalloc memfree memresize memdup memoryset memalloc_alig
     # A small block and a mapped one; then memalloc_get_stats and at once
     # malloc_stats: the probe prints the first's figures under the names
     # README's summary line uses, in its order.
-    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" "$probe" hold 100 hold 1m \
+    run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" "$probe" hold 100 hold 8m \
         stats-vs-malloc_stats
     [[ $status -eq 0 ]] || fail "probe: status $status" "$output" "$stderr"
     [[ $output =~ ^stats:\ (allocs=([0-9]+)\ .*mmapped_blocks=([0-9]+)\ .*)$ ]] ||
@@ -170,7 +170,7 @@ MA_API_NAMES=(memalloc defalloc memfree memresize memdup memoryset memalloc_alig
     run --separate-stderr env LD_PRELOAD="$MEMALLOC_LIB" MEMALLOC_MMAP_THRESHOLD=lots \
         /usr/bin/perl -e 'print "ok\n"'
     [[ $status -eq 0 && $output == ok ]] || fail "perl: status $status, output $output"
-    [[ $stderr == "memalloc: ignoring MEMALLOC_MMAP_THRESHOLD=lots: not a size (range 0..33554432), using 131072" ]] ||
+    [[ $stderr == "memalloc: ignoring MEMALLOC_MMAP_THRESHOLD=lots: not a size (range 0..33554432), using 4194304" ]] ||
         fail "unexpected stderr:" "$stderr"
 }
 

@@ -100,14 +100,14 @@ resident_of() {
             "mapped 32m: yes"
         expect_silent "MEMALLOC_MMAP_THRESHOLD=$v"
     done
-    # Out of range or not a size: one line on stderr, the default (128k) used.
+    # Out of range or not a size: one line on stderr, the default (4m) used.
     for v in 33554433 33m 1g 64kib 1.5m -1 12q; do
-        probe MEMALLOC_MMAP_THRESHOLD="$v" option mmap mapped 100k mapped 128k
-        expect "MEMALLOC_MMAP_THRESHOLD=$v" "option mmap: 131072" "mapped 100k: no" \
-            "mapped 128k: yes"
+        probe MEMALLOC_MMAP_THRESHOLD="$v" option mmap mapped 3m mapped 4m
+        expect "MEMALLOC_MMAP_THRESHOLD=$v" "option mmap: 4194304" "mapped 3m: no" \
+            "mapped 4m: yes"
         local why="not a size"
         [[ $v =~ ^[0-9]+[kmgKMG]?$ ]] && why="out of range"
-        [[ $stderr == "memalloc: ignoring MEMALLOC_MMAP_THRESHOLD=$v: $why (range 0..33554432), using 131072" ]] ||
+        [[ $stderr == "memalloc: ignoring MEMALLOC_MMAP_THRESHOLD=$v: $why (range 0..33554432), using 4194304" ]] ||
             fail "MEMALLOC_MMAP_THRESHOLD=$v: unexpected stderr:" "$stderr"
     done
 }
@@ -128,19 +128,33 @@ resident_of() {
 }
 
 @test "MEMALLOC_MMAP_THRESHOLD: setting it turns the dynamic threshold off" {
-    # By default, freeing a mapped 1 MiB block raises the threshold to its
-    # size: the next 1 MiB block comes from the heap.
-    probe mapped 1m mapped 1m
-    expect "default" "mapped 1m: yes" "mapped 1m: no"
+    # By default, freeing a mapped 8 MiB block raises the threshold to its
+    # size: the next 8 MiB block comes from the heap.
+    probe mapped 8m mapped 8m
+    expect "default" "mapped 8m: yes" "mapped 8m: no"
     # Set, even to the default value, the threshold stays where it is.
     local v
-    for v in 128k 131072 512k; do
-        probe MEMALLOC_MMAP_THRESHOLD="$v" mapped 1m mapped 1m mapped 1m
-        expect "MEMALLOC_MMAP_THRESHOLD=$v" "mapped 1m: yes" "mapped 1m: yes" "mapped 1m: yes"
+    for v in 4m 4194304 512k; do
+        probe MEMALLOC_MMAP_THRESHOLD="$v" mapped 8m mapped 8m mapped 8m
+        expect "MEMALLOC_MMAP_THRESHOLD=$v" "mapped 8m: yes" "mapped 8m: yes" "mapped 8m: yes"
     done
     # A value that was ignored set nothing: the threshold is dynamic.
-    probe MEMALLOC_MMAP_THRESHOLD=64m mapped 1m mapped 1m
-    expect "MEMALLOC_MMAP_THRESHOLD=64m (ignored)" "mapped 1m: yes" "mapped 1m: no"
+    probe MEMALLOC_MMAP_THRESHOLD=64m mapped 8m mapped 8m
+    expect "MEMALLOC_MMAP_THRESHOLD=64m (ignored)" "mapped 8m: yes" "mapped 8m: no"
+}
+
+@test "MEMALLOC_MMAP_THRESHOLD: a block realloc must move takes a mapping from 128 KiB, or from the raised threshold" {
+    # Unset: new blocks below 4 MiB come from the heap, but a block that
+    # realloc grows past 128 KiB and cannot grow where it is moves to a
+    # mapping (which grows by mremap from then on, without a copy).
+    probe mapped 1m grown 100k grown 1m grown 3m
+    expect "default" "mapped 1m: no" "grown 100k: no" "grown 1m: yes" "grown 3m: yes"
+    # Freeing a mapped block of 2 MiB raises the threshold of both to 2 MiB.
+    probe grown 2m grown 1m grown 3m
+    expect "default, raised" "grown 2m: yes" "grown 1m: no" "grown 3m: yes"
+    # Set, it is the one threshold of both.
+    probe MEMALLOC_MMAP_THRESHOLD=2m grown 1m grown 2m
+    expect "MEMALLOC_MMAP_THRESHOLD=2m" "grown 1m: no" "grown 2m: yes"
 }
 
 @test "mallopt(M_MMAP_THRESHOLD): takes effect, turns the dynamic threshold off, used up to 32 MiB" {
@@ -215,7 +229,7 @@ resident_of() {
     expect "default, calloc 8 MiB" "calloc-hugepage 8m: no"
     probe MEMALLOC_HUGEPAGE_THRESHOLD=0 hugepage 8m
     expect "MEMALLOC_HUGEPAGE_THRESHOLD=0" "hugepage 8m: no"
-    probe MEMALLOC_HUGEPAGE_THRESHOLD=1m hugepage 2m
+    probe MEMALLOC_MMAP_THRESHOLD=1m MEMALLOC_HUGEPAGE_THRESHOLD=1m hugepage 2m
     expect "MEMALLOC_HUGEPAGE_THRESHOLD=1m" "hugepage 2m: yes"
     probe MEMALLOC_HUGEPAGE_THRESHOLD=8m hugepage 6m
     expect "MEMALLOC_HUGEPAGE_THRESHOLD=8m" "hugepage 6m: no"

@@ -3,7 +3,7 @@
  *
  * Under memalloc, blocks up to 64 KiB are objects of size-class pages,
  * which never merge; blocks above 64 KiB and below the mmap threshold
- * (128 KiB, and nothing here raises it) are boundary-tag chunks of the
+ * (4 MiB, and nothing here raises it) are boundary-tag chunks of the
  * heap, which do. So the blocks are 80 KiB: freeing before, after, then p
  * merges the three into one free chunk, inside which p's old header lies;
  * the second free of p must still be reported as a double free (glibc's

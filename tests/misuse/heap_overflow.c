@@ -5,7 +5,7 @@
  * Either is heap corruption near the block freed.
  *
  * Under memalloc, only boundary-tag chunks have headers: the blocks are
- * 80 KiB (above the 64 KiB of the largest size class, below the 128 KiB
+ * 80 KiB (above the 64 KiB of the largest size class, below the 4 MiB
  * mmap threshold). The program checks that b follows a (a's usable size
  * + 8, as with glibc's chunks), else it says so on stderr and exits 3
  * without any misuse. The bytes written are 0xaa: the low bit of the

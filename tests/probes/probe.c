@@ -12,6 +12,11 @@
  *   mapped SIZE           malloc(SIZE): "mapped SIZE: yes" if mallinfo2().hblks
  *                         grew (a mapping of its own), else "... no"; then free
  *   calloc-mapped SIZE    the same with calloc(1, SIZE)
+ *   grown SIZE            p = malloc(SIZE / 2), q = malloc(SIZE / 2), then
+ *                         realloc(p, SIZE), which cannot grow p where it is
+ *                         if q is its neighbour: "grown SIZE: yes"
+ *                         if mallinfo2().hblks grew at the realloc, else
+ *                         "... no"; then both freed
  *   hold SIZE             malloc(SIZE), kept to the end
  *   mallopt NAME VALUE    mallopt(M_<NAME>, VALUE), NAME one of mmap, trim:
  *                         "mallopt NAME VALUE: RC"
@@ -198,6 +203,20 @@ int main(int argc, char **argv) {
             if (!p) die("allocation failed:", arg);
             int mapped = grew_mapped(before);
             free(hide(p));
+            printf("%s %s: %s\n", cmd, arg, mapped ? "yes" : "no");
+        } else if (strcmp(cmd, "grown") == 0) {
+            NEED_ARG;
+            size_t n = parse_size(arg);
+            char *p = malloc(n / 2), *q = malloc(n / 2);
+            if (!p || !q) die("allocation failed:", arg);
+            memset(p, 1, n / 2);
+            size_t before = mallinfo2().hblks;
+            char *r = realloc(p, n);
+            if (!r) die("realloc failed:", arg);
+            int mapped = grew_mapped(before);
+            if (r[0] != 1 || r[n / 2 - 1] != 1) die("realloc lost the bytes of", arg);
+            free(hide(r));
+            free(hide(q));
             printf("%s %s: %s\n", cmd, arg, mapped ? "yes" : "no");
         } else if (strcmp(cmd, "hold") == 0) {
             NEED_ARG;

@@ -18,7 +18,7 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-#define DEFAULT_MMAP_THRESHOLD ((size_t)131072)
+#define DEFAULT_MMAP_THRESHOLD ((size_t)4 << 20)
 
 static size_t opaque(size_t x) {
     __asm__ volatile("" : "+r"(x));
@@ -514,9 +514,9 @@ TEST(test_options) {
     memfree(q);
     CHECK(memalloc_check() == 0);
 
-    /* back to the default: 512 KiB is mapped again */
-    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD) == 0);
-    CHECK(memalloc_get_option(MEMALLOC_OPT_MMAP_THRESHOLD) == DEFAULT_MMAP_THRESHOLD);
+    /* at glibc's 128 KiB: 512 KiB is mapped again */
+    CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 128 * KiB) == 0);
+    CHECK(memalloc_get_option(MEMALLOC_OPT_MMAP_THRESHOLD) == 128 * KiB);
     struct memalloc_stats s2 = stats();
     p = memalloc(512 * KiB);
     REQUIRE(p != NULL);
@@ -530,7 +530,7 @@ TEST(test_options) {
     CHECK(memalloc_set_option((enum memalloc_option) - 1, 1) == EINVAL);
     CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, 64 * MiB) == EINVAL);
     CHECK(memalloc_set_option(MEMALLOC_OPT_MMAP_THRESHOLD, SIZE_MAX) == EINVAL);
-    CHECK(memalloc_get_option(MEMALLOC_OPT_MMAP_THRESHOLD) == DEFAULT_MMAP_THRESHOLD);
+    CHECK(memalloc_get_option(MEMALLOC_OPT_MMAP_THRESHOLD) == 128 * KiB);
     CHECK(memalloc_set_option(MEMALLOC_OPT_STATS, SIZE_MAX) == EINVAL);
     CHECK(memalloc_get_option(MEMALLOC_OPT_STATS) == 0);
     /* the other options take values */

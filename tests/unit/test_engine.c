@@ -114,10 +114,10 @@ TEST(test_resize_in_place) {
 TEST(test_large_blocks) {
     struct memalloc_stats s0, s1;
     memalloc_get_stats(&s0);
-    char *p = memalloc(1 << 20);
+    char *p = memalloc(8 << 20); /* at least the mmap threshold, 4 MiB */
     memalloc_get_stats(&s1);
     CHECK(s1.mmapped_blocks == s0.mmapped_blocks + 1);
-    CHECK(region_lookup(p) == NULL && memalloc_usable_size(p) >= (1 << 20));
+    CHECK(region_lookup(p) == NULL && memalloc_usable_size(p) >= (8 << 20));
     for (size_t i = 0; i < (1 << 20); i += 4096) p[i] = (char)i;
     char *q = memresize(p, 64 << 20); /* mremap */
     CHECK(q != NULL);

@@ -531,17 +531,20 @@ TEST(test_dynamic_mmap_threshold) {
     size_t mib = (size_t)1 << 20;
     trim_all();
     char *p = memalloc(mib);
-    CHECK(region_lookup(p) == NULL); /* 1 MiB >= 128 KiB: a mapping */
-    memset(p, 1, mib);
+    CHECK(region_lookup(p) != NULL); /* 1 MiB < 4 MiB: the heap */
+    memfree(p);
+    p = memalloc(8 * mib);
+    CHECK(region_lookup(p) == NULL); /* 8 MiB >= 4 MiB: a mapping */
+    memset(p, 1, 8 * mib);
     memfree(p);
     /* freeing it raised the threshold: its mapping could serve no request
      * whole any more, so it was unmapped, not cached (resident) */
     CHECK(stats().mmap_cached_blocks == 0);
     /* the same size now comes from the heap */
-    char *q = memalloc(mib);
+    char *q = memalloc(8 * mib);
     CHECK(region_lookup(q) != NULL);
-    CHECK(memalloc_get_option(MEMALLOC_OPT_MMAP_THRESHOLD) == 128 * 1024); /* the option stays */
-    memset(q, 3, mib);
+    CHECK(memalloc_get_option(MEMALLOC_OPT_MMAP_THRESHOLD) == 4 * mib); /* the option stays */
+    memset(q, 3, 8 * mib);
     memfree(q);
     /* but never above 32 MiB; a mapping above the threshold is cached */
     p = memalloc(40 * mib);
