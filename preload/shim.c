@@ -49,14 +49,24 @@ EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
     return entry_realloc(ptr, total, "reallocarray", RA);
 }
 
-EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size) {
-    if (!pow2(alignment) || alignment % sizeof(void *)) return EINVAL;
+/* posix_memalign reports by its result and keeps errno, which only the
+ * slow path can set: it is saved there, out of the fast path's way. */
+static __attribute__((noinline)) int posix_memalign_slow(void **memptr, size_t alignment,
+                                                         size_t size, void *ra) {
     int saved = errno;
-    void *p = entry_aligned(alignment, size, RA);
+    void *p = entry_aligned_slow(alignment, size, ra);
     if (!p) {
         errno = saved;
         return ENOMEM;
     }
+    *memptr = p;
+    return 0;
+}
+
+EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size) {
+    if (!pow2(alignment) || alignment % sizeof(void *)) return EINVAL;
+    void *p = ma_aligned_fast(alignment, size);
+    if (unlikely(p == NULL)) return posix_memalign_slow(memptr, alignment, size, RA);
     *memptr = p;
     return 0;
 }

@@ -81,6 +81,19 @@ static inline void *ma_malloc(size_t n) {
     return likely(p != NULL) ? p : ma_malloc_slow(n);
 }
 
+/* memalign's fast path (align a power of two): an object of a class whose
+ * objects are aligned to align, from the thread's current page, or NULL
+ * (the caller's slow path, ma_aligned). A program that asks for aligned
+ * blocks all the time (SIMD buffers, cache-line-aligned structures) pays
+ * malloc's price for them. */
+static inline __attribute__((always_inline)) void *ma_aligned_fast(size_t align, size_t n) {
+    if (likely(n < load_relaxed(&tc_limit))) {
+        unsigned k = class_aligned(n, align);
+        if (likely(k < NCLASSES)) return tc_pop(tc_current, k);
+    }
+    return NULL;
+}
+
 /* free of p, an object in use of page g owned by another thread (or by
  * none): tc_push_remote, else the slow path. */
 void ma_free_foreign(struct tcache *t, struct tcache *owner, struct page *g, void *p,

@@ -39,6 +39,14 @@ void *entry_malloc_slow(size_t n) {
     return ma_malloc_slow(n);
 }
 
+/* memalign's: the check mode and the trace come first, as for malloc
+ * (their tc_limit of 0 made the fast path miss). */
+void *entry_aligned_slow(size_t align, size_t n, void *ra) {
+    if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, DBG_MALLOC, 0, ra);
+    if (unlikely(load_relaxed(&ma_tracing))) return trace_alloc(n, align, 0, ra);
+    return ma_aligned(align, n);
+}
+
 void entry_free_slow(void *p, const char *who) {
     if (unlikely(dbg_on() || guard_owns(p))) {
         dbg_free(p, DBG_MALLOC, 0, who, ENTRY_RA());

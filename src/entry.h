@@ -44,10 +44,10 @@ static inline void *entry_realloc(void *p, size_t n, const char *who, void *ra) 
     return ma_realloc(p, n, who);
 }
 /* align: a power of two (callers check). */
+void *entry_aligned_slow(size_t align, size_t n, void *ra);
 static inline void *entry_aligned(size_t align, size_t n, void *ra) {
-    if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, DBG_MALLOC, 0, ra);
-    if (unlikely(load_relaxed(&ma_tracing))) return trace_alloc(n, align, 0, ra);
-    return ma_aligned(align, n);
+    void *p = ma_aligned_fast(align, n);
+    return likely(p != NULL) ? p : entry_aligned_slow(align, n, ra);
 }
 static inline size_t entry_usable_size(const void *p, const char *who, void *ra) {
     if (unlikely(dbg_on() || guard_owns(p))) return dbg_usable_size(p, who, ra);

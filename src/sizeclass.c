@@ -17,9 +17,7 @@ const uint8_t class_small[65] = {
 };
 /* clang-format on */
 
-/* aligned_next[j][k]: the first class >= k whose size is a multiple of
- * 2^(j + 5) (32 B to 4 KiB), or NCLASSES */
-static uint8_t aligned_next[8][NCLASSES];
+uint8_t aligned_next[8][NCLASSES];
 
 void classes_init(void) {
     for (unsigned k = 0; k < NCLASSES; k++) {
@@ -37,11 +35,4 @@ void classes_init(void) {
             aligned_next[j][k] = (uint8_t)next;
         }
     }
-}
-
-unsigned class_aligned(size_t n, size_t align) {
-    if (n > CLASS_MAX || align > 4096) return NCLASSES;
-    if (align <= 16) return class_of(n);
-    unsigned j = (unsigned)__builtin_ctzll(align) - 5;
-    return aligned_next[j][class_of(n)];
 }

@@ -37,11 +37,20 @@ static inline unsigned class_of(size_t n) {
     return 8u + (e - 7u) * 4u + j + 1u;
 }
 
+/* aligned_next[j][k]: the first class >= k whose size is a multiple of
+ * 2^(j + 5) (32 B to 4 KiB), or NCLASSES (classes_init) */
+extern MA_HIDDEN uint8_t aligned_next[8][NCLASSES];
+
 /* A class for an aligned request: the smallest class >= class_of(n) whose
  * size is a multiple of align (a power of two, 32 to 4096; objects of
  * such a class are aligned to it, page.h), or NCLASSES if there is none
- * or n > CLASS_MAX. */
-unsigned class_aligned(size_t n, size_t align);
+ * or n > CLASS_MAX. Inline: memalign's fast path (api.h) takes it. */
+static inline unsigned class_aligned(size_t n, size_t align) {
+    if (n > CLASS_MAX || align > 4096) return NCLASSES;
+    if (align <= 16) return class_of(n);
+    unsigned j = (unsigned)__builtin_ctzll(align) - 5;
+    return aligned_next[j][class_of(n)];
+}
 
 /* Fill the table of sizes (at initialisation). */
 void classes_init(void);
