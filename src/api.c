@@ -161,8 +161,19 @@ static void *zero_malloc(void) {
 
 void *ma_malloc_slow(size_t n) {
     if (likely(n != 0 && n < load_relaxed(&tc_limit))) {
-        void *p = tc_pop_foreign(tc_current, class_of(n));
+        /* the current page ran dry, or the countdown ran out: the thread's
+         * foreign objects, then its other pages; a thread with a cache is
+         * past initialisation, and n below the mmap threshold, so none of
+         * the tests below applies */
+        unsigned k = class_of(n);
+        struct tcache *t = tc_current;
+        void *p = tc_pop_foreign(t, k);
         if (p) return p;
+        if (likely(t != &tc_empty)) {
+            p = tc_alloc_slow(t, k);
+            purger_poke();
+            return p ? p : fail_nomem();
+        }
     }
     if (unlikely(!ready())) return boot_alloc(n, ALIGNMENT);
     if (unlikely(n == 0)) {

@@ -12,11 +12,11 @@
 
 #define RA __builtin_return_address(0)
 
-/* MEMALLOC_SAMPLE: is the allocation of n bytes that missed the fast
- * path the one its class's countdown ran out for (tcache.h), and is it to
- * be sampled? */
+/* MEMALLOC_SAMPLE (its callers test that it is set): is the allocation
+ * of n bytes that missed the fast path the one its class's countdown ran
+ * out for (tcache.h), and is it to be sampled? */
 static int sample_due(size_t n) {
-    if (n == 0 || n >= load_relaxed(&tc_limit) || !opt_get(OPT_SAMPLE)) return 0;
+    if (n == 0 || n >= load_relaxed(&tc_limit)) return 0;
     struct tcache *t = tc_get(); /* set up now: a thread's first block is sampled too */
     unsigned k = class_of(n);
     return t && load_relaxed(&t->left[k]) <= 1 && tc_rearm(t, k);
@@ -32,7 +32,7 @@ void *entry_malloc_slow(size_t n) {
     if (unlikely(load_relaxed(&ma_tracing))) return trace_malloc(n, ENTRY_RA());
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, 0, DBG_MALLOC, 0, ENTRY_RA());
-    if (unlikely(sample_due(n))) {
+    if (unlikely(opt_get(OPT_SAMPLE)) && sample_due(n)) {
         void *p = dbg_sample(n, ALIGNMENT, DBG_MALLOC, ENTRY_RA());
         if (p) return p;
     }
@@ -60,7 +60,7 @@ void *entry_new(size_t n, enum dbg_kind kind, size_t align, void *ra) {
     ready();
     if (unlikely(opt_get(OPT_CHECK))) return dbg_alloc(n, align, kind, 0, ra);
     if (unlikely(load_relaxed(&ma_tracing))) return trace_alloc(n, align, 0, ra);
-    if (unlikely(align == 0 && sample_due(n))) {
+    if (unlikely(opt_get(OPT_SAMPLE)) && align == 0 && sample_due(n)) {
         void *p = dbg_sample(n, ALIGNMENT, kind, ra);
         if (p) return p;
     }

@@ -18,8 +18,7 @@ enum { TC_NONE, TC_SETUP, TC_LIVE, TC_GONE };
 struct page tc_nopage;
 /* The cache of threads that have none (read-only: the fast paths only
  * read it, and decline its pages) */
-static const struct tcache tc_empty = {.cur = {[0 ... NCLASSES - 1] = &tc_nopage},
-                                       .arena = &ma_arenas[0]};
+const struct tcache tc_empty = {.cur = {[0 ... NCLASSES - 1] = &tc_nopage}, .arena = &ma_arenas[0]};
 #define TC_EMPTY ((struct tcache *)&tc_empty)
 __thread struct tcache *tc_current __attribute__((tls_model("initial-exec"))) = TC_EMPTY;
 static __thread unsigned char tc_state __attribute__((tls_model("initial-exec")));

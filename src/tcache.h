@@ -57,6 +57,10 @@ struct tcache {
 };
 
 extern __thread struct tcache *tc_current __attribute__((tls_model("initial-exec")));
+/* The cache of a thread that has none: its tc_current until tc_get sets
+ * one up (so a tc_current other than it is a live cache, and the library
+ * is initialised), and again once the thread's exit began. */
+extern MA_HIDDEN const struct tcache tc_empty;
 /* An empty page that no one owns: every fast path declines it. (Not
  * const: in .bss it takes no room in the library's read-only pages.) */
 extern MA_HIDDEN struct page tc_nopage;
