@@ -47,6 +47,11 @@ void *entry_aligned_slow(size_t align, size_t n, void *ra) {
     return ma_aligned(align, n);
 }
 
+void *entry_malloc_miss(size_t n, struct tcache *t, size_t k) {
+    void *p = tc_pop_foreign(t, k);
+    return p ? p : entry_malloc_slow(n);
+}
+
 void entry_free_slow(void *p, const char *who) {
     if (unlikely(dbg_on() || guard_owns(p))) {
         dbg_free(p, DBG_MALLOC, 0, who, ENTRY_RA());

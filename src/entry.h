@@ -31,6 +31,9 @@
 #include "trace.h"
 
 void *entry_malloc_slow(size_t n);
+/* malloc's fast path missed on t's current page of class k (n below
+ * tc_limit): t's foreign objects of the class, else entry_malloc_slow. */
+void *entry_malloc_miss(size_t n, struct tcache *t, size_t k);
 void entry_free_slow(void *p, const char *who);
 
 static inline void *entry_calloc(size_t n, size_t size, void *ra) {
@@ -58,9 +61,17 @@ static inline size_t entry_usable_size(const void *p, const char *who, void *ra)
     return ma_usable_size(p, who);
 }
 
+/* ma_malloc_fast, whose miss on the page hands its thread and class on:
+ * a thread that frees other threads' blocks (a server's) allocates them
+ * again (tcache.h, tc_pop_foreign) with no more than a call. */
 static inline void *entry_malloc(size_t n) {
-    void *p = ma_malloc_fast(n);
-    return likely(p != NULL) ? p : entry_malloc_slow(n);
+    if (likely(n < load_relaxed(&tc_limit))) {
+        struct tcache *t = tc_current;
+        size_t k = class_of(n);
+        void *p = tc_pop(t, k);
+        return likely(p != NULL) ? p : entry_malloc_miss(n, t, k);
+    }
+    return entry_malloc_slow(n);
 }
 
 static inline void entry_free(void *p, const char *who) {
