@@ -50,12 +50,12 @@ void tc_limit_update(void) {
     store_relaxed(&tc_limit, t < CLASS_MAX + 1 ? t : CLASS_MAX + 1);
 }
 
-/* The foreign objects t keeps per class, at most: FOREIGN_BYTES of
- * them, between 4 and 64 objects. A thread that frees what others
- * allocate and allocates little (a pipeline's consumer) gives them back
- * in batches, and holds about half the bound of each class meanwhile. */
+/* foreign_max[k] (tcache.h): FOREIGN_BYTES of objects of class k,
+ * between 4 and 64. A thread that frees what others allocate and
+ * allocates little (a pipeline's consumer) gives them back in batches,
+ * and holds about half the bound of each class meanwhile. */
 #define FOREIGN_BYTES ((size_t)16 << 10)
-static uint8_t foreign_max[NCLASSES]; /* (tc_init) */
+uint8_t foreign_max[NCLASSES];
 
 void tc_init(void) {
     for (unsigned k = 0; k < NCLASSES; k++) {
@@ -310,7 +310,7 @@ static void give_back_foreign(struct page *g, struct tblock *first, struct tbloc
 /* Every foreign object of t's class k goes back to its page: a
  * compare-and-swap per run of objects of one page (a producer's blocks
  * come in such runs). */
-static void foreign_flush(struct tcache *t, unsigned k) {
+void foreign_flush(struct tcache *t, unsigned k) {
     struct tblock *b = t->foreign[k];
     t->foreign[k] = NULL;
     t->nforeign[k] = 0;
@@ -324,17 +324,6 @@ static void foreign_flush(struct tcache *t, unsigned k) {
         }
         give_back_foreign(g, first, last, n);
     }
-}
-
-int tc_push_remote(struct tcache *t, struct tcache *owner, struct page *g, struct tblock *b) {
-    if (!owner || t == &tc_empty) return 0;
-    unsigned k = g->k;
-    b->key = obj_key(b);
-    b->next = t->foreign[k];
-    t->foreign[k] = b;
-    TC_COUNT(t->frees[k]);
-    if (++t->nforeign[k] > foreign_max[k]) foreign_flush(t, k);
-    return 1;
 }
 
 void tc_free_remote(struct tcache *t, struct page *g, void *p) {

@@ -123,6 +123,11 @@ static inline void *tc_pop(struct tcache *t, size_t k) {
     return b;
 }
 
+/* The foreign objects t keeps of class k at most (tc_push_remote), and
+ * what sends them all home past it. */
+extern MA_HIDDEN uint8_t foreign_max[NCLASSES];
+void foreign_flush(struct tcache *t, unsigned k);
+
 /* tc_pop's second chance, first thing on malloc's slow path: one of t's
  * foreign objects of class k, counted as the pop it stands for, or NULL
  * (none, or the countdown ran out). A thread that frees other threads'
@@ -190,7 +195,17 @@ static inline void tc_push_own(struct tcache *t, struct page *g, struct tblock *
  * compare-and-swap per run of one page's objects. 0 if the slow path
  * must do it: g is an orphan (owner NULL), or the calling thread has no
  * cache. */
-int tc_push_remote(struct tcache *t, struct tcache *owner, struct page *g, struct tblock *b);
+static inline int tc_push_remote(struct tcache *t, struct tcache *owner, struct page *g,
+                                 struct tblock *b) {
+    if (!owner || t == &tc_empty) return 0;
+    unsigned k = g->k;
+    b->key = obj_key(b);
+    b->next = t->foreign[k];
+    t->foreign[k] = b;
+    TC_COUNT(t->frees[k]);
+    if (unlikely(++t->nforeign[k] > foreign_max[k])) foreign_flush(t, k);
+    return 1;
+}
 
 /* ---- tcache.c: the slow side ---- */
 
