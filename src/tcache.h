@@ -128,7 +128,7 @@ static inline void *tc_pop(struct tcache *t, size_t k) {
 extern MA_HIDDEN uint8_t foreign_max[NCLASSES];
 void foreign_flush(struct tcache *t, unsigned k);
 
-/* tc_pop's second chance, first thing on malloc's slow path: one of t's
+/* tc_pop's second chance, when malloc's missed (entry_malloc_miss): one of t's
  * foreign objects of class k, counted as the pop it stands for, or NULL
  * (none, or the countdown ran out). A thread that frees other threads'
  * objects, as a server's do, allocates them again here, at a tenth of the
